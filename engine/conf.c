@@ -1,0 +1,601 @@
+/*
+ * conf.c - read the Lua configuration file into struct conf.
+ *
+ * The file runs with an environment whose __newindex records the line of
+ * each assignment, so a bad value is reported at the line that set it.
+ * Unknown keys are errors: a typo in a limit must not silently fall back
+ * to the default.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "conf.h"
+
+/* Keys the core reads, then keys the rules read through their own copy of
+ * this file (lua/), then free-form settings for operators' own rules. */
+static const char *known_keys[] = {
+	"hostname", "host_names", "listen", "workers", "user", "state_dir",
+	"spool_dir", "log_file", "tls", "rules", "stdlib", "hosted_domains",
+	"relay_networks", "limits", "timeouts", "bare_lf",
+	"dns", "dnsbl", "greylist", "ratelimit", "callout", "verify_sender",
+	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state",
+	"settings", NULL,
+};
+
+struct reader {
+	lua_State  *L;
+	const char *path;
+	char       *err;
+	size_t      errlen;
+};
+
+static int
+fail(struct reader *r, const char *key, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int line = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (key) {
+		lua_getfield(r->L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
+		lua_getfield(r->L, -1, key);
+		line = (int)lua_tointeger(r->L, -1);
+		lua_pop(r->L, 2);
+	}
+	snprintf(r->err, r->errlen, "%s:%d: %s%s%s", r->path, line,
+	    key ? key : "", key ? ": " : "", msg);
+	return -1;
+}
+
+/* __newindex of the config environment: store the value, remember the line. */
+static int
+record_line(lua_State *L)
+{
+	lua_Debug ar;
+	int line = 0;
+
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
+		line = ar.currentline;
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
+		lua_pushvalue(L, 2);
+		lua_pushinteger(L, line);
+		lua_rawset(L, -3);
+		lua_pop(L, 1);
+	}
+	lua_rawset(L, 1);
+	return 0;
+}
+
+/* Pushes the environment's value of key (nil when absent). */
+static int
+getkey(struct reader *r, const char *key)
+{
+	lua_getfield(r->L, LUA_REGISTRYINDEX, "mxgate.conf.env");
+	lua_getfield(r->L, -1, key);
+	lua_remove(r->L, -2);
+	return lua_type(r->L, -1);
+}
+
+static int
+copy_str(struct reader *r, const char *key, int idx, char *dst, size_t len)
+{
+	size_t n;
+	const char *s;
+
+	if (lua_type(r->L, idx) != LUA_TSTRING)
+		return fail(r, key, "expected a string, got %s", luaL_typename(r->L, idx));
+	s = lua_tolstring(r->L, idx, &n);
+	if (n >= len)
+		return fail(r, key, "longer than %zu characters", len - 1);
+	memcpy(dst, s, n + 1);
+	return 0;
+}
+
+static int
+opt_str(struct reader *r, const char *key, char *dst, size_t len)
+{
+	int rc = 0;
+
+	if (getkey(r, key) != LUA_TNIL)
+		rc = copy_str(r, key, -1, dst, len);
+	lua_pop(r->L, 1);
+	return rc;
+}
+
+/* Reads key (or tbl.field when field is set) as a number within [lo, hi]. */
+static int
+opt_num(struct reader *r, const char *key, const char *field, double lo, double hi, double *out)
+{
+	int t, rc = 0;
+
+	if (field) {
+		t = lua_getfield(r->L, -1, field);
+	} else
+		t = getkey(r, key);
+	if (t != LUA_TNIL) {
+		if (t != LUA_TNUMBER)
+			rc = fail(r, key, "%s%sexpected a number", field ? field : "", field ? ": " : "");
+		else if (lua_tonumber(r->L, -1) < lo || lua_tonumber(r->L, -1) > hi)
+			rc = fail(r, key, "%s%sout of range [%g, %g]", field ? field : "", field ? ": " : "", lo, hi);
+		else
+			*out = lua_tonumber(r->L, -1);
+	}
+	lua_pop(r->L, 1);
+	return rc;
+}
+
+static int
+opt_int(struct reader *r, const char *key, const char *field, double lo, double hi, int *out)
+{
+	double d = *out;
+
+	if (opt_num(r, key, field, lo, hi, &d) < 0)
+		return -1;
+	*out = (int)d;
+	return 0;
+}
+
+int
+conf_parse_net(const char *text, struct conf_net *out)
+{
+	char buf[80], *slash, *end;
+	long prefix;
+
+	if (strlen(text) >= sizeof buf)
+		return -1;
+	strcpy(buf, text);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = '\0';
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+		out->prefix = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+		out->prefix = 128;
+	} else
+		return -1;
+	if (slash) {
+		errno = 0;
+		prefix = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end || prefix < 0 || prefix > out->prefix)
+			return -1;
+		out->prefix = (int)prefix;
+	}
+	return 0;
+}
+
+static int
+prefix_match(const unsigned char *a, const unsigned char *b, int bits)
+{
+	int bytes = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, bytes) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((a[bytes] ^ b[bytes]) & (0xff << (8 - rest))) == 0;
+}
+
+int
+conf_net_match(const struct conf_net *nets, int n, const struct sockaddr *sa)
+{
+	const unsigned char *addr;
+	unsigned char v4[4];
+	int family = sa->sa_family;
+
+	if (family == AF_INET) {
+		addr = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			memcpy(v4, &a6->s6_addr[12], 4);
+			addr = v4;
+			family = AF_INET;
+		} else
+			addr = a6->s6_addr;
+	} else
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (nets[i].family == family && prefix_match(nets[i].addr, addr, nets[i].prefix))
+			return 1;
+	return 0;
+}
+
+static void
+lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static int
+read_listen(struct reader *r, struct conf *c)
+{
+	lua_State *L = r->L;
+	int t = getkey(r, "listen");
+
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (t != LUA_TTABLE)
+		return fail(r, "listen", "expected a list of { address, port, direction }");
+	c->nlisten = 0;
+	for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+		struct conf_listener *l;
+		char dir[16] = "inbound", port[16];
+		struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai;
+
+		if (c->nlisten == CONF_MAX_LISTEN)
+			return fail(r, "listen", "more than %d listeners", CONF_MAX_LISTEN);
+		if (!lua_istable(L, -1))
+			return fail(r, "listen", "entry %lld: expected a table", (long long)i);
+		l = &c->listen[c->nlisten++];
+		memset(l, 0, sizeof *l);
+		strcpy(l->address, "127.0.0.1");
+		lua_getfield(L, -1, "address");
+		if (!lua_isnil(L, -1) && copy_str(r, "listen", -1, l->address, sizeof l->address) < 0)
+			return -1;
+		lua_pop(L, 1);
+		lua_getfield(L, -1, "direction");
+		if (!lua_isnil(L, -1) && copy_str(r, "listen", -1, dir, sizeof dir) < 0)
+			return -1;
+		lua_pop(L, 1);
+		if (strcmp(dir, "inbound") == 0)
+			l->direction = DIR_INBOUND;
+		else if (strcmp(dir, "outbound") == 0)
+			l->direction = DIR_OUTBOUND;
+		else
+			return fail(r, "listen", "entry %lld: direction must be \"inbound\" or \"outbound\"", (long long)i);
+		l->port = 25;
+		if (opt_int(r, "listen", "port", 0, 65535, &l->port) < 0)
+			return -1;
+		snprintf(port, sizeof port, "%d", l->port);
+		if (getaddrinfo(l->address, port, &hints, &ai) != 0)
+			return fail(r, "listen", "entry %lld: \"%s\" is not an IP address", (long long)i, l->address);
+		memcpy(&l->sa, ai->ai_addr, ai->ai_addrlen);
+		l->salen = ai->ai_addrlen;
+		freeaddrinfo(ai);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 2);
+	return 0;
+}
+
+static int
+read_domains(struct reader *r, struct conf *c)
+{
+	lua_State *L = r->L;
+	int t = getkey(r, "hosted_domains");
+
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (t != LUA_TTABLE)
+		return fail(r, "hosted_domains", "expected { [\"domain\"] = { route = \"host:port\" } }");
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		struct conf_domain *d, *nd;
+
+		if (lua_type(L, -2) != LUA_TSTRING)
+			return fail(r, "hosted_domains", "keys are domain names");
+		nd = realloc(c->domains, (c->ndomains + 1) * sizeof *c->domains);
+		if (!nd)
+			return fail(r, "hosted_domains", "out of memory");
+		c->domains = nd;
+		d = &c->domains[c->ndomains++];
+		memset(d, 0, sizeof *d);
+		if (copy_str(r, "hosted_domains", -2, d->name, sizeof d->name) < 0)
+			return -1;
+		lower(d->name);
+		if (lua_istable(L, -1)) {
+			lua_getfield(L, -1, "route");
+			if (!lua_isnil(L, -1) && copy_str(r, "hosted_domains", -1, d->route, sizeof d->route) < 0)
+				return -1;
+			lua_pop(L, 1);
+		} else if (lua_type(L, -1) == LUA_TSTRING) {
+			if (copy_str(r, "hosted_domains", -1, d->route, sizeof d->route) < 0)
+				return -1;
+		} else if (!lua_isboolean(L, -1))
+			return fail(r, "hosted_domains", "%s: expected a table, a route string or true", d->name);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+static int
+read_nets(struct reader *r, struct conf *c)
+{
+	lua_State *L = r->L;
+	int t = getkey(r, "relay_networks");
+
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (t != LUA_TTABLE)
+		return fail(r, "relay_networks", "expected a list of networks, e.g. { \"192.0.2.0/24\" }");
+	for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+		struct conf_net *nn = realloc(c->relay_nets, (c->nrelay_nets + 1) * sizeof *nn);
+
+		if (!nn)
+			return fail(r, "relay_networks", "out of memory");
+		c->relay_nets = nn;
+		if (lua_type(L, -1) != LUA_TSTRING ||
+		    conf_parse_net(lua_tostring(L, -1), &c->relay_nets[c->nrelay_nets]) < 0)
+			return fail(r, "relay_networks", "entry %lld: not a network (\"192.0.2.0/24\", \"2001:db8::/32\")", (long long)i);
+		c->nrelay_nets++;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 2);
+	return 0;
+}
+
+static int
+read_names(struct reader *r, struct conf *c)
+{
+	lua_State *L = r->L;
+	int t = getkey(r, "host_names");
+	size_t n = 0;
+
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (t != LUA_TTABLE)
+		return fail(r, "host_names", "expected a list of names");
+	n = lua_rawlen(L, -1);
+	c->host_names = calloc(n + 1, sizeof *c->host_names);
+	if (!c->host_names)
+		return fail(r, "host_names", "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		lua_rawgeti(L, -1, (lua_Integer)i + 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			return fail(r, "host_names", "entry %zu: expected a string", i + 1);
+		c->host_names[i] = strdup(lua_tostring(L, -1));
+		if (!c->host_names[i])
+			return fail(r, "host_names", "out of memory");
+		lower(c->host_names[i]);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+static int
+read_table_nums(struct reader *r, struct conf *c)
+{
+	double size = (double)c->limits.max_message_size;
+
+	if (getkey(r, "limits") == LUA_TTABLE) {
+		if (opt_int(r, "limits", "max_connections", 1, 1e6, &c->limits.max_connections) ||
+		    opt_int(r, "limits", "max_per_ip", 1, 1e6, &c->limits.max_per_ip) ||
+		    opt_int(r, "limits", "max_recipients", 1, 1e5, &c->limits.max_recipients) ||
+		    opt_num(r, "limits", "max_message_size", 1024, 4e9, &size) ||
+		    opt_int(r, "limits", "max_errors", 1, 1000, &c->limits.max_errors) ||
+		    opt_int(r, "limits", "command_line", 512, 65536, &c->limits.command_line) ||
+		    opt_int(r, "limits", "text_line", 1000, 65536, &c->limits.text_line))
+			return -1;
+		c->limits.max_message_size = (size_t)size;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "limits", "expected a table");
+	lua_pop(r->L, 1);
+	if (getkey(r, "timeouts") == LUA_TTABLE) {
+		if (opt_num(r, "timeouts", "greeting_delay", 0, 60, &c->timeouts.greeting_delay) ||
+		    opt_num(r, "timeouts", "command", 0.1, 3600, &c->timeouts.command) ||
+		    opt_num(r, "timeouts", "data", 0.1, 3600, &c->timeouts.data) ||
+		    opt_num(r, "timeouts", "rule", 0.1, 3600, &c->timeouts.rule) ||
+		    opt_num(r, "timeouts", "shutdown", 0, 3600, &c->timeouts.shutdown))
+			return -1;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "timeouts", "expected a table");
+	lua_pop(r->L, 1);
+	return 0;
+}
+
+static int
+read_tls(struct reader *r, struct conf *c)
+{
+	int t = getkey(r, "tls");
+
+	if (t == LUA_TTABLE) {
+		lua_getfield(r->L, -1, "cert");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "tls", -1, c->tls_cert, sizeof c->tls_cert) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "key");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "tls", -1, c->tls_key, sizeof c->tls_key) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		if (!!c->tls_cert[0] != !!c->tls_key[0])
+			return fail(r, "tls", "give both cert and key, or neither");
+	} else if (t != LUA_TNIL)
+		return fail(r, "tls", "expected { cert = FILE, key = FILE }");
+	lua_pop(r->L, 1);
+	return 0;
+}
+
+static void
+set_defaults(struct conf *c)
+{
+	memset(c, 0, sizeof *c);
+	if (gethostname(c->hostname, sizeof c->hostname - 1) != 0 || !c->hostname[0])
+		strcpy(c->hostname, "localhost");
+	c->nlisten = 2;
+	strcpy(c->listen[0].address, "127.0.0.1");
+	c->listen[0].port = 2525;
+	c->listen[0].direction = DIR_INBOUND;
+	strcpy(c->listen[1].address, "127.0.0.1");
+	c->listen[1].port = 2587;
+	c->listen[1].direction = DIR_OUTBOUND;
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&c->listen[i].sa;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)c->listen[i].port);
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		c->listen[i].salen = sizeof *sin;
+	}
+	strcpy(c->user, "nobody");
+	strcpy(c->state_dir, "var");
+	strcpy(c->rules, "rules.d");
+	strcpy(c->stdlib, "stdlib");
+	strcpy(c->bare_lf, "normalize");
+	c->limits.max_connections = 1000;
+	c->limits.max_per_ip = 50;
+	c->limits.max_recipients = 100;
+	c->limits.max_message_size = 25 * 1024 * 1024;
+	c->limits.max_errors = 10;
+	c->limits.command_line = 512;
+	c->limits.text_line = 1000;
+	c->timeouts.command = 300;
+	c->timeouts.data = 180;
+	c->timeouts.rule = 60;
+	c->timeouts.shutdown = 30;
+}
+
+static int
+check_keys(struct reader *r)
+{
+	lua_State *L = r->L;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.conf.env");
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		int ok = 0;
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			continue;
+		for (const char **k = known_keys; *k; k++)
+			ok |= strcmp(*k, lua_tostring(L, -1)) == 0;
+		if (!ok)
+			return fail(r, lua_tostring(L, -1), "unknown key (see README.md, \"Configuration\")");
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+int
+conf_load(struct conf *c, const char *path, char *err, size_t errlen)
+{
+	struct reader r = { .path = path, .err = err, .errlen = errlen };
+	lua_State *L;
+	int rc = -1, t;
+
+	set_defaults(c);
+	c->path = strdup(path);
+	L = r.L = luaL_newstate();
+	if (!L || !c->path) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	/* A config is data: only the base and string libraries, no io/os. */
+	luaL_requiref(L, "_G", luaopen_base, 1);
+	luaL_requiref(L, "string", luaopen_string, 1);
+	lua_pop(L, 2);
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
+	lua_newtable(L);                               /* env */
+	lua_newtable(L);                               /* its metatable */
+	lua_pushglobaltable(L);
+	lua_setfield(L, -2, "__index");                /* read string, tostring... */
+	lua_pushcfunction(L, record_line);
+	lua_setfield(L, -2, "__newindex");
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.env");
+	if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+		goto out;
+	}
+	lua_pushvalue(L, -2);
+	lua_setupvalue(L, -2, 1);                      /* _ENV */
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+		goto out;
+	}
+	lua_pop(L, 1);
+	if (check_keys(&r) < 0 ||
+	    opt_str(&r, "hostname", c->hostname, sizeof c->hostname) ||
+	    opt_str(&r, "user", c->user, sizeof c->user) ||
+	    opt_str(&r, "state_dir", c->state_dir, sizeof c->state_dir) ||
+	    opt_str(&r, "spool_dir", c->spool_dir, sizeof c->spool_dir) ||
+	    opt_str(&r, "log_file", c->log_file, sizeof c->log_file) ||
+	    opt_str(&r, "stdlib", c->stdlib, sizeof c->stdlib) ||
+	    opt_str(&r, "bare_lf", c->bare_lf, sizeof c->bare_lf) ||
+	    opt_int(&r, "workers", NULL, 0, 256, &c->workers) ||
+	    read_listen(&r, c) || read_domains(&r, c) || read_nets(&r, c) ||
+	    read_names(&r, c) || read_table_nums(&r, c) || read_tls(&r, c))
+		goto out;
+	lower(c->hostname);
+	if (strcmp(c->bare_lf, "normalize") != 0 && strcmp(c->bare_lf, "reject") != 0) {
+		fail(&r, "bare_lf", "must be \"normalize\" or \"reject\"");
+		goto out;
+	}
+	t = getkey(&r, "rules");
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		c->rules[0] = '\0';
+	else if (t != LUA_TNIL && copy_str(&r, "rules", -1, c->rules, sizeof c->rules) < 0)
+		goto out;
+	lua_pop(L, 1);
+	if (!c->spool_dir[0] &&
+	    snprintf(c->spool_dir, sizeof c->spool_dir, "%s/spool", c->state_dir) >= (int)sizeof c->spool_dir) {
+		fail(&r, "state_dir", "too long");
+		goto out;
+	}
+	if (c->nlisten == 0) {
+		fail(&r, "listen", "no listener");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (L)
+		lua_close(L);
+	return rc;
+}
+
+void
+conf_free(struct conf *c)
+{
+	if (c->host_names)
+		for (char **n = c->host_names; *n; n++)
+			free(*n);
+	free(c->host_names);
+	free(c->domains);
+	free(c->relay_nets);
+	free(c->path);
+	memset(c, 0, sizeof *c);
+}
+
+const struct conf_domain *
+conf_domain(const struct conf *c, const char *domain)
+{
+	for (int i = 0; i < c->ndomains; i++)
+		if (strcasecmp(c->domains[i].name, domain) == 0)
+			return &c->domains[i];
+	return NULL;
+}
+
+const char *
+direction_str(enum direction d)
+{
+	return d == DIR_OUTBOUND ? "outbound" : "inbound";
+}

@@ -1,0 +1,90 @@
+/*
+ * conf.h - the configuration: one Lua file (-c FILE) read into this struct.
+ *
+ * The file runs in an empty sandbox; its globals are the keys. Every key
+ * has a default (README.md lists them). conf_load() reports the first
+ * error as "file:line: message", the line being where the offending key
+ * was assigned, so `mxgate -t` points at it.
+ */
+#ifndef MXGATE_CONF_H
+#define MXGATE_CONF_H
+
+#include <stddef.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+enum direction { DIR_INBOUND = 0, DIR_OUTBOUND = 1 };
+
+#define CONF_MAX_LISTEN 8
+#define CONF_NAME       256
+
+struct conf_listener {
+	char                    address[64];
+	int                     port;
+	enum direction          direction;
+	struct sockaddr_storage sa;
+	socklen_t               salen;
+};
+
+struct conf_domain {
+	char name[CONF_NAME];   /* lower case */
+	char route[CONF_NAME];  /* "host[:port]" or "mx:domain" */
+};
+
+struct conf_net {
+	int           family;   /* AF_INET, AF_INET6 */
+	unsigned char addr[16];
+	int           prefix;
+};
+
+struct conf {
+	char  *path;            /* the file read; owned */
+	char   hostname[CONF_NAME];
+	char **host_names;      /* our other names (row 10), NULL-terminated */
+	struct conf_listener listen[CONF_MAX_LISTEN];
+	int    nlisten;
+	int    workers;         /* 0 = one per core */
+	char   user[64];        /* privileges dropped to this user when root */
+	char   state_dir[512];
+	char   spool_dir[512];
+	char   log_file[512];   /* "" = stderr */
+	char   tls_cert[512];   /* "" = self-signed under state_dir/tls */
+	char   tls_key[512];
+	char   rules[512];      /* rules directory; "" = built-in C policy */
+	char   stdlib[512];     /* stdlib directory */
+
+	struct conf_domain *domains;
+	int    ndomains;
+	struct conf_net *relay_nets;
+	int    nrelay_nets;
+
+	struct {
+		int    max_connections;
+		int    max_per_ip;
+		int    max_recipients;
+		size_t max_message_size;
+		int    max_errors;
+		int    command_line;   /* RFC 5321 4.5.3.1.4: 512 */
+		int    text_line;      /* RFC 5321 4.5.3.1.6: 1000 */
+	} limits;
+	struct {
+		double greeting_delay; /* postscreen-style pregreet wait; 0 = off */
+		double command;        /* waiting for a command (RFC 5321 4.5.3.2.7: 5 min) */
+		double data;           /* waiting for a data block (4.5.3.2.6: 3 min) */
+		double rule;           /* a rule waiting on I/O */
+		double shutdown;       /* SIGTERM: sessions get this long to finish */
+	} timeouts;
+	char   bare_lf[16];        /* "normalize" or "reject" */
+	int    refs;               /* sessions using it (smtp_server.c) */
+};
+
+/* 0 on success; -1 with "file:line: why" in err. */
+int  conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+void conf_free(struct conf *c);
+
+const struct conf_domain *conf_domain(const struct conf *c, const char *domain);
+int  conf_net_match(const struct conf_net *nets, int n, const struct sockaddr *sa);
+int  conf_parse_net(const char *text, struct conf_net *out);
+const char *direction_str(enum direction d);
+
+#endif

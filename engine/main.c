@@ -1,0 +1,98 @@
+/*
+ * main.c - command line: the server, the config check, and the operators'
+ * subcommands. Run as `ruletest`, the same binary is the dry-run tool.
+ */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "master.h"
+#include "policy.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mxgate [-c FILE]         run the server (default etc/mxgate.lua)\n"
+	    "       mxgate -t [-c FILE]      check the config and the rules, exit 0 or 1\n"
+	    "       mxgate state ...         list, look up, add, delete greylist/rate-limit records\n"
+	    "       mxgate report [...]      the portal's rejection table from the log\n");
+	exit(2);
+}
+
+/* The same check SIGHUP runs: config, then a full load of the rules. */
+static int
+check(struct conf *c)
+{
+	struct policy p;
+	char err[1024];
+
+	if (policy_open(&p, c, NULL, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	p.ops->free(p.self);
+	printf("%s: ok (%s policy)\n", c->path, p.ops->name);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = "etc/mxgate.lua", *prog = basename(argv[0]);
+	struct conf *c;
+	char err[1024];
+	int opt, test = 0;
+
+	if (strcmp(prog, "ruletest") == 0) {
+		extern int ruletest_main(int, char **) __attribute__((weak));
+		if (!ruletest_main) {
+			fprintf(stderr, "ruletest: not built in\n");
+			return 2;
+		}
+		return ruletest_main(argc, argv);
+	}
+	if (argc > 1 && strcmp(argv[1], "state") == 0) {
+		extern int state_cli_main(int, char **) __attribute__((weak));
+		if (!state_cli_main) {
+			fprintf(stderr, "mxgate state: not built in\n");
+			return 2;
+		}
+		return state_cli_main(argc - 1, argv + 1);
+	}
+	if (argc > 1 && strcmp(argv[1], "report") == 0) {
+		extern int report_main(int, char **) __attribute__((weak));
+		if (!report_main) {
+			fprintf(stderr, "mxgate report: not built in\n");
+			return 2;
+		}
+		return report_main(argc - 1, argv + 1);
+	}
+	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 't': test = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (!(c = calloc(1, sizeof *c)))
+		return 1;
+	if (conf_load(c, path, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (test)
+		return check(c);
+	if (log_open(c->log_file) < 0) {
+		fprintf(stderr, "mxgate: cannot open log file %s\n", c->log_file);
+		return 1;
+	}
+	c->refs = 1;
+	return master_main(c);
+}

@@ -1,0 +1,263 @@
+/*
+ * master.c - bind the listeners, prepare the spool and certificate, drop
+ * root, start one worker per core and keep them running.
+ *
+ * The master runs no event loop: it waits for signals (sigwaitinfo) and
+ * nothing else, so it has no code path a client can reach.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "connlimit.h"
+#include "log.h"
+#include "master.h"
+#include "spool.h"
+#include "tls.h"
+#include "worker.h"
+
+#define MAX_WORKERS 256
+
+struct child {
+	pid_t  pid;
+	double started;
+};
+
+static double
+now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+bind_listener(const struct conf_listener *l, char *err, size_t errlen)
+{
+	int one = 1, fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (l->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 1024) < 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "listen %s:%d: %s", l->address, l->port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* Root binds and prepares; the rest runs as conf->user. */
+static int
+drop_privileges(const struct conf *c, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0)
+		return 0;
+	if (!(pw = getpwnam(c->user))) {
+		snprintf(err, errlen, "user \"%s\" does not exist", c->user);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return 0;
+}
+
+static int
+become(uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	if (uid == (uid_t)-1)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		snprintf(err, errlen, "dropping privileges: %s", strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "dropping privileges: still able to become root");
+		return -1;
+	}
+	return 0;
+}
+
+static pid_t
+spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		_exit(worker_main(index, c, fds, cl, tls));
+	}
+	return pid;
+}
+
+static void
+raise_nofile(int want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)want) {
+		rl.rlim_cur = rl.rlim_max < (rlim_t)want ? rl.rlim_max : (rlim_t)want;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int
+master_main(struct conf *c)
+{
+	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive;
+	struct child kids[MAX_WORKERS];
+	struct connlimit *cl;
+	SSL_CTX *tls;
+	char err[1024], tlsdir[1024];
+	uid_t uid;
+	gid_t gid;
+	sigset_t set;
+	double deadline = 0;
+
+	if (n <= 0)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
+	if (n > MAX_WORKERS)
+		n = MAX_WORKERS;
+	raise_nofile(c->limits.max_connections + 256);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (drop_privileges(c, &uid, &gid, err, sizeof err) < 0)
+		goto fatal;
+	if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST) {
+		snprintf(err, sizeof err, "%s: %s", c->state_dir, strerror(errno));
+		goto fatal;
+	}
+	if (uid != (uid_t)-1 && chown(c->state_dir, uid, gid) < 0) {
+		snprintf(err, sizeof err, "chown %s: %s", c->state_dir, strerror(errno));
+		goto fatal;
+	}
+	if (spool_prepare(c->spool_dir, uid, gid) < 0) {
+		snprintf(err, sizeof err, "%s: %s", c->spool_dir, strerror(errno));
+		goto fatal;
+	}
+	spool_clean_tmp(c->spool_dir, 0);
+	snprintf(tlsdir, sizeof tlsdir, "%s/tls", c->state_dir);
+	if (!(tls = tls_server_ctx(c->tls_cert, c->tls_key, tlsdir, c->hostname, err, sizeof err)))
+		goto fatal;
+	for (int i = 0; i < c->nlisten; i++)
+		if ((fds[i] = bind_listener(&c->listen[i], err, sizeof err)) < 0)
+			goto fatal;
+	if (c->log_file[0] && uid != (uid_t)-1)
+		(void)!chown(c->log_file, uid, gid);
+	if (become(uid, gid, err, sizeof err) < 0)
+		goto fatal;
+	if (!(cl = connlimit_new(n))) {
+		snprintf(err, sizeof err, "shared memory: %s", strerror(errno));
+		goto fatal;
+	}
+	for (int i = 0; i < n; i++) {
+		kids[i].pid = spawn(i, c, fds, cl, tls);
+		kids[i].started = now();
+	}
+	{
+		char nw[16];
+		snprintf(nw, sizeof nw, "%d", n);
+		log_event("started", "workers", nw, "hostname", c->hostname, NULL);
+	}
+
+	for (;;) {
+		siginfo_t si;
+		struct timespec ts = { 1, 0 };
+		int sig = sigtimedwait(&set, &si, &ts);
+		pid_t pid;
+		int status;
+
+		/* Reap everything that exited, restart what should run. */
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			for (int i = 0; i < n; i++) {
+				if (kids[i].pid != pid)
+					continue;
+				kids[i].pid = 0;
+				connlimit_reset(cl, i);
+				spool_clean_tmp(c->spool_dir, pid);
+				if (running) {
+					char p[16], st[32];
+					snprintf(p, sizeof p, "%d", (int)pid);
+					snprintf(st, sizeof st, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
+					    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+					log_event("worker_died", "worker_pid", p, "status", st, NULL);
+				}
+			}
+		}
+		if (sig == SIGHUP) {
+			struct conf test;
+			log_reopen();
+			if (conf_load(&test, c->path, err, sizeof err) < 0) {
+				log_event("reload_failed", "error", err, NULL);
+			} else {
+				for (int i = 0; i < n; i++)
+					if (kids[i].pid > 0)
+						kill(kids[i].pid, SIGHUP);
+			}
+			conf_free(&test);
+		} else if ((sig == SIGTERM || sig == SIGINT) && running) {
+			running = 0;
+			deadline = now() + c->timeouts.shutdown + 5;
+			log_event("stopping", NULL);
+			for (int i = 0; i < n; i++)
+				if (kids[i].pid > 0)
+					kill(kids[i].pid, SIGTERM);
+		}
+		alive = 0;
+		for (int i = 0; i < n; i++) {
+			if (kids[i].pid > 0) {
+				alive++;
+				continue;
+			}
+			/* A worker that dies at once waits a second: no fork storm. */
+			if (running && now() - kids[i].started >= 1.0) {
+				kids[i].pid = spawn(i, c, fds, cl, tls);
+				kids[i].started = now();
+				alive++;
+			} else if (running)
+				alive++;
+		}
+		if (!running && alive == 0)
+			break;
+		if (!running && now() > deadline)
+			for (int i = 0; i < n; i++)
+				if (kids[i].pid > 0)
+					kill(kids[i].pid, SIGKILL);
+	}
+	log_event("stopped", NULL);
+	return 0;
+fatal:
+	log_event("fatal", "error", err, NULL);
+	fprintf(stderr, "mxgate: %s\n", err);
+	return 1;
+}

@@ -1,0 +1,53 @@
+/*
+ * session.h - one SMTP session as the policy sees it.
+ *
+ * struct session_info is everything a rule may read; the engine keeps the
+ * rest private (smtp_server.c). Strings are owned by the session and live
+ * as long as it does, except rcpt, valid during STAGE_RCPT only.
+ */
+#ifndef MXGATE_SESSION_H
+#define MXGATE_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "smtp_parse.h"
+
+#define IP_TEXT 48
+
+struct session_info {
+	uint64_t        id;                 /* unique within the worker */
+	char            sid[24];            /* unique everywhere: logs, journal */
+	enum direction  direction;
+	char            client_ip[IP_TEXT];
+	int             client_port;
+	char            local_ip[IP_TEXT];
+	int             local_port;
+	struct sockaddr_storage client_sa;
+	char            helo[256];
+	int             esmtp;
+	int             tls;                /* STARTTLS completed */
+	char            tls_version[16];
+	char            tls_cipher[64];
+	char            tls_peer[256];      /* peer certificate subject, if any */
+	struct smtp_path mail;              /* valid when has_mail */
+	int             has_mail;
+	char          **rcpts;              /* accepted so far */
+	int             nrcpts;
+	struct smtp_path rcpt;              /* the one being decided (STAGE_RCPT) */
+	size_t          size;               /* STAGE_DATA: message octets */
+	const char     *headers;            /* STAGE_DATA: header section */
+	size_t          headers_len;
+	char            qid[24];            /* STAGE_DATA: the queue id */
+	double          start;              /* connect time, epoch seconds */
+	const struct conf *conf;            /* the configuration the worker runs */
+	void           *policy_data;        /* the policy's per-session state */
+};
+
+struct session;
+struct session_info *session_info(struct session *s);
+
+#endif

@@ -1,0 +1,1316 @@
+/*
+ * smtp_server.c - one SMTP session: I/O, the command table, DATA, STARTTLS.
+ *
+ * The flow is io -> line -> command table check -> policy decision (maybe
+ * later) -> proceed -> reply. While a decision is pending the session reads
+ * no further line: pipelined commands (RFC 2920) simply wait, in order, in
+ * the input buffer. Replies accumulate in the output buffer and go out
+ * when the session would otherwise wait, so a pipelined group gets one
+ * write. Sessions are freed only at the end of a libev callback
+ * (session_settle), never from inside a function still using them.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <openssl/err.h>
+
+#include "data.h"
+#include "log.h"
+#include "session.h"
+#include "smtp_parse.h"
+#include "smtp_server.h"
+#include "spool.h"
+
+#define IN_SIZE   4096   /* >= command_line; DATA streams through it */
+#define OUT_SIZE  4096
+#define OUT_ROOM  1024   /* stop reading commands when less is free */
+#define HDR_MAX   65536  /* header section kept for the data stage */
+
+enum state {
+	S_CONNECT,      /* connect hook, greeting not yet sent */
+	S_INIT,         /* greeted; no HELO/EHLO yet (also after STARTTLS) */
+	S_HELO,         /* HELO/EHLO done, no transaction */
+	S_MAIL,         /* MAIL accepted */
+	S_RCPT,         /* at least one RCPT accepted */
+	S_DATA,         /* reading the message */
+	S_EOM,          /* message read; data hook or commit pending */
+	S_TLS,          /* TLS handshake */
+	S_QUIT,         /* closing after the last reply */
+	S_NSTATES
+};
+
+static const char *state_names[S_NSTATES] = {
+	"connect", "init", "helo", "mail", "rcpt", "data", "eom", "tls", "quit",
+};
+
+#define ST(x) (1u << (x))
+
+struct session {
+	struct session_info info;        /* first: what the policy sees */
+	struct server      *srv;
+	struct conf        *conf;        /* held: the config this session started on */
+	struct session     *next, *prev;
+	int                 fd;
+	SSL                *ssl;
+	int                 ssl_want_write; /* an SSL call needs the socket writable */
+	ev_io               io;
+	ev_timer            timer;
+	enum state          state;
+	int                 errors;
+	int                 waiting;     /* a policy decision is pending */
+	int                 committing;  /* the spool thread owns our message */
+	int                 closing;     /* no more input; free when settled */
+	int                 discard_line;/* inside an overlong command line */
+	int                 eof;
+	int                 policy_started;
+	enum smtp_verb      cmd;         /* the command awaiting its decision */
+	enum stage          stage;
+	const struct conf_listener *listener;
+
+	struct data_parser  data;
+	struct spool_msg   *msg;
+	int                 data_error;  /* spool write failed */
+	char               *hdr;         /* header section, for the data stage */
+	size_t              hdrlen;
+	int                 hdr_done;
+	unsigned            nmsgs;
+
+	size_t              inlen, outlen, outoff;
+	char                in[IN_SIZE];
+	char                out[OUT_SIZE];
+};
+
+struct command {
+	enum smtp_verb verb;
+	unsigned       states;                     /* where it is allowed */
+	const char    *sequence_error;             /* reply elsewhere */
+	enum stage     stage;                      /* STAGE_MAX: no hook */
+	const char  *(*check)(struct session *, const char *args);
+	void         (*proceed)(struct session *, const struct verdict *);
+};
+
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void session_io(struct session *s);
+static void process(struct session *s);
+static void session_close(struct session *s, const char *why);
+static void session_settle(struct session *s);
+
+/* ------------------------------------------------------------------ */
+/* shared configuration                                               */
+
+struct conf *
+conf_hold(struct conf *c)
+{
+	c->refs++;
+	return c;
+}
+
+void
+conf_release(struct conf *c)
+{
+	if (--c->refs == 0) {
+		conf_free(c);
+		free(c);
+	}
+}
+
+struct session_info *
+session_info(struct session *s)
+{
+	return &s->info;
+}
+
+const char *
+stage_name(enum stage st)
+{
+	static const char *n[STAGE_MAX] = {
+		"connect", "helo", "starttls", "mail", "rcpt", "predata", "data", "quit",
+	};
+	return st < STAGE_MAX ? n[st] : "-";
+}
+
+const char *
+action_name(enum action a)
+{
+	static const char *n[] = { "none", "accept", "deny", "defer", "drop" };
+	return a <= V_DROP ? n[a] : "?";
+}
+
+/* ------------------------------------------------------------------ */
+/* replies: every byte the client sees goes through reply()           */
+
+static void
+out_append(struct session *s, const char *p, size_t n)
+{
+	if (s->outlen + n > OUT_SIZE)
+		n = OUT_SIZE - s->outlen;       /* cannot happen: OUT_ROOM guards */
+	memcpy(s->out + s->outlen, p, n);
+	s->outlen += n;
+}
+
+/*
+ * Formats "CODE ENH text" (RFC 2034 enhanced code on every reply); a '\n'
+ * in text makes a multi-line reply. Replies of 400 and up are logged.
+ */
+static void
+reply_text(struct session *s, int code, const char *enh, const char *text, const char *reason)
+{
+	char line[600];
+	const char *p = text;
+
+	do {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		int len;
+
+		if (n > 480)
+			n = 480;
+		len = snprintf(line, sizeof line, "%03d%c%s%s%.*s\r\n", code, nl ? '-' : ' ',
+		    enh && *enh ? enh : "", enh && *enh ? " " : "", (int)n, p);
+		out_append(s, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+		p = nl ? nl + 1 : NULL;
+	} while (p);
+	if (code >= 400) {
+		char c[16];
+		snprintf(c, sizeof c, "%d", code);
+		log_event("reject", "sid", s->info.sid, "dir", direction_str(s->info.direction),
+		    "client", s->info.client_ip, "stage", stage_name(s->stage),
+		    "cmd", smtp_verb_name(s->cmd), "code", c, "enhanced", enh,
+		    "reason", reason ? reason : "protocol", "text", text,
+		    "from", s->info.has_mail ? s->info.mail.addr : NULL,
+		    "rcpt", s->stage == STAGE_RCPT ? s->info.rcpt.addr : NULL, NULL);
+	}
+}
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	reply_text(s, code, enh, text, NULL);
+}
+
+/* A protocol error; 5xx ones count toward limits.max_errors (then 421, close). */
+static void
+reply_error(struct session *s, const char *full)
+{
+	int code = atoi(full);
+	char enh[16] = "";
+	const char *text = full + 4;
+
+	if (sscanf(text, "%15s", enh) == 1 && strchr(enh, '.'))
+		text += strlen(enh) + 1;
+	else
+		enh[0] = '\0';
+	reply_text(s, code, enh, text, code == 452 ? "too_many_recipients" : "protocol");
+	if (code >= 500 && ++s->errors >= s->conf->limits.max_errors) {
+		reply(s, 421, "4.7.0", "%s Error: too many errors", s->conf->hostname);
+		session_close(s, "too many errors");
+	}
+}
+
+/*
+ * The reply for a policy verdict that is not a plain accept. Defaults per
+ * action; the rule may set any of code, enhanced code and text.
+ */
+static void
+reply_verdict(struct session *s, const struct verdict *v, const char *deftext)
+{
+	int code = v->code;
+	const char *enh = v->enhanced;
+	const char *text = v->text[0] ? v->text : deftext;
+
+	if (!code)
+		code = v->action == V_DEFER ? 451 : v->action == V_DROP ? 421 : 550;
+	if (!*enh)
+		enh = code >= 500 ? "5.7.1" : code == 421 ? "4.7.0" : "4.7.1";
+	reply_text(s, code, enh, text, v->reason[0] ? v->reason : action_name(v->action));
+	if (v->action == V_DROP)
+		session_close(s, "dropped by policy");
+}
+
+/* ------------------------------------------------------------------ */
+/* transaction state                                                  */
+
+static void
+reset_transaction(struct session *s)
+{
+	for (int i = 0; i < s->info.nrcpts; i++)
+		free(s->info.rcpts[i]);
+	free(s->info.rcpts);
+	s->info.rcpts = NULL;
+	s->info.nrcpts = 0;
+	s->info.has_mail = 0;
+	memset(&s->info.mail, 0, sizeof s->info.mail);
+	free(s->hdr);
+	s->hdr = NULL;
+	s->hdrlen = 0;
+	s->hdr_done = 0;
+	s->info.headers = NULL;
+	s->info.headers_len = 0;
+	s->info.size = 0;
+	s->info.qid[0] = '\0';
+	if (s->msg) {
+		spool_abort(s->msg);
+		s->msg = NULL;
+	}
+	if (s->state == S_MAIL || s->state == S_RCPT || s->state == S_DATA || s->state == S_EOM)
+		s->state = S_HELO;
+}
+
+/* ------------------------------------------------------------------ */
+/* the policy seam                                                    */
+
+/*
+ * Asks the policy for this stage's verdict; proceed runs now or when the
+ * answer comes back through session_resume().
+ */
+static void
+decide(struct session *s, enum stage st, void (*proceed)(struct session *, const struct verdict *))
+{
+	struct verdict v;
+	struct policy *p = &s->srv->policy;
+
+	memset(&v, 0, sizeof v);
+	s->stage = st;
+	if (p->ops->decide(p->self, s, st, &v) == POLICY_PENDING) {
+		s->waiting = 1;
+		ev_timer_stop(s->srv->loop, &s->timer);
+		s->timer.repeat = s->conf->timeouts.command;
+		ev_timer_again(s->srv->loop, &s->timer);
+		return;
+	}
+	proceed(s, &v);
+}
+
+static const struct command *find_command(enum smtp_verb v);
+
+void
+session_resume(struct session *s, const struct verdict *v)
+{
+	const struct command *c;
+
+	if (!s->waiting)
+		return;
+	s->waiting = 0;
+	if (s->stage == STAGE_CONNECT || s->stage == STAGE_DATA) {
+		extern void smtp_after_connect(struct session *, const struct verdict *);
+		extern void smtp_after_data(struct session *, const struct verdict *);
+		if (s->stage == STAGE_CONNECT)
+			smtp_after_connect(s, v);
+		else
+			smtp_after_data(s, v);
+	} else if ((c = find_command(s->cmd)) != NULL && c->proceed)
+		c->proceed(s, v);
+	if (!s->closing)
+		process(s);
+	session_io(s);
+	session_settle(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* commands: check (syntax and state) then proceed (after the policy) */
+
+static int
+helo_name_ok(const char *a)
+{
+	if (!*a || strchr(a, ' '))
+		return 0;
+	if (a[0] == '[')
+		return a[strlen(a) - 1] == ']';
+	return smtp_valid_domain(a, 1);
+}
+
+static const char *
+check_helo(struct session *s, const char *args)
+{
+	if (!helo_name_ok(args))
+		return "501 5.5.4 Syntax: EHLO hostname";
+	reset_transaction(s);
+	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
+	s->info.esmtp = (s->cmd == CMD_EHLO);
+	return NULL;
+}
+
+static void
+proceed_helo(struct session *s, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		s->info.helo[0] = '\0';
+		reply_verdict(s, v, "Rejected");
+		return;
+	}
+	s->state = S_HELO;
+	if (!s->info.esmtp) {
+		reply(s, 250, "", "%s", s->conf->hostname);
+		return;
+	}
+	/* RFC 2034: the EHLO response carries no enhanced codes. */
+	char text[512];
+	snprintf(text, sizeof text, "%s\nPIPELINING\nSIZE %zu\n8BITMIME\n%sENHANCEDSTATUSCODES\nSMTPUTF8",
+	    s->conf->hostname, s->conf->limits.max_message_size,
+	    (s->srv->tls && !s->info.tls) ? "STARTTLS\n" : "");
+	reply_text(s, 250, "", text, NULL);
+}
+
+static const char *
+check_mail(struct session *s, const char *args)
+{
+	const char *why = smtp_parse_mail(args, &s->info.mail);
+
+	if (why)
+		return why;
+	if (s->info.mail.size > 0 && (size_t)s->info.mail.size > s->conf->limits.max_message_size)
+		return "552 5.3.4 Message size exceeds fixed limit";
+	return NULL;
+}
+
+static void
+proceed_mail(struct session *s, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		memset(&s->info.mail, 0, sizeof s->info.mail);
+		reply_verdict(s, v, "Sender rejected");
+		return;
+	}
+	s->info.has_mail = 1;
+	s->state = S_MAIL;
+	reply(s, 250, "2.1.0", "Ok");
+}
+
+static const char *
+check_rcpt(struct session *s, const char *args)
+{
+	const char *why = smtp_parse_rcpt(args, &s->info.rcpt);
+	const unsigned char *p;
+
+	if (why)
+		return why;
+	for (p = (const unsigned char *)s->info.rcpt.addr; *p && *p < 0x80; p++)
+		;
+	if (*p && !s->info.mail.smtputf8)
+		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
+	if (s->info.nrcpts >= s->conf->limits.max_recipients)
+		return "452 4.5.3 Error: too many recipients";
+	return NULL;
+}
+
+static void
+proceed_rcpt(struct session *s, const struct verdict *v)
+{
+	char **r;
+
+	switch (v->action) {
+	case V_ACCEPT:
+		break;
+	case V_NONE: {
+		/* Fail closed: no rule accepted this recipient. Never an open relay. */
+		struct verdict d = *v;
+		d.action = V_DENY;
+		if (!d.reason[0])
+			snprintf(d.reason, sizeof d.reason, "relay_denied");
+		reply_verdict(s, &d, "Relay access denied");
+		return;
+	}
+	default:
+		reply_verdict(s, v, "Recipient rejected");
+		return;
+	}
+	r = realloc(s->info.rcpts, (size_t)(s->info.nrcpts + 1) * sizeof *r);
+	if (!r || !(r[s->info.nrcpts] = strdup(s->info.rcpt.addr))) {
+		if (r)
+			s->info.rcpts = r;
+		reply(s, 452, "4.3.1", "Insufficient system resources");
+		return;
+	}
+	s->info.rcpts = r;
+	s->info.nrcpts++;
+	s->state = S_RCPT;
+	reply(s, 250, "2.1.5", "Ok");
+}
+
+static const char *
+check_data(struct session *s, const char *args)
+{
+	if (*args)
+		return "501 5.5.4 Syntax: DATA takes no argument";
+	return NULL;
+}
+
+static int write_envelope(struct session *s);
+
+static void
+proceed_data(struct session *s, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, v, "Transaction rejected");
+		return;
+	}
+	qid_new(s->info.qid);
+	s->msg = spool_create(s->srv->spool, s->info.qid);
+	if (!s->msg || write_envelope(s) < 0) {
+		log_event("spool_error", "sid", s->info.sid, "error", strerror(errno), NULL);
+		reply(s, 451, "4.3.0", "Error: queue file write error");
+		if (s->msg) {
+			spool_abort(s->msg);
+			s->msg = NULL;
+		}
+		return;
+	}
+	data_init(&s->data, (size_t)s->conf->limits.text_line);
+	s->data_error = 0;
+	s->state = S_DATA;
+	s->timer.repeat = s->conf->timeouts.data;
+	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+}
+
+static const char *
+check_rset(struct session *s, const char *args)
+{
+	return NULL;
+}
+
+static void
+proceed_rset(struct session *s, const struct verdict *v)
+{
+	reset_transaction(s);
+	reply(s, 250, "2.0.0", "Ok");
+}
+
+static void
+proceed_noop(struct session *s, const struct verdict *v)
+{
+	reply(s, 250, "2.0.0", "Ok");
+}
+
+static void
+proceed_vrfy(struct session *s, const struct verdict *v)
+{
+	/* RFC 5321 3.5.3: 252 neither confirms nor denies; no address harvesting. */
+	reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+proceed_expn(struct session *s, const struct verdict *v)
+{
+	reply(s, 502, "5.5.1", "EXPN not available");
+}
+
+static void
+proceed_help(struct session *s, const struct verdict *v)
+{
+	reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\n"
+	    "See RFC 5321");
+}
+
+static void
+proceed_quit(struct session *s, const struct verdict *v)
+{
+	reply(s, 221, "2.0.0", "Bye");
+	session_close(s, "quit");
+}
+
+static const char *
+check_starttls(struct session *s, const char *args)
+{
+	if (!s->srv->tls)
+		return "502 5.5.1 STARTTLS not available";
+	if (s->info.tls)
+		return "503 5.5.1 TLS already active";
+	if (*args)
+		return "501 5.5.4 Syntax: STARTTLS takes no argument";
+	return NULL;
+}
+
+static void
+proceed_starttls(struct session *s, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, v, "TLS not available");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	/*
+	 * CVE-2011-0411: anything the client pipelined after STARTTLS arrived
+	 * in plaintext and must not be executed inside the TLS session.
+	 */
+	s->inlen = 0;
+	s->state = S_TLS;               /* the handshake starts once the 220 is out */
+}
+
+static const char *
+check_unimplemented(struct session *s, const char *args)
+{
+	return "502 5.5.1 Error: command not implemented";
+}
+
+static const char *
+check_none(struct session *s, const char *args)
+{
+	return NULL;
+}
+
+#define ANY_GREETED (ST(S_INIT) | ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT))
+
+static const struct command commands[] = {
+	{ CMD_EHLO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
+	{ CMD_HELO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
+	{ CMD_STARTTLS, ST(S_HELO), "503 5.5.1 Error: send EHLO first, outside a transaction",
+	  STAGE_STARTTLS, check_starttls, proceed_starttls },
+	{ CMD_MAIL, ST(S_HELO), "503 5.5.1 Error: send HELO/EHLO first, or nested MAIL command",
+	  STAGE_MAIL, check_mail, proceed_mail },
+	{ CMD_RCPT, ST(S_MAIL) | ST(S_RCPT), "503 5.5.1 Error: need MAIL command",
+	  STAGE_RCPT, check_rcpt, proceed_rcpt },
+	{ CMD_DATA, ST(S_RCPT), "503 5.5.1 Error: need RCPT command",
+	  STAGE_PREDATA, check_data, proceed_data },
+	{ CMD_RSET, ANY_GREETED, NULL, STAGE_MAX, check_rset, proceed_rset },
+	{ CMD_NOOP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_noop },
+	{ CMD_VRFY, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_vrfy },
+	{ CMD_EXPN, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_expn },
+	{ CMD_HELP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_help },
+	{ CMD_QUIT, ANY_GREETED, NULL, STAGE_QUIT, check_none, proceed_quit },
+	{ CMD_AUTH, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+	{ CMD_BDAT, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+};
+
+static const struct command *
+find_command(enum smtp_verb v)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+		if (commands[i].verb == v)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+command(struct session *s, char *line)
+{
+	const char *args, *why;
+	const struct command *c;
+
+	s->cmd = smtp_parse_verb(line, &args);
+	if (log_debug)
+		log_event("command", "sid", s->info.sid, "line", line, NULL);
+	c = find_command(s->cmd);
+	s->stage = c ? c->stage : STAGE_MAX;
+	if (!c) {
+		reply_error(s, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	if (!(c->states & ST(s->state))) {
+		reply_error(s, c->sequence_error ? c->sequence_error : "503 5.5.1 Error: bad sequence of commands");
+		return;
+	}
+	if ((why = c->check(s, args)) != NULL) {
+		reply_error(s, why);
+		return;
+	}
+	if (c->stage == STAGE_MAX) {
+		if (c->proceed)
+			c->proceed(s, &(struct verdict){ .action = V_NONE });
+		return;
+	}
+	decide(s, c->stage, c->proceed);
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA                                                               */
+
+static int
+json_str(char *out, size_t room, const char *s)
+{
+	size_t n = 0;
+
+	if (room < 3)
+		return -1;
+	out[n++] = '"';
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (n + 8 >= room)
+			return -1;
+		if (*p == '"' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)*p;
+		} else if (*p < 0x20) {
+			n += (size_t)snprintf(out + n, room - n, "\\u%04x", *p);
+		} else
+			out[n++] = (char)*p;
+	}
+	out[n++] = '"';
+	out[n] = '\0';
+	return (int)n;
+}
+
+/*
+ * The envelope travels with the message: one JSON line, then the message
+ * with our Received: trace header (RFC 5321 4.4) first.
+ */
+static int
+write_envelope(struct session *s)
+{
+	struct session_info *i = &s->info;
+	size_t cap = 1024 + (size_t)i->nrcpts * (SMTP_ADDR_MAX * 2 + 8), n = 0;
+	char *buf = malloc(cap), date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	int rc;
+
+	if (!buf)
+		return -1;
+#define J(str) do { int k = json_str(buf + n, cap - n, (str)); if (k < 0) goto full; n += (size_t)k; } while (0)
+#define L(...) do { n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__); if (n >= cap) goto full; } while (0)
+	L("{\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"%s\",\"listener\":\"%s:%d\",\"client\":",
+	    i->qid, (long long)now, direction_str(i->direction), s->listener->address, s->listener->port);
+	J(i->client_ip);
+	L(",\"client_port\":%d,\"helo\":", i->client_port);
+	J(i->helo);
+	L(",\"tls\":%s", i->tls ? "true" : "false");
+	if (i->tls) {
+		L(",\"tls_version\":");
+		J(i->tls_version);
+		L(",\"tls_cipher\":");
+		J(i->tls_cipher);
+	}
+	L(",\"sid\":\"%s\",\"sender\":", i->sid);
+	J(i->mail.addr);
+	L(",\"body\":\"%s\",\"smtputf8\":%s,\"rcpts\":[", i->mail.body8bit ? "8BITMIME" : "7BIT",
+	    i->mail.smtputf8 ? "true" : "false");
+	for (int r = 0; r < i->nrcpts; r++) {
+		if (r)
+			L(",");
+		J(i->rcpts[r]);
+	}
+	L("]}\n");
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	/* The HELO is client-controlled: only printable ASCII goes into a header. */
+	char helo[256];
+	size_t h = 0;
+	for (const char *p = i->helo; *p && h < sizeof helo - 1; p++)
+		helo[h++] = (*p > 0x20 && *p < 0x7f && *p != '(' && *p != ')') ? *p : '?';
+	helo[h] = '\0';
+	L("Received: from %s ([%s])\r\n\tby %s (mxgate) with %s%s%s id %s", helo, i->client_ip,
+	    s->conf->hostname, i->mail.smtputf8 ? "UTF8" : "", i->esmtp ? "ESMTP" : "SMTP",
+	    i->tls ? "S" : "", i->qid);
+	if (i->nrcpts == 1 && strlen(i->rcpts[0]) < 200)
+		L("\r\n\tfor <%s>", i->rcpts[0]);
+	L(";\r\n\t%s\r\n", date);
+	rc = spool_write(s->msg, buf, n);
+	free(buf);
+	return rc;
+full:
+	free(buf);
+	errno = ENOMEM;
+	return -1;
+#undef J
+#undef L
+}
+
+/* Keeps the header section (up to the first empty line) for the data hook. */
+static void
+keep_headers(struct session *s, const char *p, size_t n)
+{
+	char *nh;
+	size_t take = n;
+
+	if (s->hdr_done)
+		return;
+	if (s->hdrlen + take > HDR_MAX)
+		take = HDR_MAX - s->hdrlen;
+	if (!(nh = realloc(s->hdr, s->hdrlen + take + 1)))
+		return;
+	s->hdr = nh;
+	memcpy(s->hdr + s->hdrlen, p, take);
+	s->hdrlen += take;
+	s->hdr[s->hdrlen] = '\0';
+	char *end = s->hdrlen >= 2 && s->hdr[0] == '\r' && s->hdr[1] == '\n' ? s->hdr : strstr(s->hdr, "\r\n\r\n");
+	if (end) {
+		s->hdrlen = (size_t)(end - s->hdr) + (end == s->hdr ? 0 : 2);
+		s->hdr[s->hdrlen] = '\0';
+		s->hdr_done = 1;
+	} else if (s->hdrlen >= HDR_MAX)
+		s->hdr_done = 1;
+}
+
+static void committed(void *arg, int ok);
+
+void
+smtp_after_data(struct session *s, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, v, "Message rejected");
+		reset_transaction(s);
+		return;
+	}
+	s->committing = 1;
+	spool_commit(s->msg, committed, s);
+	s->msg = NULL;
+}
+
+/* CRLF.CRLF seen: check what the stream told us, then ask the data hook. */
+static void
+end_of_data(struct session *s)
+{
+	const struct conf *c = s->conf;
+
+	s->state = S_EOM;
+	s->timer.repeat = c->timeouts.command;
+	s->info.size = s->data.size;
+	s->info.headers = s->hdr ? s->hdr : "";
+	s->info.headers_len = s->hdrlen;
+	s->cmd = CMD_DATA;
+	s->stage = STAGE_DATA;
+	if (s->data_error) {
+		reply(s, 451, "4.3.0", "Error: queue file write error");
+	} else if (s->data.size > c->limits.max_message_size) {
+		reply_text(s, 552, "5.3.4", "Message size exceeds fixed limit", "size_limit");
+	} else if (s->data.too_long) {
+		reply_text(s, 500, "5.5.2", "Message has a line longer than 1000 octets (RFC 5321 4.5.3.1.6)",
+		    "line_too_long");
+	} else if (s->data.bare && strcmp(c->bare_lf, "reject") == 0) {
+		reply_text(s, 550, "5.6.2", "Message contains bare CR or LF (RFC 5321 2.3.8)", "bare_lf");
+	} else {
+		decide(s, STAGE_DATA, smtp_after_data);
+		return;
+	}
+	reset_transaction(s);
+}
+
+/* Streams DATA bytes from the input buffer to the spool file. */
+static size_t
+feed_data(struct session *s, const char *p, size_t n)
+{
+	char out[2 * IN_SIZE + 2];
+	size_t outn, used, before = s->data.size;
+
+	used = data_feed(&s->data, p, n, out, &outn);
+	if (outn && !s->data_error) {
+		keep_headers(s, out, outn);
+		/* Past the limit we keep reading, to answer 552 at the end. */
+		if (before + outn <= s->conf->limits.max_message_size &&
+		    spool_write(s->msg, out, outn) < 0)
+			s->data_error = 1;
+	}
+	if (s->data.done)
+		end_of_data(s);
+	return used;
+}
+
+static void
+committed(void *arg, int ok)
+{
+	struct session *s = arg;
+
+	s->committing = 0;
+	if (!s->closing) {
+		if (ok) {
+			char n[32], size[32];
+			snprintf(n, sizeof n, "%d", s->info.nrcpts);
+			snprintf(size, sizeof size, "%zu", s->info.size);
+			log_event("accepted", "sid", s->info.sid, "qid", s->info.qid,
+			    "dir", direction_str(s->info.direction), "client", s->info.client_ip,
+			    "from", s->info.mail.addr, "rcpts", n, "size", size, NULL);
+			reply(s, 250, "2.0.0", "Ok: queued as %s", s->info.qid);
+			s->nmsgs++;
+		} else
+			reply(s, 451, "4.3.0", "Error: queue file write error");
+		reset_transaction(s);
+		process(s);
+	}
+	session_io(s);
+	session_settle(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* input                                                              */
+
+/*
+ * Runs every complete command (or the DATA stream) in the input buffer
+ * until the session must wait: a pending decision, a commit, a full
+ * output buffer, or no more complete input.
+ */
+static void
+process(struct session *s)
+{
+	size_t off = 0;
+	const size_t limit = (size_t)s->conf->limits.command_line;
+
+	while (!s->waiting && !s->committing && !s->closing && off < s->inlen &&
+	    s->outlen + OUT_ROOM <= OUT_SIZE) {
+		char *p = s->in + off, *lf;
+		size_t avail = s->inlen - off, len;
+
+		if (s->state == S_DATA) {
+			off += feed_data(s, p, avail);
+			continue;
+		}
+		if (s->state == S_EOM || s->state == S_TLS || s->state == S_CONNECT || s->state == S_QUIT)
+			break;
+		lf = memchr(p, '\n', avail);
+		if (s->discard_line) {          /* rest of an overlong line */
+			if (!lf) {
+				off = s->inlen;
+				break;
+			}
+			s->discard_line = 0;
+			off += (size_t)(lf - p) + 1;
+			continue;
+		}
+		if (!lf) {
+			if (avail >= limit) {
+				/* RFC 5321 4.5.3.1.4: 512 octets, CRLF included. */
+				reply_error(s, "500 5.5.2 Error: line too long");
+				s->discard_line = 1;
+				off = s->inlen;
+			}
+			break;
+		}
+		len = (size_t)(lf - p) + 1;
+		off += len;
+		if (len > limit) {
+			reply_error(s, "500 5.5.2 Error: line too long");
+			continue;
+		}
+		len--;                          /* LF */
+		if (len && p[len - 1] == '\r')
+			len--;
+		p[len] = '\0';
+		if (memchr(p, '\0', len)) {
+			reply_error(s, "500 5.5.2 Error: NUL in command");
+			continue;
+		}
+		command(s, p);
+	}
+	/* STARTTLS emptied the buffer itself (inlen = 0). */
+	if (off > s->inlen)
+		off = s->inlen;
+	if (off) {
+		memmove(s->in, s->in + off, s->inlen - off);
+		s->inlen -= off;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* socket and TLS I/O                                                 */
+
+static void
+tls_facts(struct session *s)
+{
+	X509 *peer;
+
+	s->info.tls = 1;
+	snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s", SSL_get_version(s->ssl));
+	snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s", SSL_get_cipher_name(s->ssl));
+	if ((peer = SSL_get1_peer_certificate(s->ssl)) != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(peer), s->info.tls_peer, sizeof s->info.tls_peer);
+		X509_free(peer);
+	}
+}
+
+/* Returns 1 when progress is possible, 0 to wait, -1 on a fatal error. */
+static int
+ssl_result(struct session *s, int rc)
+{
+	switch (SSL_get_error(s->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		s->ssl_want_write = 1;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		s->eof = 1;
+		return -1;
+	default:
+		ERR_clear_error();
+		/* After an SSL or SYSCALL error, no SSL_shutdown (it would fail again). */
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		return -1;
+	}
+}
+
+static void
+handshake(struct session *s)
+{
+	int rc;
+
+	if (!s->ssl) {
+		s->ssl = SSL_new(s->srv->tls);
+		if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) {
+			session_close(s, "SSL_new failed");
+			return;
+		}
+	}
+	s->ssl_want_write = 0;
+	if ((rc = SSL_accept(s->ssl)) == 1) {
+		tls_facts(s);
+		/* RFC 3207 4.2: forget everything learnt before TLS. */
+		reset_transaction(s);
+		s->info.helo[0] = '\0';
+		s->info.esmtp = 0;
+		s->state = S_INIT;
+		log_event("starttls", "sid", s->info.sid, "version", s->info.tls_version,
+		    "cipher", s->info.tls_cipher, NULL);
+		return;
+	}
+	if (ssl_result(s, rc) < 0)
+		session_close(s, "TLS handshake failed");
+}
+
+static int
+flush_out(struct session *s)
+{
+	while (s->outoff < s->outlen) {
+		ssize_t n;
+		size_t len = s->outlen - s->outoff;
+
+		if (s->ssl) {
+			s->ssl_want_write = 0;
+			n = SSL_write(s->ssl, s->out + s->outoff, (int)len);
+			if (n <= 0)
+				return ssl_result(s, (int)n) < 0 ? -1 : 0;
+		} else {
+			n = send(s->fd, s->out + s->outoff, len, MSG_NOSIGNAL);
+			if (n < 0)
+				return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+		}
+		s->outoff += (size_t)n;
+	}
+	s->outlen = s->outoff = 0;
+	return 1;
+}
+
+/* Reads what fits; drains SSL's own buffer, which never wakes libev. */
+static void
+read_in(struct session *s)
+{
+	while (s->inlen < IN_SIZE && !s->eof) {
+		ssize_t n;
+
+		if (s->ssl) {
+			n = SSL_read(s->ssl, s->in + s->inlen, (int)(IN_SIZE - s->inlen));
+			if (n <= 0) {
+				if (ssl_result(s, (int)n) < 0)
+					s->eof = 1;
+				return;
+			}
+		} else {
+			n = recv(s->fd, s->in + s->inlen, IN_SIZE - s->inlen, 0);
+			if (n == 0) {
+				s->eof = 1;
+				return;
+			}
+			if (n < 0) {
+				if (errno != EAGAIN && errno != EINTR)
+					s->eof = 1;
+				return;
+			}
+		}
+		s->inlen += (size_t)n;
+		ev_timer_again(s->srv->loop, &s->timer);
+	}
+}
+
+static int
+can_read(struct session *s)
+{
+	return !s->waiting && !s->committing && !s->closing && s->state != S_CONNECT &&
+	    s->state != S_EOM && s->inlen < IN_SIZE && s->outlen + OUT_ROOM <= OUT_SIZE;
+}
+
+/*
+ * One pass: write what is pending, advance TLS, read, process, and arm
+ * exactly the events the session now waits for.
+ */
+static void
+session_io(struct session *s)
+{
+	int events = 0;
+
+	/* Bounded rounds: one busy client cannot starve the others. */
+	for (int round = 0; round < 64; round++) {
+		size_t before, got;
+
+		if (s->outlen && flush_out(s) < 0) {
+			session_close(s, "write error");
+			s->outlen = 0;
+		}
+		if (s->state == S_TLS && !s->outlen && !s->closing)
+			handshake(s);
+		if (!can_read(s) || s->state == S_TLS)
+			break;
+		before = s->inlen;
+		read_in(s);
+		got = s->inlen;
+		process(s);
+		if (s->eof && !s->closing && !s->waiting && !s->committing) {
+			if (s->state == S_DATA)
+				log_event("lost", "sid", s->info.sid, "why", "connection lost in DATA", NULL);
+			session_close(s, "client closed");
+		}
+		if (got == before && s->inlen == got && !(s->ssl && SSL_pending(s->ssl)))
+			break;
+	}
+	/* Data inside SSL's buffer never wakes libev. */
+	if (s->ssl && SSL_pending(s->ssl) && can_read(s))
+		ev_feed_event(s->srv->loop, &s->io, EV_READ);
+	if (s->closing) {
+		if (s->outlen && flush_out(s) == 0 && !s->eof)
+			events |= EV_WRITE;      /* let the last reply go out */
+		else
+			s->outlen = 0;
+	} else {
+		if (s->outlen || s->ssl_want_write)
+			events |= EV_WRITE;
+		if (can_read(s) || s->state == S_TLS)
+			events |= EV_READ;
+	}
+	if (events != (s->io.events & (EV_READ | EV_WRITE))) {
+		ev_io_stop(s->srv->loop, &s->io);
+		ev_io_set(&s->io, s->fd, events);
+		if (events)
+			ev_io_start(s->srv->loop, &s->io);
+	}
+}
+
+static void
+on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+
+	session_io(s);
+	session_settle(s);
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+
+	if (s->closing) {
+		s->outlen = 0;                  /* client will not read: give up */
+	} else {
+		log_event("timeout", "sid", s->info.sid, "state", state_names[s->state], NULL);
+		s->outlen = 0;
+		reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->conf->hostname);
+		session_close(s, "timeout");
+	}
+	session_io(s);
+	session_settle(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* lifecycle                                                          */
+
+static void
+session_close(struct session *s, const char *why)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	s->state = S_QUIT;
+	/* The last reply gets a few seconds, then the connection goes anyway. */
+	ev_timer_stop(s->srv->loop, &s->timer);
+	s->timer.repeat = 5;
+	ev_timer_again(s->srv->loop, &s->timer);
+	log_event("close", "sid", s->info.sid, "why", why, NULL);
+}
+
+/* Frees the session once nothing refers to it any more. */
+static void
+session_settle(struct session *s)
+{
+	struct server *srv = s->srv;
+	struct policy *p = &srv->policy;
+
+	if (!s->closing || (s->outlen && !s->eof && s->fd >= 0 && ev_is_active(&s->timer)))
+		return;
+	if (s->waiting) {
+		/* The policy drops its pending work; its late answer becomes a no-op. */
+		s->waiting = 0;
+	}
+	if (s->committing)
+		return;                         /* committed() settles us again */
+	if (s->policy_started) {
+		s->policy_started = 0;
+		p->ops->end(p->self, s);
+	}
+	ev_io_stop(srv->loop, &s->io);
+	ev_timer_stop(srv->loop, &s->timer);
+	if (s->ssl) {
+		if (!s->eof)
+			SSL_shutdown(s->ssl);
+		SSL_free(s->ssl);
+	}
+	reset_transaction(s);
+	close(s->fd);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	conf_release(s->conf);
+	if (srv->closed)
+		srv->closed(srv, (struct sockaddr *)&s->info.client_sa);
+	free(s);
+}
+
+void
+smtp_after_connect(struct session *s, const struct verdict *v)
+{
+	char peek;
+
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		struct verdict d = *v;
+		if (d.action == V_DENY && !d.code)
+			d.code = 554;
+		reply_verdict(s, &d, "Service unavailable");
+		session_close(s, "rejected at connect");
+		return;
+	}
+	/*
+	 * postscreen's pregreet test: a client that talks before our greeting
+	 * is a bot that does not wait for the server (RFC 5321 3.1).
+	 */
+	if (recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+		reply_text(s, 554, "5.5.1", "Error: talked before the greeting", "pregreet");
+		session_close(s, "pregreet");
+		return;
+	}
+	s->state = S_INIT;
+	reply(s, 220, "", "%s ESMTP mxgate", s->conf->hostname);
+}
+
+static void
+on_greeting_delay(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+
+	ev_timer_stop(loop, w);
+	w->repeat = s->conf->timeouts.command;
+	ev_set_cb(w, on_timer);
+	ev_timer_again(loop, w);
+	decide(s, STAGE_CONNECT, smtp_after_connect);
+	session_io(s);
+	session_settle(s);
+}
+
+void
+smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
+    const struct sockaddr *peer, socklen_t peerlen)
+{
+	struct session *s = calloc(1, sizeof *s);
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof local;
+	struct timeval tv;
+
+	if (!s) {
+		close(fd);
+		if (srv->closed)
+			srv->closed(srv, peer);
+		return;
+	}
+	s->srv = srv;
+	s->fd = fd;
+	s->conf = conf_hold(srv->conf);
+	s->listener = l;
+	s->state = S_CONNECT;
+	s->stage = STAGE_MAX;
+	s->info.conf = s->conf;
+	s->info.id = ++srv->next_id;
+	s->info.direction = l->direction;
+	gettimeofday(&tv, NULL);
+	s->info.start = (double)tv.tv_sec + tv.tv_usec / 1e6;
+	snprintf(s->info.sid, sizeof s->info.sid, "%08lx%05x%06llx", (unsigned long)tv.tv_sec,
+	    (unsigned)getpid() & 0xfffff, (unsigned long long)(s->info.id & 0xffffff));
+	memcpy(&s->info.client_sa, peer, peerlen < sizeof s->info.client_sa ? peerlen : sizeof s->info.client_sa);
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)peer;
+		inet_ntop(AF_INET, &in->sin_addr, s->info.client_ip, sizeof s->info.client_ip);
+		s->info.client_port = ntohs(in->sin_port);
+	} else if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)peer;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], s->info.client_ip, sizeof s->info.client_ip);
+		else
+			inet_ntop(AF_INET6, &in6->sin6_addr, s->info.client_ip, sizeof s->info.client_ip);
+		s->info.client_port = ntohs(in6->sin6_port);
+	}
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
+		if (local.ss_family == AF_INET) {
+			struct sockaddr_in *in = (void *)&local;
+			inet_ntop(AF_INET, &in->sin_addr, s->info.local_ip, sizeof s->info.local_ip);
+			s->info.local_port = ntohs(in->sin_port);
+		} else if (local.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (void *)&local;
+			inet_ntop(AF_INET6, &in6->sin6_addr, s->info.local_ip, sizeof s->info.local_ip);
+			s->info.local_port = ntohs(in6->sin6_port);
+		}
+	}
+	s->next = srv->sessions;
+	if (s->next)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	ev_io_init(&s->io, on_io, fd, 0);
+	s->io.data = s;
+	log_event("connect", "sid", s->info.sid, "dir", direction_str(l->direction),
+	    "client", s->info.client_ip, "listener", l->address, NULL);
+	if (srv->policy.ops->start(srv->policy.self, s) < 0) {
+		s->stage = STAGE_CONNECT;
+		reply(s, 421, "4.3.0", "%s Error: cannot start a session, try later", s->conf->hostname);
+		session_close(s, "policy start failed");
+	} else if ((s->policy_started = 1) && s->conf->timeouts.greeting_delay > 0) {
+		ev_timer_init(&s->timer, on_greeting_delay, s->conf->timeouts.greeting_delay, 0);
+		s->timer.data = s;
+		ev_timer_start(srv->loop, &s->timer);
+		return;
+	} else {
+		ev_timer_init(&s->timer, on_timer, 0, s->conf->timeouts.command);
+		s->timer.data = s;
+		ev_timer_again(srv->loop, &s->timer);
+		decide(s, STAGE_CONNECT, smtp_after_connect);
+	}
+	if (!ev_is_active(&s->timer)) {
+		ev_timer_init(&s->timer, on_timer, 0, 5);
+		s->timer.data = s;
+		ev_timer_again(srv->loop, &s->timer);
+	}
+	session_io(s);
+	session_settle(s);
+}
+
+void
+smtp_close_all(struct server *srv, const char *why)
+{
+	struct session *s, *next;
+
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		if (s->closing)
+			continue;
+		if (s->state != S_DATA && s->state != S_TLS && !s->ssl_want_write) {
+			s->outlen = 0;
+			reply(s, 421, "4.3.2", "%s Service shutting down", s->conf->hostname);
+		}
+		session_close(s, why);
+		session_io(s);
+		session_settle(s);
+	}
+}

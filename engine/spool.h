@@ -1,0 +1,43 @@
+/*
+ * spool.h - accepted mail on disk, durable before the 250.
+ *
+ * A message is written into tmp/PID.QID while DATA streams in, then
+ * spool_commit() hands it to the worker's committer thread, which makes a
+ * whole batch durable at once (group commit: one flush for every session
+ * that finished DATA meanwhile), renames each file into queue/QID, syncs
+ * the directory and only then calls back on the loop thread. Nothing in
+ * queue/ is ever partial; tmp/ is cleaned when its writer is gone.
+ *
+ * File format: one JSON line with the envelope, then the message (CRLF).
+ */
+#ifndef MXGATE_SPOOL_H
+#define MXGATE_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct ev_loop;
+struct spool;
+struct spool_msg;
+
+#define QID_LEN 24
+
+/* Creates tmp/ and queue/ under dir. 0 or -1 (errno). Master, before fork. */
+int  spool_prepare(const char *dir, uid_t uid, gid_t gid);
+/* Removes tmp/ files left by process pid (0: all of them). */
+void spool_clean_tmp(const char *dir, pid_t pid);
+
+struct spool *spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen);
+void          spool_close(struct spool *sp);   /* waits for pending commits */
+
+void qid_new(char out[QID_LEN]);
+
+struct spool_msg *spool_create(struct spool *sp, const char *qid);
+int   spool_write(struct spool_msg *m, const void *buf, size_t n);  /* 0 or -1 */
+void  spool_abort(struct spool_msg *m);       /* unlinks and frees */
+
+/* ok=1: durable in queue/. The message is freed before cb runs. */
+typedef void spool_done_cb(void *arg, int ok);
+void  spool_commit(struct spool_msg *m, spool_done_cb *cb, void *arg);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * worker.c - accept, connection limits, reload and drain for one worker.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf.h"
+#include "connlimit.h"
+#include "log.h"
+#include "policy.h"
+#include "smtp_server.h"
+#include "spool.h"
+#include "worker.h"
+
+struct worker {
+	int               index;
+	struct server     srv;
+	struct connlimit *cl;
+	/* Our own copy: sessions point at it, and it outlives any reload. */
+	struct conf_listener listeners[CONF_MAX_LISTEN];
+	ev_io             listen[CONF_MAX_LISTEN];
+	int               nlisten;
+	ev_signal         sighup, sigterm, sigint;
+	ev_timer          grace;
+	int               draining;
+};
+
+static struct worker W;
+
+static void
+on_closed(struct server *srv, const struct sockaddr *peer)
+{
+	connlimit_leave(W.cl, W.index, peer);
+	if (W.draining && srv->nsessions == 0)
+		ev_break(srv->loop, EVBREAK_ALL);
+}
+
+static void
+on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	const struct conf_listener *l = w->data;
+	const struct conf *c = W.srv.conf;
+
+	/* A bounded batch per wake-up: the other workers get their share. */
+	for (int i = 0; i < 32; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		const char *which;
+		int one = 1, fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_event("accept_error", "error", strerror(errno), NULL);
+			return;
+		}
+		if (connlimit_enter(W.cl, W.index, (struct sockaddr *)&ss, c->limits.max_connections,
+		    c->limits.max_per_ip, &which) < 0) {
+			char msg[300];
+			int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s, try again later\r\n",
+			    c->hostname, which);
+			(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+			log_event("reject", "stage", "connect", "code", "421", "enhanced", "4.7.0",
+			    "reason", "connection_limit", "text", which, "dir", direction_str(l->direction), NULL);
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		smtp_session_start(&W.srv, fd, l, (struct sockaddr *)&ss, len);
+	}
+}
+
+static void
+reload(void)
+{
+	struct conf *c = calloc(1, sizeof *c);
+	char err[1024];
+
+	log_reopen();
+	if (!c)
+		return;
+	if (conf_load(c, W.srv.conf->path, err, sizeof err) < 0) {
+		log_event("reload_failed", "error", err, NULL);
+		conf_free(c);
+		free(c);
+		return;
+	}
+	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
+		log_event("reload_failed", "error", err, NULL);
+		conf_free(c);
+		free(c);
+		return;
+	}
+	conf_release(W.srv.conf);
+	W.srv.conf = conf_hold(c);
+	log_event("reloaded", "worker", W.index == 0 ? "0" : NULL, NULL);
+}
+
+static void
+on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	reload();
+}
+
+static void
+on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	smtp_close_all(&W.srv, "shutdown");
+}
+
+static void
+on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	if (W.draining)
+		return;
+	W.draining = 1;
+	for (int i = 0; i < W.nlisten; i++)
+		ev_io_stop(loop, &W.listen[i]);
+	if (W.srv.nsessions == 0) {
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_init(&W.grace, on_grace, W.srv.conf->timeouts.shutdown, 0);
+	ev_timer_start(loop, &W.grace);
+}
+
+int
+worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimit *cl, SSL_CTX *tls)
+{
+	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+	char err[1024];
+
+	W.index = index;
+	W.cl = cl;
+	W.srv.loop = loop;
+	W.srv.conf = conf_hold(conf);
+	W.srv.tls = tls;
+	W.srv.closed = on_closed;
+	signal(SIGPIPE, SIG_IGN);
+	if (!(W.srv.spool = spool_open(loop, conf->spool_dir, err, sizeof err))) {
+		log_event("fatal", "error", err, NULL);
+		return 1;
+	}
+	if (policy_open(&W.srv.policy, conf, loop, err, sizeof err) < 0) {
+		log_event("fatal", "error", err, NULL);
+		return 1;
+	}
+	for (int i = 0; i < conf->nlisten; i++) {
+		ev_io_init(&W.listen[i], on_accept, listen_fds[i], EV_READ);
+		W.listeners[i] = conf->listen[i];
+		W.listen[i].data = &W.listeners[i];
+		ev_io_start(loop, &W.listen[i]);
+	}
+	W.nlisten = conf->nlisten;
+	ev_signal_init(&W.sighup, on_sighup, SIGHUP);
+	ev_signal_start(loop, &W.sighup);
+	ev_signal_init(&W.sigterm, on_sigterm, SIGTERM);
+	ev_signal_start(loop, &W.sigterm);
+	ev_signal_init(&W.sigint, on_sigterm, SIGINT);
+	ev_signal_start(loop, &W.sigint);
+	log_event("worker_start", "policy", W.srv.policy.ops->name, NULL);
+
+	ev_run(loop, 0);
+
+	spool_close(W.srv.spool);
+	W.srv.policy.ops->free(W.srv.policy.self);
+	log_event("worker_stop", NULL);
+	return 0;
+}
