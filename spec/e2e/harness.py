@@ -1,0 +1,286 @@
+"""Start a real mxgate on loopback for a test, talk to it, read its log and spool.
+
+    class MyTest(MxgateTest):
+        CONFIG = {"hosted_domains": '{ ["example.test"] = true }'}
+        def test_x(self):
+            with self.server.smtp() as c: ...
+
+The binary comes from $MXGATE_BIN (spec/run.py runs the suite once with
+bin/mxgate and once with the ASan/UBSan build); a sanitizer report in the
+server's stderr fails the test that produced it.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = "/usr/bin/python3"     # Debian's, which has aiosmtpd
+
+
+def binary():
+    return os.environ.get("MXGATE_BIN") or os.path.join(ROOT, "bin/mxgate")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Polls cond() until it returns a true value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def lua_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return v                     # already Lua source
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {lua_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def parse_logfmt(line):
+    out = {}
+    for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        v = m.group(2)
+        if v.startswith('"'):
+            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        out[m.group(1)] = v
+    return out
+
+
+class Mxgate:
+    """One mxgate server with its own config, state dir, ports and log."""
+
+    def __init__(self, config=None, rules=None, workers=1, directions=("inbound", "outbound")):
+        self.dir = tempfile.mkdtemp(prefix="mxgate-test-")
+        os.chmod(self.dir, 0o755)     # workers run as "nobody" when we are root
+        self.ports = {d: free_port() for d in directions}
+        self.port = self.ports.get("inbound") or next(iter(self.ports.values()))
+        self.workers = workers
+        self.config = {
+            "hostname": '"mx.mxgate.test"',
+            "hosted_domains": '{ ["example.test"] = { route = "127.0.0.1:1" } }',
+            "relay_networks": '{ "127.0.0.0/8" }',
+            "rules": "false",
+        }
+        self.config.update(config or {})
+        self.rules = rules           # {"10-x.lua": "source"} or None
+        self.proc = None
+        self.stderr_path = os.path.join(self.dir, "stderr")
+        self.log_path = os.path.join(self.dir, "mxgate.log")
+        self.conf_path = os.path.join(self.dir, "mxgate.lua")
+
+    def write_config(self):
+        listen = ", ".join(
+            f'{{ address = "127.0.0.1", port = {p}, direction = "{d}" }}' for d, p in self.ports.items())
+        lines = [f"listen = {{ {listen} }}", f'state_dir = "{self.dir}/var"',
+                 f'log_file = "{self.log_path}"', f"workers = {self.workers}",
+                 f'stdlib = "{ROOT}/stdlib"']
+        if self.rules is not None:
+            rdir = os.path.join(self.dir, "rules.d")
+            os.makedirs(rdir, exist_ok=True)
+            for name, src in self.rules.items():
+                with open(os.path.join(rdir, name), "w") as f:
+                    f.write(src)
+            self.config["rules"] = f'"{rdir}"'
+        for k, v in self.config.items():
+            lines.append(f"{k} = {lua_value(v)}")
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        self.write_config()
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([binary(), "-c", self.conf_path], cwd=ROOT,
+                                     stdout=self.stderr, stderr=self.stderr, env=env)
+        wait_for(lambda: self.log_has("worker_start", count=self.workers) or self.proc.poll() is not None,
+                 what="workers to start")
+        if self.proc.poll() is not None:
+            raise AssertionError("mxgate exited at start:\n" + self.read_stderr())
+        for p in self.ports.values():
+            wait_for(lambda: self._connectable(p), what=f"port {p}")
+        return self
+
+    @staticmethod
+    def _connectable(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self, check=True):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.stderr.close()
+        if check:
+            self.check_sanitizers()
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def read_stderr(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def check_sanitizers(self):
+        err = self.read_stderr()
+        if "AddressSanitizer" in err or "runtime error:" in err or "LeakSanitizer" in err:
+            raise AssertionError("sanitizer report from mxgate:\n" + err[-6000:])
+
+    def reload(self):
+        before = len(self.events("reloaded")) + len(self.events("reload_failed"))
+        self.proc.send_signal(signal.SIGHUP)
+        return before
+
+    # --- log and spool -------------------------------------------------
+    def log_lines(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return [parse_logfmt(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def events(self, name):
+        return [l for l in self.log_lines() if l.get("event") == name]
+
+    def log_has(self, name, count=1, **kv):
+        return len([e for e in self.events(name) if all(e.get(k) == v for k, v in kv.items())]) >= count
+
+    def spool_dir(self):
+        return os.path.join(self.dir, "var/spool")
+
+    def queue(self):
+        q = os.path.join(self.spool_dir(), "queue")
+        return sorted(os.listdir(q)) if os.path.isdir(q) else []
+
+    def message(self, qid):
+        """(envelope dict, message bytes) of a queued message."""
+        with open(os.path.join(self.spool_dir(), "queue", qid), "rb") as f:
+            data = f.read()
+        env, _, body = data.partition(b"\n")
+        return json.loads(env), body
+
+    # --- clients -------------------------------------------------------
+    def smtp(self, direction="inbound", **kw):
+        return smtplib.SMTP("127.0.0.1", self.ports[direction], local_hostname="client.example", timeout=30, **kw)
+
+    def raw(self, direction="inbound"):
+        return RawClient(self.ports[direction])
+
+    def swaks(self, *args, direction="inbound", check=False):
+        cmd = ["swaks", "--server", f"127.0.0.1:{self.ports[direction]}", "--helo", "client.example",
+               "--timeout", "30"] + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=check)
+
+
+class RawClient:
+    """Bytes on a socket, for what a polite client library will not send."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def read_reply(self):
+        """One whole (possibly multi-line) reply: (code, [lines])."""
+        lines = []
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    if lines or self.buf:
+                        raise AssertionError(f"connection closed mid-reply: {lines} {self.buf!r}")
+                    return None, []
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            line = line.rstrip(b"\r").decode(errors="replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def expect(self, code):
+        got, lines = self.read_reply()
+        if got != code:
+            raise AssertionError(f"expected {code}, got {got}: {lines}")
+        return lines
+
+    def cmd(self, line, code):
+        self.send(line + "\r\n")
+        return self.expect(code)
+
+    def closed(self, timeout=10):
+        """True when the server closed the connection (EOF) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class MxgateTest(unittest.TestCase):
+    """A test case with a fresh server per test (self.server)."""
+    USES_MXGATE = True
+    CONFIG = {}
+    RULES = None
+    WORKERS = 1
+
+    def setUp(self):
+        self.server = Mxgate(dict(self.CONFIG), rules=self.RULES and dict(self.RULES), workers=self.WORKERS)
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        self.addCleanup(self.server.stop)
