@@ -6,7 +6,8 @@
  * These calls are the whole interface: a later Redis backend implements
  * the same operations, so nothing outside state*.c knows it is LMDB.
  * Calls are synchronous and short (one write transaction each); no
- * transaction is ever held across a yield.
+ * transaction is ever held across a yield. Each process opens its own
+ * handle after fork; a handle carried across fork refuses to work.
  */
 #ifndef MXGATE_STATE_H
 #define MXGATE_STATE_H
