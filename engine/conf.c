@@ -409,6 +409,16 @@ read_table_nums(struct reader *r, struct conf *c)
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "timeouts", "expected a table");
 	lua_pop(r->L, 1);
+	if (getkey(r, "rule_limits") == LUA_TTABLE) {
+		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
+		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
+		    opt_num(r, "rule_limits", "memory", 1 << 20, 1e11, &mem))
+			return -1;
+		c->rule_instructions = (long)ins;
+		c->rule_memory = (size_t)mem;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "rule_limits", "expected a table");
+	lua_pop(r->L, 1);
 	return 0;
 }
 
@@ -466,6 +476,8 @@ set_defaults(struct conf *c)
 	c->limits.max_errors = 10;
 	c->limits.command_line = 512;
 	c->limits.text_line = 1000;
+	c->rule_instructions = 1000000;
+	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;
 	c->timeouts.data = 180;
 	c->timeouts.rule = 60;

@@ -75,6 +75,8 @@ struct conf {
 		double shutdown;       /* SIGTERM: sessions get this long to finish */
 	} timeouts;
 	char   bare_lf[16];        /* "normalize" or "reject" */
+	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
+	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */
 };
 

@@ -73,6 +73,7 @@ struct session {
 	int                 discard_line;/* inside an overlong command line */
 	int                 eof;
 	int                 policy_started;
+	const char         *rule_where;  /* the rule behind the reply being logged */
 	enum smtp_verb      cmd;         /* the command awaiting its decision */
 	enum stage          stage;
 	const struct conf_listener *listener;
@@ -187,7 +188,7 @@ reply_text(struct session *s, int code, const char *enh, const char *text, const
 		log_event("reject", "sid", s->info.sid, "dir", direction_str(s->info.direction),
 		    "client", s->info.client_ip, "stage", stage_name(s->stage),
 		    "cmd", smtp_verb_name(s->cmd), "code", c, "enhanced", enh,
-		    "reason", reason ? reason : "protocol", "text", text,
+		    "reason", reason ? reason : "protocol", "rule", s->rule_where, "text", text,
 		    "from", s->info.has_mail ? s->info.mail.addr : NULL,
 		    "rcpt", s->stage == STAGE_RCPT ? s->info.rcpt.addr : NULL, NULL);
 	}
@@ -239,7 +240,9 @@ reply_verdict(struct session *s, const struct verdict *v, const char *deftext)
 		code = v->action == V_DEFER ? 451 : v->action == V_DROP ? 421 : 550;
 	if (!*enh)
 		enh = code >= 500 ? "5.7.1" : code == 421 ? "4.7.0" : "4.7.1";
+	s->rule_where = v->where[0] ? v->where : NULL;
 	reply_text(s, code, enh, text, v->reason[0] ? v->reason : action_name(v->action));
+	s->rule_where = NULL;
 	if (v->action == V_DROP)
 		session_close(s, "dropped by policy");
 }

@@ -1,15 +1,272 @@
 /*
- * lua_policy.c - placeholder until the Lua bridge lands: policy_open()
- * picks the built-in policy.
+ * lua_policy.c - the Lua rules as the engine's policy.
+ *
+ * Each session runs its hooks in its own coroutine of the generation it
+ * started on. A hook that finishes without waiting answers at once; one
+ * that yields (a primitive doing I/O) answers later through
+ * session_resume(). A rule that fails, or runs past its instruction
+ * budget, answers 451 4.3.0 and is logged with file:line: an error never
+ * accepts by accident.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include <lauxlib.h>
+
+#include "bridge.h"
 #include "conf.h"
 #include "log.h"
-#include "policy.h"
+#include "session.h"
+
+#define HOOK_EVERY 1000            /* instructions between budget checks */
+
+static void
+count_hook(lua_State *L, lua_Debug *ar)
+{
+	struct lctx *x = lctx_of(L);
+
+	/* Keeps raising once spent, so a pcall in the rule cannot swallow it. */
+	if (x && (x->budget -= HOOK_EVERY) < 0)
+		luaL_error(L, "rule exceeded its instruction budget (rule_limits.instructions)");
+}
+
+static void
+live_insert(struct lpolicy *pol, struct lctx *x)
+{
+	struct lctx **head = &pol->live[x->key % 256];
+
+	x->hnext = *head;
+	*head = x;
+}
+
+static void
+live_remove(struct lpolicy *pol, struct lctx *x)
+{
+	for (struct lctx **p = &pol->live[x->key % 256]; *p; p = &(*p)->hnext)
+		if (*p == x) {
+			*p = x->hnext;
+			return;
+		}
+}
+
+static int
+lp_start(void *self, struct session *s)
+{
+	struct lpolicy *pol = self;
+	struct lgen *g = pol->cur;
+	struct lctx *x = calloc(1, sizeof *x);
+	lua_State *L = g->L;
+
+	if (!x)
+		return -1;
+	x->pol = pol;
+	x->gen = g;
+	x->s = s;
+	x->key = session_info(s)->id;
+	g->refs++;
+	x->co = lua_newthread(L);
+	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	*(struct lctx **)lua_getextraspace(x->co) = x;
+	lsession_push(L, x);
+	x->sess_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_sethook(x->co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+	live_insert(pol, x);
+	session_info(s)->policy_data = x;
+	return 0;
+}
+
+static void
+lp_end(void *self, struct session *s)
+{
+	struct lpolicy *pol = self;
+	struct lctx *x = session_info(s)->policy_data;
+	lua_State *L;
+
+	if (!x)
+		return;
+	session_info(s)->policy_data = NULL;
+	/* Late answers look us up by key and find nothing: they become no-ops. */
+	live_remove(pol, x);
+	if (pol->loop)
+		ev_timer_stop(pol->loop, &x->sleep);
+	L = x->gen->L;
+	*(struct lctx **)lua_getextraspace(x->co) = NULL;
+	luaL_unref(L, LUA_REGISTRYINDEX, x->sess_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
+	lgen_unref(x->gen);
+	free(x);
+}
+
+static void
+copy_field(lua_State *L, int t, const char *k, char *dst, size_t len)
+{
+	if (lua_getfield(L, t, k) == LUA_TSTRING)
+		snprintf(dst, len, "%s", lua_tostring(L, -1));
+	lua_pop(L, 1);
+}
+
+static void
+rule_error(struct lctx *x, struct verdict *v, const char *where, const char *why)
+{
+	struct session_info *i = session_info(x->s);
+
+	log_event("rule_error", "sid", i->sid, "where", where, "error", why, NULL);
+	memset(v, 0, sizeof *v);
+	v->action = V_DEFER;
+	v->code = 451;
+	snprintf(v->enhanced, sizeof v->enhanced, "4.3.0");
+	snprintf(v->text, sizeof v->text, "Temporary local problem, try again later");
+	snprintf(v->reason, sizeof v->reason, "rule_error");
+	snprintf(v->where, sizeof v->where, "%s", where);
+}
+
+/* The runner's result, on top of co, as a verdict. */
+static void
+to_verdict(struct lctx *x, lua_State *co, int nres, struct verdict *v)
+{
+	int t = lua_gettop(co);
+	const char *a;
+
+	memset(v, 0, sizeof *v);
+	if (nres < 1 || lua_isnil(co, t))
+		return;                                 /* V_NONE */
+	lua_getfield(co, t, "action");
+	a = lua_tostring(co, -1);
+	if (!a)
+		a = "";
+	if (!strcmp(a, "accept"))
+		v->action = V_ACCEPT;
+	else if (!strcmp(a, "deny"))
+		v->action = V_DENY;
+	else if (!strcmp(a, "defer"))
+		v->action = V_DEFER;
+	else if (!strcmp(a, "drop"))
+		v->action = V_DROP;
+	else {
+		char where[160] = "?", why[400] = "?";
+		copy_field(co, t, "where", where, sizeof where);
+		copy_field(co, t, "text", why, sizeof why);
+		lua_pop(co, 1);
+		rule_error(x, v, where, why);
+		return;
+	}
+	lua_pop(co, 1);
+	if (lua_getfield(co, t, "code") == LUA_TNUMBER)
+		v->code = (int)lua_tointeger(co, -1);
+	lua_pop(co, 1);
+	copy_field(co, t, "enhanced", v->enhanced, sizeof v->enhanced);
+	copy_field(co, t, "text", v->text, sizeof v->text);
+	copy_field(co, t, "reason", v->reason, sizeof v->reason);
+	copy_field(co, t, "where", v->where, sizeof v->where);
+	/* A reply code must fit its action: a typo must not turn deny into 250. */
+	if (v->code && (v->code < 400 || v->code > 599 ||
+	    (v->action == V_DEFER && v->code >= 500) || (v->action == V_DENY && v->code < 500)))
+		rule_error(x, v, v->where, "reply code does not fit the verdict");
+}
+
+/* After lua_resume: DONE with *v, or PENDING while a primitive waits. */
+static int
+settle(struct lctx *x, int rc, int nres, struct verdict *v)
+{
+	lua_State *co = x->co;
+
+	if (rc == LUA_YIELD) {
+		lua_pop(co, nres);
+		return POLICY_PENDING;
+	}
+	x->running = 0;
+	if (rc == LUA_OK) {
+		to_verdict(x, co, nres, v);
+		lua_settop(co, 0);
+	} else {
+		/* Outside the runner's pcall: budget, memory. The thread is dead. */
+		lua_Debug ar;
+		char where[160] = "?";
+		if (lua_getstack(co, 0, &ar) && lua_getinfo(co, "Sl", &ar))
+			snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+		rule_error(x, v, where, lua_tostring(co, -1) ? lua_tostring(co, -1) : "error");
+		lua_resetthread(co);
+		lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+	}
+	return POLICY_DONE;
+}
+
+static int
+lp_decide(void *self, struct session *s, enum stage st, struct verdict *v)
+{
+	struct lctx *x = session_info(s)->policy_data;
+	lua_State *co = x->co;
+	int nres, rc;
+
+	x->budget = x->pol->budget;
+	x->running = 1;
+	lua_rawgeti(co, LUA_REGISTRYINDEX, x->gen->run_ref);
+	lua_pushstring(co, stage_name(st));
+	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);
+	rc = lua_resume(co, NULL, 2, &nres);
+	return settle(x, rc, nres, v);
+}
+
+void
+lctx_resume(struct lctx *x, int nargs)
+{
+	struct verdict v;
+	int nres, rc;
+
+	if (!x->s || !x->running)
+		return;
+	rc = lua_resume(x->co, NULL, nargs, &nres);
+	if (settle(x, rc, nres, &v) == POLICY_DONE)
+		session_resume(x->s, &v);       /* may free x: nothing after this */
+}
+
+static int
+lp_reload(void *self, const struct conf *c, char *err, size_t errlen)
+{
+	struct lpolicy *pol = self;
+	struct lgen *g = lgen_load(pol, c, err, errlen);
+
+	if (!g)
+		return -1;
+	lgen_unref(pol->cur);                   /* freed when its last session ends */
+	pol->cur = g;
+	return 0;
+}
+
+static void
+lp_free(void *self)
+{
+	struct lpolicy *pol = self;
+
+	lgen_unref(pol->cur);
+	free(pol);
+}
+
+static const struct policy_ops lua_ops = {
+	.name = "lua", .start = lp_start, .end = lp_end, .decide = lp_decide,
+	.reload = lp_reload, .free = lp_free,
+};
 
 int
 policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *err, size_t errlen)
 {
-	return policy_builtin(p, c);
+	struct lpolicy *pol;
+
+	if (!c->rules[0])
+		return policy_builtin(p, c);
+	if (!(pol = calloc(1, sizeof *pol))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pol->loop = loop;
+	pol->budget = c->rule_instructions;
+	pol->mem_max = c->rule_memory;
+	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
+		free(pol);
+		return -1;
+	}
+	p->ops = &lua_ops;
+	p->self = pol;
+	return 0;
 }

@@ -1,0 +1,68 @@
+/*
+ * bridge.h - what the files of lua/ share: generations, per-session
+ * coroutines and the primitives' way back to a waiting rule.
+ */
+#ifndef MXGATE_BRIDGE_H
+#define MXGATE_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <ev.h>
+
+#include "policy.h"
+
+struct session;
+struct lpolicy;
+
+/* One loaded ruleset: stdlib + rules.d, compiled and checked. */
+struct lgen {
+	lua_State      *L;
+	unsigned        id;
+	int             refs;        /* sessions on it, +1 while it is current */
+	int             run_ref;     /* registry: the stdlib's hook runner */
+	size_t          mem, mem_max;/* allocator accounting and cap */
+	struct lpolicy *pol;
+};
+
+/* A session's side of the bridge: its coroutine in its generation. */
+struct lctx {
+	struct lpolicy *pol;
+	struct lgen    *gen;
+	struct session *s;           /* NULL once the session is gone */
+	uint64_t        key;         /* id the late answers look us up by */
+	lua_State      *co;          /* the session's coroutine */
+	int             co_ref;
+	int             sess_ref;    /* registry: the session userdata */
+	int             running;     /* a hook is in progress */
+	long            budget;      /* instructions left for this hook */
+	ev_timer        sleep;       /* the sleep() primitive's timer */
+	struct lctx    *hnext;       /* live-session hash chain */
+};
+
+struct lpolicy {
+	struct ev_loop *loop;
+	struct lgen    *cur;
+	unsigned        next_gen;
+	long            budget;      /* instructions per hook run */
+	size_t          mem_max;
+	struct lctx    *live[256];   /* by key, for late answers */
+};
+
+/* lua_gen.c */
+struct lgen *lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen);
+void         lgen_unref(struct lgen *g);
+
+/* lua_session.c */
+void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
+void lsession_open(lua_State *L);                  /* its metatable */
+
+/* lua_prim.c */
+void lprim_open(lua_State *L);                     /* registers primitives */
+struct lctx *lctx_of(lua_State *co);               /* NULL outside a rule */
+struct lctx *lctx_find(struct lpolicy *pol, uint64_t key);
+/* A primitive's answer is on co's stack (nres values): run the rule on. */
+void lctx_resume(struct lctx *x, int nres);
+
+#endif

@@ -1,0 +1,258 @@
+/*
+ * lua_gen.c - a generation: one Lua state with the stdlib and every
+ * rules.d/ files loaded, compiled and checked.
+ *
+ * A generation is built whole or not at all: SIGHUP builds the next one
+ * beside the running one and swaps only when it loaded cleanly. Rule files
+ * load as text only (bytecode can crash the VM) into the sandbox that
+ * stdlib/mxgate.lua builds; the state's allocator is capped.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "bridge.h"
+#include "conf.h"
+
+#define RULE_FILE_MAX (1024 * 1024)
+
+static void *
+gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct lgen *g = ud;
+
+	if (!ptr)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		g->mem -= osize;
+		return NULL;
+	}
+	/* Over the cap, Lua raises "not enough memory" in the rule. */
+	if (g->mem_max && g->mem - osize + nsize > g->mem_max)
+		return NULL;
+	ptr = realloc(ptr, nsize);
+	if (ptr)
+		g->mem = g->mem - osize + nsize;
+	return ptr;
+}
+
+/* Reads a whole (bounded) file: a malloc'd, NUL-terminated string. */
+static char *
+slurp(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > RULE_FILE_MAX ||
+	    fseek(f, 0, SEEK_SET) < 0 || !(buf = malloc((size_t)n + 1))) {
+		snprintf(err, errlen, "%s: unreadable or larger than %d bytes", path, RULE_FILE_MAX);
+		fclose(f);
+		return NULL;
+	}
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		snprintf(err, errlen, "%s: read error", path);
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+/* C.read_file(path) for the stdlib: contents, or nil and why. */
+static int
+l_read_file(lua_State *L)
+{
+	char err[512];
+	size_t len;
+	char *buf = slurp(luaL_checkstring(L, 1), &len, err, sizeof err);
+
+	if (!buf) {
+		luaL_pushfail(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushlstring(L, buf, len);
+	free(buf);
+	return 1;
+}
+
+/*
+ * The config file again, as a plain table for the rules (config.dnsbl,
+ * config.greylist, ...). conf_load() already validated it.
+ */
+static int
+push_config(lua_State *L, const char *path, char *err, size_t errlen)
+{
+	lua_newtable(L);
+	if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+		return -1;
+	}
+	lua_pushvalue(L, -2);
+	lua_setupvalue(L, -2, 1);
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* rules.d/NAME.lua in file-name order: "10-helo.lua" before "20-relay.lua". */
+static char **
+list_rules(const char *dir, int *n, char *err, size_t errlen)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	int cap = 0;
+
+	*n = 0;
+	if (!d) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".lua") != 0)
+			continue;
+		if (*n == cap) {
+			char **nn = realloc(names, (size_t)(cap = cap ? cap * 2 : 16) * sizeof *names);
+			if (!nn)
+				break;
+			names = nn;
+		}
+		names[(*n)++] = strdup(de->d_name);
+	}
+	closedir(d);
+	if (*n)
+		qsort(names, (size_t)*n, sizeof *names, cmp_names);
+	if (!names)
+		names = calloc(1, sizeof *names);
+	return names;
+}
+
+void
+lgen_unref(struct lgen *g)
+{
+	if (--g->refs > 0)
+		return;
+	lua_close(g->L);
+	free(g);
+}
+
+static int
+gen_fail(struct lgen *g, char *err, size_t errlen, const char *msg)
+{
+	snprintf(err, errlen, "%s", msg);
+	return -1;
+}
+
+struct lgen *
+lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
+{
+	struct lgen *g = calloc(1, sizeof *g);
+	char path[1024], **names = NULL;
+	int n = 0, ok = 0, mod;
+	size_t len;
+	char *src;
+	lua_State *L;
+
+	if (!g) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->pol = pol;
+	g->mem_max = pol->mem_max;
+	g->refs = 1;
+	if (!(L = g->L = lua_newstate(gen_alloc, g))) {
+		free(g);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	luaL_openlibs(L);
+	lprim_open(L);                          /* table C on the stack */
+	lua_pushcfunction(L, l_read_file);
+	lua_setfield(L, -2, "read_file");
+	lsession_open(L);
+
+	snprintf(path, sizeof path, "%s/mxgate.lua", c->stdlib);
+	if (!(src = slurp(path, &len, err, errlen)))
+		goto out;
+	if (luaL_loadbufferx(L, src, len, "@stdlib/mxgate.lua", "t") != LUA_OK) {
+		free(src);
+		gen_fail(g, err, errlen, lua_tostring(L, -1));
+		goto out;
+	}
+	free(src);
+	lua_pushvalue(L, -2);                   /* C */
+	if (push_config(L, c->path, err, errlen) < 0)
+		goto out;
+	lua_pushstring(L, c->stdlib);
+	if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+		gen_fail(g, err, errlen, lua_tostring(L, -1));
+		goto out;
+	}
+	mod = lua_gettop(L);                    /* the stdlib module M */
+
+	if (!(names = list_rules(c->rules, &n, err, errlen)))
+		goto out;
+	for (int i = 0; i < n; i++) {
+		char shown[600];
+		snprintf(path, sizeof path, "%s/%s", c->rules, names[i]);
+		snprintf(shown, sizeof shown, "rules.d/%s", names[i]);
+		if (!(src = slurp(path, &len, err, errlen)))
+			goto out;
+		lua_getfield(L, mod, "load_file");
+		lua_pushstring(L, shown);
+		lua_pushlstring(L, src, len);
+		free(src);
+		if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+			gen_fail(g, err, errlen, lua_tostring(L, -1));
+			goto out;
+		}
+	}
+	lua_getfield(L, mod, "finish");
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		gen_fail(g, err, errlen, lua_tostring(L, -1));
+		goto out;
+	}
+	lua_getfield(L, mod, "run");
+	g->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, mod);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.M");
+	lua_settop(L, 0);
+	lua_gc(L, LUA_GCGEN, 0, 0);             /* many short-lived tables per hook */
+	g->id = ++pol->next_gen;
+	ok = 1;
+out:
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (!ok) {
+		lua_close(g->L);
+		free(g);
+		return NULL;
+	}
+	return g;
+}

@@ -1,0 +1,160 @@
+/*
+ * lua_prim.c - primitives rules call, and the way a waiting one resumes.
+ *
+ * A primitive that must wait starts its I/O, remembers which session asked
+ * (by key, never by pointer: the session may be gone when the answer
+ * comes) and yields. The answer arrives through lctx_resume(), which runs
+ * the rule on from where it stopped. Rule code never sees the difference.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "bridge.h"
+#include "conf.h"
+#include "log.h"
+#include "session.h"
+
+struct lctx *
+lctx_of(lua_State *co)
+{
+	return *(struct lctx **)lua_getextraspace(co);
+}
+
+struct lctx *
+lctx_find(struct lpolicy *pol, uint64_t key)
+{
+	struct lctx *x = pol->live[key % 256];
+
+	while (x && x->key != key)
+		x = x->hnext;
+	return x;
+}
+
+/* Misuse (a primitive called while loading, not from a rule) raises. */
+static struct lctx *
+need_ctx(lua_State *L, const char *what)
+{
+	struct lctx *x = lctx_of(L);
+
+	if (!x || x->co != L)
+		luaL_error(L, "%s: only inside a rule", what);
+	return x;
+}
+
+static void
+on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lctx *x = w->data;
+
+	ev_timer_stop(loop, w);
+	lctx_resume(x, 0);
+}
+
+/* sleep(seconds): the simplest yielding primitive (tarpitting, tests). */
+static int
+l_sleep(lua_State *L)
+{
+	double secs = luaL_checknumber(L, 1);
+	struct lctx *x = need_ctx(L, "sleep");
+
+	luaL_argcheck(L, secs >= 0 && secs <= 600, 1, "between 0 and 600 seconds");
+	ev_timer_init(&x->sleep, on_sleep, secs, 0);
+	x->sleep.data = x;
+	ev_timer_start(x->pol->loop, &x->sleep);
+	return lua_yield(L, 0);
+}
+
+/* log(message): an info line in the structured log, with the session id. */
+static int
+l_log(lua_State *L)
+{
+	struct lctx *x = lctx_of(L);
+	const char *msg = luaL_checkstring(L, 1);
+
+	log_event("rule_log", "sid", x && x->s ? session_info(x->s)->sid : NULL, "msg", msg, NULL);
+	return 0;
+}
+
+/* C.log(kind, rule, where, reason, text): the stdlib's warn() lines. */
+static int
+l_c_log(lua_State *L)
+{
+	struct lctx *x = lctx_of(L);
+	struct session_info *i = x && x->s ? session_info(x->s) : NULL;
+
+	log_event(luaL_checkstring(L, 1), "sid", i ? i->sid : NULL,
+	    "dir", i ? direction_str(i->direction) : NULL, "client", i ? i->client_ip : NULL,
+	    "rule", luaL_optstring(L, 2, ""), "where", luaL_optstring(L, 3, ""),
+	    "reason", luaL_optstring(L, 4, ""), "text", luaL_optstring(L, 5, ""), NULL);
+	return 0;
+}
+
+/* in_networks(ip, { "192.0.2.0/24", ... }): is ip inside one of them? */
+static int
+l_in_networks(lua_State *L)
+{
+	const char *ip = luaL_checkstring(L, 1);
+	struct conf_net addr, net;
+	struct sockaddr_storage ss;
+
+	if (lua_isnoneornil(L, 2)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	luaL_checktype(L, 2, LUA_TTABLE);
+	if (conf_parse_net(ip, &addr) < 0)
+		return luaL_argerror(L, 1, "not an IP address");
+	memset(&ss, 0, sizeof ss);
+	if (addr.family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		memcpy(&in->sin_addr, addr.addr, 4);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		memcpy(&in6->sin6_addr, addr.addr, 16);
+	}
+	for (lua_Integer i = 1; lua_geti(L, 2, i) != LUA_TNIL; i++) {
+		const char *n = lua_tostring(L, -1);
+		if (!n || conf_parse_net(n, &net) < 0)
+			return luaL_error(L, "in_networks: entry %d is not a network", (int)i);
+		lua_pop(L, 1);
+		if (conf_net_match(&net, 1, (struct sockaddr *)&ss)) {
+			lua_pushboolean(L, 1);
+			return 1;
+		}
+	}
+	lua_pushboolean(L, 0);
+	return 1;
+}
+
+static int
+l_now(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	return 1;
+}
+
+void
+lprim_open(lua_State *L)
+{
+	static const luaL_Reg prims[] = {
+		{ "sleep", l_sleep },
+		{ "log", l_log },
+		{ "now", l_now },
+		{ "in_networks", l_in_networks },
+		{ NULL, NULL },
+	};
+
+	*(struct lctx **)lua_getextraspace(L) = NULL;
+	lua_newtable(L);                 /* C */
+	luaL_newlib(L, prims);
+	lua_setfield(L, -2, "primitives");
+	lua_pushcfunction(L, l_c_log);
+	lua_setfield(L, -2, "log");
+}

@@ -1,0 +1,9 @@
+-- 20-relay.lua - the outbound listener relays only for customers' networks
+-- (portal row 13). Everything after this file sees inbound mail only,
+-- or outbound mail from a relay client.
+
+rule("rcpt", "outbound_relay", function(s)
+  if s.outbound and not in_networks(s.ip, config.relay_networks) then
+    return deny("relay_denied", s.ip .. " is not in the outbound relay networks")
+  end
+end)

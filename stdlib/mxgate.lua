@@ -1,0 +1,260 @@
+-- mxgate.lua - the rule DSL: registration, verdicts, reasons, the hook runner.
+--
+-- Loaded once per generation with full privileges; the rule files it loads
+-- get only the sandbox built here. A rule file reads like an Exim ACL:
+--
+--   rule("rcpt", "hosted_domain", function(s)
+--     if not hosted(s.rcpt_domain) then
+--       return deny("not_hosted")
+--     end
+--   end)
+--
+-- Rules run in file-name order, then in order within a file. The first
+-- accept, deny, defer or drop ends the hook; warn logs and goes on.
+
+local C, config, stdlib_dir = ...
+
+local M = {}
+local HOOKS = { connect = true, helo = true, starttls = true, mail = true,
+                rcpt = true, predata = true, data = true, quit = true }
+local ACTIONS = { accept = true, deny = true, defer = true, drop = true, warn = true }
+
+local rules = {}          -- in order: { hook, name, fn, where, disabled }
+local by_name = {}
+local chains = {}         -- hook -> array of enabled rules, built by finish()
+local reasons = {}        -- reason key -> { code, enhanced, text, cause, dir }
+local used_reasons = {}   -- reason key -> where it was named (checked at load)
+local loading             -- the file being loaded, for error messages
+
+-- Where the calling rule file stands: "rules.d/10-helo.lua:12".
+local function caller(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  if not info then return "?" end
+  return (info.short_src or "?") .. ":" .. (info.currentline or 0)
+end
+
+local function fail(level, fmt, ...)
+  error(string.format(fmt, ...), level + 1)
+end
+
+---------------------------------------------------------------------------
+-- registration
+
+function M.rule(hook, name, fn)
+  if not HOOKS[hook] then
+    fail(2, "rule(%q, ...): unknown hook (connect, helo, starttls, mail, rcpt, predata, data, quit)", tostring(hook))
+  end
+  if type(name) ~= "string" or name == "" then fail(2, "rule(hook, NAME, fn): the name must be a string") end
+  if type(fn) ~= "function" then fail(2, "rule(%q, %q, FN): expected a function", hook, name) end
+  if by_name[name] then
+    fail(2, "rule %q is already defined at %s; use replace(%q, fn) or disable(%q)",
+      name, by_name[name].where, name, name)
+  end
+  local r = { hook = hook, name = name, fn = fn, where = caller(2) }
+  rules[#rules + 1] = r
+  by_name[name] = r
+end
+
+-- A later file changes an earlier rule in place: same hook, same position.
+function M.replace(name, fn)
+  local r = by_name[name]
+  if not r then fail(2, "replace(%q): no such rule", tostring(name)) end
+  if type(fn) ~= "function" then fail(2, "replace(%q, FN): expected a function", name) end
+  r.fn, r.where, r.disabled = fn, caller(2), nil
+end
+
+function M.disable(name)
+  local r = by_name[name]
+  if not r then fail(2, "disable(%q): no such rule", tostring(name)) end
+  r.disabled = caller(2)
+end
+
+-- Overrides fields of a reason (or adds one): reason("xbl", { text = "..." }).
+function M.reason(key, fields)
+  if type(key) ~= "string" or type(fields) ~= "table" then
+    fail(2, "reason(KEY, { code = 550, enhanced = \"5.7.1\", text = \"...\" })")
+  end
+  local r = reasons[key] or {}
+  for k, v in pairs(fields) do r[k] = v end
+  if not r.text then fail(2, "reason %q has no text", key) end
+  reasons[key] = r
+end
+
+---------------------------------------------------------------------------
+-- verdicts: deny("xbl"), deny("xbl", "192.0.2.4 listed"), deny { code = ..., text = ... }
+
+local function verdict(action, level, what, detail)
+  local v = { action = action }
+  if type(what) == "table" then
+    for k, x in pairs(what) do v[k] = x end
+    v.action = action
+  elseif type(what) == "string" then
+    local r = reasons[what]
+    if not r then fail(level + 1, "%s(%q): unknown reason (stdlib/reasons.lua)", action, what) end
+    v.reason, v.code, v.enhanced, v.text = what, r.code, r.enhanced, r.text
+    if detail and detail ~= "" then
+      -- The reason comes first, verbatim (the portal's rule); detail after.
+      v.text = v.text .. (v.text:match("[.!?]$") and " " or ": ") .. detail
+    end
+  elseif what ~= nil then
+    fail(level + 1, "%s(...): expected a reason name or a table", action)
+  end
+  return v
+end
+
+function M.accept(what, detail) return verdict("accept", 2, what, detail) end
+function M.deny(what, detail)   return verdict("deny", 2, what, detail) end
+function M.defer(what, detail)  return verdict("defer", 2, what, detail) end
+function M.drop(what, detail)   return verdict("drop", 2, what, detail) end
+function M.warn(what, detail)   return verdict("warn", 2, what, detail) end
+
+---------------------------------------------------------------------------
+-- helpers rules use
+
+-- The hosted-domain entry for a domain (its route and settings), or nil.
+function M.hosted(domain)
+  if not domain then return nil end
+  local d = config.hosted_domains and config.hosted_domains[domain:lower()]
+  if d == nil then return nil end
+  if type(d) ~= "table" then d = { route = type(d) == "string" and d or nil } end
+  return d
+end
+
+-- Is value in list (case-insensitive for strings)?
+function M.listed(list, value)
+  if not list or not value then return false end
+  value = type(value) == "string" and value:lower() or value
+  for _, x in ipairs(list) do
+    if (type(x) == "string" and x:lower() or x) == value then return true end
+  end
+  return false
+end
+
+---------------------------------------------------------------------------
+-- the sandbox rule files run in
+
+local function readonly(t, name)
+  if type(t) ~= "table" then return t end
+  local proxy = {}
+  return setmetatable(proxy, {
+    __index = function(_, k) return readonly(t[k], name) end,
+    __newindex = function() error(name .. " is read-only", 2) end,
+    __pairs = function() return function(_, k)
+      local nk, nv = next(t, k)
+      return nk, readonly(nv, name)
+    end, proxy, nil end,
+    __len = function() return #t end,
+  })
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local base = {
+  -- Lua, minus everything that reaches outside the rule's own data.
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+  pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
+  type = type, xpcall = xpcall, rawequal = rawequal, rawlen = rawlen,
+  setmetatable = setmetatable, getmetatable = getmetatable,
+  string = readonly(string, "string"), table = readonly(table, "table"),
+  math = readonly(math, "math"), utf8 = readonly(utf8, "utf8"),
+  os = readonly({ time = os.time, clock = os.clock, date = os.date }, "os"),
+  -- the DSL
+  rule = M.rule, replace = M.replace, disable = M.disable, reason = M.reason,
+  accept = M.accept, deny = M.deny, defer = M.defer, drop = M.drop, warn = M.warn,
+  hosted = M.hosted, listed = M.listed,
+  config = readonly(config, "config"),
+}
+-- Primitives from C (sleep, log, dns, ...), each yielding where it waits.
+for k, v in pairs(C.primitives) do base[k] = v end
+
+local modules = {}
+-- require() finds only stdlib/ modules, loaded as text into the sandbox.
+function base.require(name)
+  if type(name) ~= "string" or not name:match("^[%w_]+$") then
+    error("require: only stdlib modules, by plain name", 2)
+  end
+  if modules[name] ~= nil then return modules[name] end
+  local src, why = C.read_file(stdlib_dir .. "/" .. name .. ".lua")
+  if not src then error("require(\"" .. name .. "\"): " .. why, 2) end
+  local chunk, err = load(src, "@stdlib/" .. name .. ".lua", "t", setmetatable({}, { __index = base }))
+  if not chunk then error(err, 0) end
+  modules[name] = chunk() or true
+  return modules[name]
+end
+
+M.base = base
+
+---------------------------------------------------------------------------
+-- loading
+
+-- The reason table ships in stdlib/reasons.lua.
+do
+  local src = assert(C.read_file(stdlib_dir .. "/reasons.lua"))
+  local chunk = assert(load(src, "@stdlib/reasons.lua", "t", {}))
+  for k, r in pairs(chunk()) do reasons[k] = r end
+end
+
+function M.load_file(name, src)
+  loading = name
+  -- Names of reasons used, to refuse a ruleset that names one never defined.
+  local n = 0
+  for line in (src .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    for verb, key in line:gmatch("%f[%w_](%a+)%s*%(%s*[\"']([%w_]+)[\"']") do
+      if ACTIONS[verb] then used_reasons[key] = used_reasons[key] or (name .. ":" .. n) end
+    end
+  end
+  local env = setmetatable({}, { __index = base })
+  local chunk, err = load(src, "@" .. name, "t", env)
+  if not chunk then error(err, 0) end
+  chunk()
+  loading = nil
+end
+
+function M.finish()
+  for key, where in pairs(used_reasons) do
+    if not reasons[key] then error(where .. ": unknown reason \"" .. key .. "\"", 0) end
+  end
+  for h in pairs(HOOKS) do chains[h] = {} end
+  for _, r in ipairs(rules) do
+    if not r.disabled then
+      local c = chains[r.hook]
+      c[#c + 1] = r
+    end
+  end
+  M.reasons = reasons
+end
+
+---------------------------------------------------------------------------
+-- running a hook: called in the session's coroutine by the bridge
+
+local trace = C.trace     -- nil unless ruletest asked for a trace
+
+function M.run(hook, s)
+  for _, r in ipairs(chains[hook]) do
+    local ok, v = pcall(r.fn, s)
+    if not ok then
+      return { action = "error", where = r.where, name = r.name, text = tostring(v) }
+    end
+    if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and v.reason) end
+    if v ~= nil then
+      if type(v) ~= "table" or not ACTIONS[v.action] then
+        return { action = "error", where = r.where, name = r.name,
+                 text = "rule returned " .. tostring(v) .. " (return accept(), deny(...) or nothing)" }
+      end
+      if v.action == "warn" then
+        C.log("warn", r.name, r.where, v.reason or "", v.text or "")
+      else
+        v.where, v.name = r.where, r.name
+        return v
+      end
+    end
+  end
+  return nil
+end
+
+return M
