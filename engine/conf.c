@@ -409,6 +409,18 @@ read_table_nums(struct reader *r, struct conf *c)
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "timeouts", "expected a table");
 	lua_pop(r->L, 1);
+	if (getkey(r, "dns") == LUA_TTABLE) {
+		lua_getfield(r->L, -1, "servers");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "dns", -1, c->dns.servers, sizeof c->dns.servers) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		if (opt_num(r, "dns", "timeout", 0.05, 60, &c->dns.timeout) ||
+		    opt_int(r, "dns", "tries", 1, 10, &c->dns.tries) ||
+		    opt_int(r, "dns", "cache", 0, 10000000, &c->dns.cache))
+			return -1;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "dns", "expected { servers = \"127.0.0.1:53\", timeout = 2, tries = 2 }");
+	lua_pop(r->L, 1);
 	if (getkey(r, "rule_limits") == LUA_TTABLE) {
 		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
 		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
@@ -476,6 +488,9 @@ set_defaults(struct conf *c)
 	c->limits.max_errors = 10;
 	c->limits.command_line = 512;
 	c->limits.text_line = 1000;
+	c->dns.timeout = 2;
+	c->dns.tries = 2;
+	c->dns.cache = 10000;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;

@@ -75,6 +75,12 @@ struct conf {
 		double shutdown;       /* SIGTERM: sessions get this long to finish */
 	} timeouts;
 	char   bare_lf[16];        /* "normalize" or "reject" */
+	struct {
+		char   servers[256];   /* "127.0.0.1:5353,[::1]:53"; "" = resolv.conf */
+		double timeout;        /* per try */
+		int    tries;
+		int    cache;          /* entries */
+	} dns;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */

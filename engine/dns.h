@@ -47,6 +47,7 @@ struct dns_answer {
 	struct dns_rr   rr[DNS_MAX_RR];
 };
 
+/* A zero field takes its default, except cache_entries. */
 struct dns_conf {
 	const char *servers;        /* "127.0.0.1:5353,[::1]:53" or NULL: resolv.conf */
 	double      timeout;        /* seconds per try (default 2) */
@@ -61,6 +62,8 @@ typedef void dns_cb(void *arg, const struct dns_answer *answer);
 
 struct dns *dns_new(struct ev_loop *loop, const struct dns_conf *conf,
     char *err, size_t errlen);
+/* Lookups in flight get DNS_SERVFAIL; from a callback, the free waits
+   until dns.c has unwound. */
 void        dns_free(struct dns *dns);
 
 /* Starts (or joins) a lookup; cb fires exactly once, maybe before this returns. */

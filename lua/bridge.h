@@ -37,12 +37,21 @@ struct lctx {
 	int             sess_ref;    /* registry: the session userdata */
 	int             running;     /* a hook is in progress */
 	long            budget;      /* instructions left for this hook */
+	uint64_t        wait;        /* token of the answer the rule waits for */
 	ev_timer        sleep;       /* the sleep() primitive's timer */
 	struct lctx    *hnext;       /* live-session hash chain */
 };
 
+struct dns;
+struct state;
+struct callout;
+
 struct lpolicy {
-	struct ev_loop *loop;
+	struct ev_loop *loop;        /* NULL in `mxgate -t`: nothing runs */
+	struct dns     *dns;
+	struct state   *state;
+	struct callout *callout;
+	uint64_t        next_token;
 	struct lgen    *cur;
 	unsigned        next_gen;
 	long            budget;      /* instructions per hook run */
@@ -54,6 +63,9 @@ struct lpolicy {
 struct lgen *lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen);
 void         lgen_unref(struct lgen *g);
 
+/* lua_dns.c: dns(), dns_prefetch(), reverse_ip() into the table on top */
+void ldns_open(lua_State *L);
+
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
 void lsession_open(lua_State *L);                  /* its metatable */
@@ -61,6 +73,7 @@ void lsession_open(lua_State *L);                  /* its metatable */
 /* lua_prim.c */
 void lprim_open(lua_State *L);                     /* registers primitives */
 struct lctx *lctx_of(lua_State *co);               /* NULL outside a rule */
+struct lctx *lctx_need(lua_State *co, const char *what); /* raises outside */
 struct lctx *lctx_find(struct lpolicy *pol, uint64_t key);
 /* A primitive's answer is on co's stack (nres values): run the rule on. */
 void lctx_resume(struct lctx *x, int nres);

@@ -16,6 +16,7 @@
 
 #include "bridge.h"
 #include "conf.h"
+#include "dns.h"
 #include "log.h"
 #include "session.h"
 
@@ -240,6 +241,8 @@ lp_free(void *self)
 	struct lpolicy *pol = self;
 
 	lgen_unref(pol->cur);
+	if (pol->dns)
+		dns_free(pol->dns);
 	free(pol);
 }
 
@@ -261,6 +264,17 @@ policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *
 	}
 	pol->loop = loop;
 	pol->budget = c->rule_instructions;
+	if (loop) {
+		struct dns_conf dc = {
+			.servers = c->dns.servers[0] ? c->dns.servers : NULL,
+			.timeout = c->dns.timeout, .tries = c->dns.tries,
+			.cache_entries = (size_t)c->dns.cache,
+		};
+		if (!(pol->dns = dns_new(loop, &dc, err, errlen))) {
+			free(pol);
+			return -1;
+		}
+	}
 	pol->mem_max = c->rule_memory;
 	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
 		free(pol);

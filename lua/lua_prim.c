@@ -33,8 +33,8 @@ lctx_find(struct lpolicy *pol, uint64_t key)
 }
 
 /* Misuse (a primitive called while loading, not from a rule) raises. */
-static struct lctx *
-need_ctx(lua_State *L, const char *what)
+struct lctx *
+lctx_need(lua_State *L, const char *what)
 {
 	struct lctx *x = lctx_of(L);
 
@@ -57,7 +57,7 @@ static int
 l_sleep(lua_State *L)
 {
 	double secs = luaL_checknumber(L, 1);
-	struct lctx *x = need_ctx(L, "sleep");
+	struct lctx *x = lctx_need(L, "sleep");
 
 	luaL_argcheck(L, secs >= 0 && secs <= 600, 1, "between 0 and 600 seconds");
 	ev_timer_init(&x->sleep, on_sleep, secs, 0);
@@ -154,6 +154,7 @@ lprim_open(lua_State *L)
 	*(struct lctx **)lua_getextraspace(L) = NULL;
 	lua_newtable(L);                 /* C */
 	luaL_newlib(L, prims);
+	ldns_open(L);
 	lua_setfield(L, -2, "primitives");
 	lua_pushcfunction(L, l_c_log);
 	lua_setfield(L, -2, "log");

@@ -186,6 +186,12 @@ function base.require(name)
   return modules[name]
 end
 
+-- The network checks most rules want, ready without a require.
+do
+  local d = base.require("dnsbl")
+  base.dnsbl, base.dnsbl_prefetch = d.check, d.prefetch
+end
+
 M.base = base
 
 ---------------------------------------------------------------------------

@@ -1,0 +1,158 @@
+/*
+ * lua_dns.c - dns(name, type) for rules, and dns_prefetch().
+ *
+ *   local recs, status = dns("example.com", "mx")
+ *   -- recs: { "1.2.3.4", ... } or, for MX, { { pref = 10, host = "mx1" }, ... }
+ *   -- status: "ok", "nxdomain", "nodata", "timeout", "servfail"
+ *
+ * A cached answer comes back at once; otherwise the rule yields until the
+ * answer arrives. DNSBL checks (stdlib/dnsbl.lua) are built on this, so a
+ * recorded session replays them exactly from its dns answers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "bridge.h"
+#include "dns.h"
+
+struct dns_req {
+	struct lpolicy   *pol;
+	uint64_t          key;         /* the session, looked up again on answer */
+	uint64_t          token;       /* what that session waits for */
+	enum dns_type     type;
+	int               in_call;     /* still inside dns_query() */
+	int               answered;
+	struct dns_answer answer;      /* a synchronous (cached) answer */
+};
+
+static int
+parse_type(lua_State *L, int arg)
+{
+	static const char *names[] = { "a", "aaaa", "mx", "ptr", "txt", NULL };
+	static const enum dns_type types[] = { DNS_A, DNS_AAAA, DNS_MX, DNS_PTR, DNS_TXT };
+
+	return (int)types[luaL_checkoption(L, arg, "a", names)];
+}
+
+/* Pushes (records, status) for an answer. */
+static int
+push_answer(lua_State *L, enum dns_type type, const struct dns_answer *a)
+{
+	if (a->status != DNS_OK) {
+		lua_pushnil(L);
+		lua_pushstring(L, dns_status_str(a->status));
+		return 2;
+	}
+	lua_createtable(L, a->n, 0);
+	for (int i = 0; i < a->n; i++) {
+		if (type == DNS_MX) {
+			lua_createtable(L, 0, 2);
+			lua_pushinteger(L, a->rr[i].pref);
+			lua_setfield(L, -2, "pref");
+			lua_pushstring(L, a->rr[i].text);
+			lua_setfield(L, -2, "host");
+		} else
+			lua_pushstring(L, a->rr[i].text);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_pushliteral(L, "ok");
+	return 2;
+}
+
+static void
+on_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_req *r = arg;
+	struct lctx *x;
+
+	if (r->in_call) {
+		r->answer = *a;
+		r->answered = 1;
+		return;
+	}
+	x = lctx_find(r->pol, r->key);
+	if (x && x->running && x->wait == r->token) {
+		x->wait = 0;
+		int n = push_answer(x->co, r->type, a);
+		free(r);
+		lctx_resume(x, n);
+		return;
+	}
+	free(r);                        /* the session is gone: a no-op */
+}
+
+static int
+l_dns(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	enum dns_type type = (enum dns_type)parse_type(L, 2);
+	struct lctx *x = lctx_need(L, "dns");
+	struct dns_req *r;
+
+	if (!x->pol->dns)
+		return luaL_error(L, "dns: no resolver in this process");
+	if (!(r = calloc(1, sizeof *r)))
+		return luaL_error(L, "dns: out of memory");
+	r->pol = x->pol;
+	r->key = x->key;
+	r->type = type;
+	r->token = ++x->pol->next_token;
+	r->in_call = 1;
+	dns_query(x->pol->dns, name, type, on_answer, r);
+	r->in_call = 0;
+	if (r->answered) {
+		int n = push_answer(L, type, &r->answer);
+		free(r);
+		return n;
+	}
+	x->wait = r->token;
+	return lua_yield(L, 0);
+}
+
+static void
+on_prefetch(void *arg, const struct dns_answer *a)
+{
+}
+
+/* dns_prefetch(name, type): start a lookup, wait for nothing (fills the cache). */
+static int
+l_dns_prefetch(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	enum dns_type type = (enum dns_type)parse_type(L, 2);
+	struct lctx *x = lctx_need(L, "dns_prefetch");
+
+	if (x->pol->dns)
+		dns_query(x->pol->dns, name, type, on_prefetch, NULL);
+	return 0;
+}
+
+/* reverse_ip("192.0.2.4") -> "4.2.0.192" (IPv6: nibbles), for DNSBL names. */
+static int
+l_reverse_ip(lua_State *L)
+{
+	char out[80];
+
+	if (dns_reverse_name(luaL_checkstring(L, 1), out, sizeof out) < 0) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "not an IP address");
+		return 2;
+	}
+	lua_pushstring(L, out);
+	return 1;
+}
+
+void
+ldns_open(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{ "dns", l_dns },
+		{ "dns_prefetch", l_dns_prefetch },
+		{ "reverse_ip", l_reverse_ip },
+		{ NULL, NULL },
+	};
+
+	luaL_setfuncs(L, fns, 0);
+}
