@@ -12,6 +12,7 @@
 #include "log.h"
 #include "master.h"
 #include "policy.h"
+#include "state_cli.h"
 
 static void
 usage(void)
@@ -57,10 +58,19 @@ main(int argc, char **argv)
 		return ruletest_main(argc, argv);
 	}
 	if (argc > 1 && strcmp(argv[1], "state") == 0) {
-		extern int state_cli_main(int, char **) __attribute__((weak));
-		if (!state_cli_main) {
-			fprintf(stderr, "mxgate state: not built in\n");
-			return 2;
+		/* `mxgate state -c FILE ...`: the store of that config. */
+		if (argc > 3 && strcmp(argv[2], "-c") == 0) {
+			struct conf sc;
+			char dir[600];
+			if (conf_load(&sc, argv[3], err, sizeof err) < 0) {
+				fprintf(stderr, "%s\n", err);
+				return 2;
+			}
+			snprintf(dir, sizeof dir, "%s/state", sc.state_dir);
+			setenv("MXGATE_STATE_DIR", dir, 1);
+			conf_free(&sc);
+			argv[3] = argv[1];
+			return state_cli_main(argc - 3, argv + 3);
 		}
 		return state_cli_main(argc - 1, argv + 1);
 	}

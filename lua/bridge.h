@@ -52,6 +52,7 @@ struct lpolicy {
 	struct state   *state;
 	struct callout *callout;
 	uint64_t        next_token;
+	ev_timer        sweep;       /* expires state records, syncs the store */
 	struct lgen    *cur;
 	unsigned        next_gen;
 	long            budget;      /* instructions per hook run */
@@ -65,6 +66,9 @@ void         lgen_unref(struct lgen *g);
 
 /* lua_dns.c: dns(), dns_prefetch(), reverse_ip() into the table on top */
 void ldns_open(lua_State *L);
+
+/* lua_state.c: greylist(), ratelimit() into the table on top */
+void lstate_open(lua_State *L);
 
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */

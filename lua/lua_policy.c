@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
 #include "bridge.h"
 #include "conf.h"
 #include "dns.h"
+#include "state.h"
 #include "log.h"
 #include "session.h"
 
@@ -243,7 +245,23 @@ lp_free(void *self)
 	lgen_unref(pol->cur);
 	if (pol->dns)
 		dns_free(pol->dns);
+	if (pol->state) {
+		ev_ref(pol->loop);
+		ev_timer_stop(pol->loop, &pol->sweep);
+		state_close(pol->state);
+	}
 	free(pol);
+}
+
+static void
+on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lpolicy *pol = w->data;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (state_sweep(pol->state, (double)ts.tv_sec) < 0)
+		log_event("state_error", "op", "sweep", "error", state_error(pol->state), NULL);
 }
 
 static const struct policy_ops lua_ops = {
@@ -270,10 +288,22 @@ policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *
 			.timeout = c->dns.timeout, .tries = c->dns.tries,
 			.cache_entries = (size_t)c->dns.cache,
 		};
+		char dir[600];
 		if (!(pol->dns = dns_new(loop, &dc, err, errlen))) {
 			free(pol);
 			return -1;
 		}
+		/* One LMDB environment per process, opened after fork. */
+		snprintf(dir, sizeof dir, "%s/state", c->state_dir);
+		if (!(pol->state = state_open(dir, 0, err, errlen))) {
+			dns_free(pol->dns);
+			free(pol);
+			return -1;
+		}
+		ev_timer_init(&pol->sweep, on_sweep, 60, 60);
+		pol->sweep.data = pol;
+		ev_timer_start(loop, &pol->sweep);
+		ev_unref(loop);                 /* housekeeping keeps no loop alive */
 	}
 	pol->mem_max = c->rule_memory;
 	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
