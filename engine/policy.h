@@ -3,7 +3,7 @@
  *
  * At each stage the engine asks the policy for a verdict. The policy
  * answers at once (POLICY_DONE) or later (POLICY_PENDING, then exactly one
- * session_resume()); meanwhile the session reads no further command, so
+ * s->resume()); meanwhile the session reads no further command, so
  * pipelined commands wait in order. The engine, not the policy, enforces
  * the one rule that must never bend: a RCPT that no rule accepted is
  * refused (V_NONE at STAGE_RCPT -> 550 5.7.1).
@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-struct session;
+struct session_info;
 struct conf;
 
 enum stage {
@@ -43,9 +43,9 @@ enum { POLICY_DONE = 0, POLICY_PENDING = 1 };
 struct policy_ops {
 	const char *name;
 	/* Session begins / ends; end must make any pending answer a no-op. */
-	int  (*start)(void *self, struct session *s);
-	void (*end)(void *self, struct session *s);
-	int  (*decide)(void *self, struct session *s, enum stage st, struct verdict *v);
+	int  (*start)(void *self, struct session_info *s);
+	void (*end)(void *self, struct session_info *s);
+	int  (*decide)(void *self, struct session_info *s, enum stage st, struct verdict *v);
 	/* SIGHUP: new sessions use c; 0, or -1 with why (the old one stays). */
 	int  (*reload)(void *self, const struct conf *c, char *err, size_t errlen);
 	void (*free)(void *self);
@@ -67,7 +67,9 @@ struct ev_loop;
 int  policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop,
     char *err, size_t errlen);
 
-/* Called by a policy that returned POLICY_PENDING. */
-void session_resume(struct session *s, const struct verdict *v);
+/*
+ * A policy that returned POLICY_PENDING answers through s->resume(s, v)
+ * (session.h): the SMTP engine and ruletest's replay each supply theirs.
+ */
 
 #endif

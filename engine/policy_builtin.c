@@ -14,13 +14,13 @@
 #include "session.h"
 
 static int
-b_start(void *self, struct session *s)
+b_start(void *self, struct session_info *s)
 {
 	return 0;
 }
 
 static void
-b_end(void *self, struct session *s)
+b_end(void *self, struct session_info *s)
 {
 }
 
@@ -35,9 +35,8 @@ deny(struct verdict *v, const char *reason, const char *text)
 }
 
 static int
-b_decide(void *self, struct session *s, enum stage st, struct verdict *v)
+b_decide(void *self, struct session_info *i, enum stage st, struct verdict *v)
 {
-	struct session_info *i = session_info(s);
 	const struct conf *c = i->conf;
 
 	if (st != STAGE_RCPT)

@@ -2,7 +2,7 @@
  * session.h - one SMTP session as the policy sees it.
  *
  * struct session_info is everything a rule may read; the engine keeps the
- * rest private (smtp_server.c). Strings are owned by the session and live
+ * rest private (smtp_server.c), which is why the policy sees only this. Strings are owned by the session and live
  * as long as it does, except rcpt, valid during STAGE_RCPT only.
  */
 #ifndef MXGATE_SESSION_H
@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "conf.h"
+#include "policy.h"
 #include "smtp_parse.h"
 
 #define IP_TEXT 48
@@ -45,9 +46,10 @@ struct session_info {
 	double          start;              /* connect time, epoch seconds */
 	const struct conf *conf;            /* the configuration the worker runs */
 	void           *policy_data;        /* the policy's per-session state */
+	/* Where a pending verdict goes: the SMTP engine, or ruletest's replay.
+	 * It may free the session: the caller touches nothing after it. */
+	void          (*resume)(struct session_info *s, const struct verdict *v);
+	struct journal *journal;            /* this session's record, or NULL */
 };
-
-struct session;
-struct session_info *session_info(struct session *s);
 
 #endif

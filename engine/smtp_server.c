@@ -126,12 +126,6 @@ conf_release(struct conf *c)
 	}
 }
 
-struct session_info *
-session_info(struct session *s)
-{
-	return &s->info;
-}
-
 const char *
 stage_name(enum stage st)
 {
@@ -291,7 +285,7 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 
 	memset(&v, 0, sizeof v);
 	s->stage = st;
-	if (p->ops->decide(p->self, s, st, &v) == POLICY_PENDING) {
+	if (p->ops->decide(p->self, &s->info, st, &v) == POLICY_PENDING) {
 		s->waiting = 1;
 		ev_timer_stop(s->srv->loop, &s->timer);
 		s->timer.repeat = s->conf->timeouts.command;
@@ -303,9 +297,11 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 
 static const struct command *find_command(enum smtp_verb v);
 
-void
-session_resume(struct session *s, const struct verdict *v)
+/* s->info.resume: a pending verdict arrives. info is our first member. */
+static void
+session_resume(struct session_info *i, const struct verdict *v)
 {
+	struct session *s = (struct session *)i;
 	const struct command *c;
 
 	if (!s->waiting)
@@ -1150,7 +1146,7 @@ session_settle(struct session *s)
 		return;                         /* committed() settles us again */
 	if (s->policy_started) {
 		s->policy_started = 0;
-		p->ops->end(p->self, s);
+		p->ops->end(p->self, &s->info);
 	}
 	ev_io_stop(srv->loop, &s->io);
 	ev_timer_stop(srv->loop, &s->timer);
@@ -1275,7 +1271,8 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 	s->io.data = s;
 	log_event("connect", "sid", s->info.sid, "dir", direction_str(l->direction),
 	    "client", s->info.client_ip, "listener", l->address, NULL);
-	if (srv->policy.ops->start(srv->policy.self, s) < 0) {
+	s->info.resume = session_resume;
+	if (srv->policy.ops->start(srv->policy.self, &s->info) < 0) {
 		s->stage = STAGE_CONNECT;
 		reply(s, 421, "4.3.0", "%s Error: cannot start a session, try later", s->conf->hostname);
 		session_close(s, "policy start failed");

@@ -13,7 +13,7 @@
 
 #include "policy.h"
 
-struct session;
+struct session_info;
 struct lpolicy;
 
 /* One loaded ruleset: stdlib + rules.d, compiled and checked. */
@@ -30,7 +30,7 @@ struct lgen {
 struct lctx {
 	struct lpolicy *pol;
 	struct lgen    *gen;
-	struct session *s;           /* NULL once the session is gone */
+	struct session_info *s;      /* NULL once the session is gone */
 	uint64_t        key;         /* id the late answers look us up by */
 	lua_State      *co;          /* the session's coroutine */
 	int             co_ref;

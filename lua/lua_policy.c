@@ -54,7 +54,7 @@ live_remove(struct lpolicy *pol, struct lctx *x)
 }
 
 static int
-lp_start(void *self, struct session *s)
+lp_start(void *self, struct session_info *s)
 {
 	struct lpolicy *pol = self;
 	struct lgen *g = pol->cur;
@@ -66,7 +66,7 @@ lp_start(void *self, struct session *s)
 	x->pol = pol;
 	x->gen = g;
 	x->s = s;
-	x->key = session_info(s)->id;
+	x->key = s->id;
 	g->refs++;
 	x->co = lua_newthread(L);
 	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -75,20 +75,20 @@ lp_start(void *self, struct session *s)
 	x->sess_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_sethook(x->co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	live_insert(pol, x);
-	session_info(s)->policy_data = x;
+	s->policy_data = x;
 	return 0;
 }
 
 static void
-lp_end(void *self, struct session *s)
+lp_end(void *self, struct session_info *s)
 {
 	struct lpolicy *pol = self;
-	struct lctx *x = session_info(s)->policy_data;
+	struct lctx *x = s->policy_data;
 	lua_State *L;
 
 	if (!x)
 		return;
-	session_info(s)->policy_data = NULL;
+	s->policy_data = NULL;
 	/* Late answers look us up by key and find nothing: they become no-ops. */
 	live_remove(pol, x);
 	if (pol->loop)
@@ -112,7 +112,7 @@ copy_field(lua_State *L, int t, const char *k, char *dst, size_t len)
 static void
 rule_error(struct lctx *x, struct verdict *v, const char *where, const char *why)
 {
-	struct session_info *i = session_info(x->s);
+	struct session_info *i = x->s;
 
 	log_event("rule_error", "sid", i->sid, "where", where, "error", why, NULL);
 	memset(v, 0, sizeof *v);
@@ -196,9 +196,9 @@ settle(struct lctx *x, int rc, int nres, struct verdict *v)
 }
 
 static int
-lp_decide(void *self, struct session *s, enum stage st, struct verdict *v)
+lp_decide(void *self, struct session_info *s, enum stage st, struct verdict *v)
 {
-	struct lctx *x = session_info(s)->policy_data;
+	struct lctx *x = s->policy_data;
 	lua_State *co = x->co;
 	int nres, rc;
 
@@ -221,7 +221,7 @@ lctx_resume(struct lctx *x, int nargs)
 		return;
 	rc = lua_resume(x->co, NULL, nargs, &nres);
 	if (settle(x, rc, nres, &v) == POLICY_DONE)
-		session_resume(x->s, &v);       /* may free x: nothing after this */
+		x->s->resume(x->s, &v);         /* may free x: nothing after this */
 }
 
 static int

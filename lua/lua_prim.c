@@ -73,7 +73,7 @@ l_log(lua_State *L)
 	struct lctx *x = lctx_of(L);
 	const char *msg = luaL_checkstring(L, 1);
 
-	log_event("rule_log", "sid", x && x->s ? session_info(x->s)->sid : NULL, "msg", msg, NULL);
+	log_event("rule_log", "sid", x && x->s ? x->s->sid : NULL, "msg", msg, NULL);
 	return 0;
 }
 
@@ -82,7 +82,7 @@ static int
 l_c_log(lua_State *L)
 {
 	struct lctx *x = lctx_of(L);
-	struct session_info *i = x && x->s ? session_info(x->s) : NULL;
+	struct session_info *i = x && x->s ? x->s : NULL;
 
 	log_event(luaL_checkstring(L, 1), "sid", i ? i->sid : NULL,
 	    "dir", i ? direction_str(i->direction) : NULL, "client", i ? i->client_ip : NULL,

@@ -55,7 +55,7 @@ l_session_index(lua_State *L)
 
 	if (!x->s)
 		return luaL_error(L, "the session is gone");
-	i = session_info(x->s);
+	i = x->s;
 	switch (k[0]) {
 	case 'c':
 		if (!strcmp(k, "client_ip")) { lua_pushstring(L, i->client_ip); return 1; }
@@ -147,7 +147,7 @@ l_session_tostring(lua_State *L)
 {
 	struct lctx *x = *(struct lctx **)luaL_checkudata(L, 1, SESSION_MT);
 
-	lua_pushfstring(L, "session %s", x->s ? session_info(x->s)->sid : "(gone)");
+	lua_pushfstring(L, "session %s", x->s ? x->s->sid : "(gone)");
 	return 1;
 }
 
