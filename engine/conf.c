@@ -421,6 +421,20 @@ read_table_nums(struct reader *r, struct conf *c)
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "dns", "expected { servers = \"127.0.0.1:53\", timeout = 2, tries = 2 }");
 	lua_pop(r->L, 1);
+	if (getkey(r, "journal") == LUA_TTABLE) {
+		lua_getfield(r->L, -1, "dir");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "journal", -1, c->journal.dir, sizeof c->journal.dir) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		if (opt_num(r, "journal", "sample", 0, 1, &c->journal.sample) ||
+		    opt_num(r, "journal", "max_record", 4096, 16777216, &c->journal.max_record) ||
+		    opt_num(r, "journal", "max_file", 65536, 1e12, &c->journal.max_file))
+			return -1;
+	} else if (lua_isboolean(r->L, -1)) {
+		c->journal.sample = lua_toboolean(r->L, -1) ? 1 : 0;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "journal", "expected true, false or { sample = 1, dir = ... }");
+	lua_pop(r->L, 1);
 	if (getkey(r, "rule_limits") == LUA_TTABLE) {
 		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
 		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
@@ -491,6 +505,9 @@ set_defaults(struct conf *c)
 	c->dns.timeout = 2;
 	c->dns.tries = 2;
 	c->dns.cache = 10000;
+	c->journal.sample = 1;
+	c->journal.max_record = 64 * 1024;
+	c->journal.max_file = 100.0 * 1024 * 1024;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;
@@ -588,6 +605,8 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 		fail(&r, "state_dir", "too long");
 		goto out;
 	}
+	if (!c->journal.dir[0])
+		snprintf(c->journal.dir, sizeof c->journal.dir, "%.500s/journal", c->state_dir);
 	if (c->nlisten == 0) {
 		fail(&r, "listen", "no listener");
 		goto out;

@@ -81,6 +81,12 @@ struct conf {
 		int    tries;
 		int    cache;          /* entries */
 	} dns;
+	struct {
+		double sample;         /* 0 = off, 1 = every session, 0.1 = one in ten */
+		char   dir[512];       /* "" = state_dir/journal */
+		double max_record;     /* bytes per session */
+		double max_file;       /* bytes per file */
+	} journal;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */

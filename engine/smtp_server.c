@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 
 #include "data.h"
+#include "journal.h"
 #include "log.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -164,6 +165,11 @@ reply_text(struct session *s, int code, const char *enh, const char *text, const
 	char line[600];
 	const char *p = text;
 
+	if (s->info.journal) {
+		char full[700];
+		snprintf(full, sizeof full, "%s%s%s", enh && *enh ? enh : "", enh && *enh ? " " : "", text);
+		journal_reply(s->info.journal, code, full);
+	}
 	do {
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
@@ -285,6 +291,7 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 
 	memset(&v, 0, sizeof v);
 	s->stage = st;
+	journal_hook(s->info.journal, st, &s->info);
 	if (p->ops->decide(p->self, &s->info, st, &v) == POLICY_PENDING) {
 		s->waiting = 1;
 		ev_timer_stop(s->srv->loop, &s->timer);
@@ -292,6 +299,7 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 		ev_timer_again(s->srv->loop, &s->timer);
 		return;
 	}
+	journal_verdict(s->info.journal, st, &v);
 	proceed(s, &v);
 }
 
@@ -307,6 +315,7 @@ session_resume(struct session_info *i, const struct verdict *v)
 	if (!s->waiting)
 		return;
 	s->waiting = 0;
+	journal_verdict(s->info.journal, s->stage, v);
 	if (s->stage == STAGE_CONNECT || s->stage == STAGE_DATA) {
 		extern void smtp_after_connect(struct session *, const struct verdict *);
 		extern void smtp_after_data(struct session *, const struct verdict *);
@@ -330,9 +339,7 @@ helo_name_ok(const char *a)
 {
 	if (!*a || strchr(a, ' '))
 		return 0;
-	if (a[0] == '[')
-		return a[strlen(a) - 1] == ']';
-	return smtp_valid_domain(a, 1);
+	return smtp_valid_domain(a, 1);         /* a name or an address literal */
 }
 
 static const char *
@@ -475,6 +482,7 @@ proceed_data(struct session *s, const struct verdict *v)
 	s->data_error = 0;
 	s->state = S_DATA;
 	s->timer.repeat = s->conf->timeouts.data;
+	ev_timer_again(s->srv->loop, &s->timer);
 	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
 }
 
@@ -603,6 +611,7 @@ command(struct session *s, char *line)
 	const struct command *c;
 
 	s->cmd = smtp_parse_verb(line, &args);
+	journal_cmd(s->info.journal, line);
 	if (log_debug)
 		log_event("command", "sid", s->info.sid, "line", line, NULL);
 	c = find_command(s->cmd);
@@ -662,7 +671,11 @@ static int
 write_envelope(struct session *s)
 {
 	struct session_info *i = &s->info;
-	size_t cap = 1024 + (size_t)i->nrcpts * (SMTP_ADDR_MAX * 2 + 8), n = 0;
+	/*
+	 * 4096 holds the fixed fields, the HELO and the sender escaped twice
+	 * over (2 * (255 + 320)) and the Received: header (under 1100).
+	 */
+	size_t cap = 4096 + (size_t)i->nrcpts * (SMTP_ADDR_MAX * 2 + 8), n = 0;
 	char *buf = malloc(cap), date[64];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -768,6 +781,7 @@ end_of_data(struct session *s)
 
 	s->state = S_EOM;
 	s->timer.repeat = c->timeouts.command;
+	ev_timer_again(s->srv->loop, &s->timer);
 	s->info.size = s->data.size;
 	s->info.headers = s->hdr ? s->hdr : "";
 	s->info.headers_len = s->hdrlen;
@@ -846,7 +860,8 @@ static void
 process(struct session *s)
 {
 	size_t off = 0;
-	const size_t limit = (size_t)s->conf->limits.command_line;
+	/* A line longer than the input buffer could never be seen whole. */
+	const size_t limit = s->conf->limits.command_line < IN_SIZE ? (size_t)s->conf->limits.command_line : IN_SIZE;
 
 	while (!s->waiting && !s->committing && !s->closing && off < s->inlen &&
 	    s->outlen + OUT_ROOM <= OUT_SIZE) {
@@ -957,6 +972,7 @@ handshake(struct session *s)
 	s->ssl_want_write = 0;
 	if ((rc = SSL_accept(s->ssl)) == 1) {
 		tls_facts(s);
+		journal_tls(s->info.journal, &s->info);
 		/* RFC 3207 4.2: forget everything learnt before TLS. */
 		reset_transaction(s);
 		s->info.helo[0] = '\0';
@@ -973,6 +989,9 @@ handshake(struct session *s)
 static int
 flush_out(struct session *s)
 {
+	/* TLS failed (ssl_result freed it): nothing more goes out, least of all in plaintext. */
+	if (!s->ssl && s->info.tls)
+		return -1;
 	while (s->outoff < s->outlen) {
 		ssize_t n;
 		size_t len = s->outlen - s->outoff;
@@ -1156,6 +1175,8 @@ session_settle(struct session *s)
 		SSL_free(s->ssl);
 	}
 	reset_transaction(s);
+	journal_end(s->info.journal);
+	s->info.journal = NULL;
 	close(s->fd);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -1187,7 +1208,7 @@ smtp_after_connect(struct session *s, const struct verdict *v)
 	 * postscreen's pregreet test: a client that talks before our greeting
 	 * is a bot that does not wait for the server (RFC 5321 3.1).
 	 */
-	if (recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+	if (s->conf->timeouts.greeting_delay > 0 && recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
 		reply_text(s, 554, "5.5.1", "Error: talked before the greeting", "pregreet");
 		session_close(s, "pregreet");
 		return;
@@ -1272,6 +1293,11 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 	log_event("connect", "sid", s->info.sid, "dir", direction_str(l->direction),
 	    "client", s->info.client_ip, "listener", l->address, NULL);
 	s->info.resume = session_resume;
+	{
+		char lis[96];
+		snprintf(lis, sizeof lis, "%s:%d", l->address, l->port);
+		s->info.journal = journal_begin(srv->journal, &s->info, lis);
+	}
 	if (srv->policy.ops->start(srv->policy.self, &s->info) < 0) {
 		s->stage = STAGE_CONNECT;
 		reply(s, 421, "4.3.0", "%s Error: cannot start a session, try later", s->conf->hostname);

@@ -14,6 +14,7 @@
 struct ev_loop;
 struct spool;
 struct session;
+struct journal_writer;
 
 /* What a worker lends its sessions. */
 struct server {
@@ -22,6 +23,7 @@ struct server {
 	struct spool   *spool;
 	SSL_CTX        *tls;
 	struct policy   policy;
+	struct journal_writer *journal;  /* NULL: no session records */
 	uint64_t        next_id;
 	int             nsessions;
 	struct session *sessions;    /* all live sessions */

@@ -15,6 +15,7 @@
 
 #include "conf.h"
 #include "connlimit.h"
+#include "journal.h"
 #include "log.h"
 #include "policy.h"
 #include "smtp_server.h"
@@ -149,6 +150,15 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 		log_event("fatal", "error", err, NULL);
 		return 1;
 	}
+	if (conf->journal.sample > 0) {
+		struct journal_conf jc = {
+			.dir = conf->journal.dir, .sample = conf->journal.sample,
+			.max_record = (size_t)conf->journal.max_record,
+			.max_file = (size_t)conf->journal.max_file,
+		};
+		if (!(W.srv.journal = journal_writer_open(&jc, err, sizeof err)))
+			log_event("journal_error", "error", err, NULL);
+	}
 	if (policy_open(&W.srv.policy, conf, loop, err, sizeof err) < 0) {
 		log_event("fatal", "error", err, NULL);
 		return 1;
@@ -171,6 +181,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 	ev_run(loop, 0);
 
 	spool_close(W.srv.spool);
+	journal_writer_close(W.srv.journal);
 	W.srv.policy.ops->free(W.srv.policy.self);
 	log_event("worker_stop", NULL);
 	return 0;

@@ -48,6 +48,7 @@ struct callout;
 
 struct lpolicy {
 	struct ev_loop *loop;        /* NULL in `mxgate -t`: nothing runs */
+	const char     *world;       /* "live" (mxgate) or "replay" (ruletest) */
 	struct dns     *dns;
 	struct state   *state;
 	struct callout *callout;
@@ -69,6 +70,11 @@ void ldns_open(lua_State *L);
 
 /* lua_state.c: greylist(), ratelimit() into the table on top */
 void lstate_open(lua_State *L);
+
+/* lua_json.c: json_encode(), json_decode(), json_null into the table on top */
+void ljson_open(lua_State *L);
+void ljson_encode(lua_State *L, int idx);          /* pushes the text */
+void ljson_encode_packed(lua_State *L, int idx);   /* table.pack() -> array */
 
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */

@@ -194,6 +194,8 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 	lprim_open(L);                          /* table C on the stack */
 	lua_pushcfunction(L, l_read_file);
 	lua_setfield(L, -2, "read_file");
+	lua_pushstring(L, pol->world ? pol->world : "live");
+	lua_setfield(L, -2, "world");
 	lsession_open(L);
 
 	snprintf(path, sizeof path, "%s/mxgate.lua", c->stdlib);

@@ -13,6 +13,7 @@
 
 #include "bridge.h"
 #include "conf.h"
+#include "journal.h"
 #include "log.h"
 #include "session.h"
 
@@ -130,6 +131,39 @@ l_in_networks(lua_State *L)
 	return 1;
 }
 
+/*
+ * C.journal_call(name, packed_args, packed_results): the stdlib records
+ * each world primitive's question and answer in the session's journal.
+ */
+static int
+l_journal_call(lua_State *L)
+{
+	struct lctx *x = lctx_of(L);
+	luaL_Buffer b;
+	size_t n;
+	const char *s;
+
+	if (!x || !x->s || !x->s->journal)
+		return 0;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	luaL_checktype(L, 3, LUA_TTABLE);
+	ljson_encode_packed(L, 2);
+	ljson_encode_packed(L, 3);
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, "\"p\":\"");
+	luaL_addstring(&b, luaL_checkstring(L, 1));
+	luaL_addstring(&b, "\",\"a\":");
+	lua_pushvalue(L, -3);
+	luaL_addvalue(&b);
+	luaL_addstring(&b, ",\"r\":");
+	lua_pushvalue(L, -2);
+	luaL_addvalue(&b);
+	luaL_pushresult(&b);
+	s = lua_tolstring(L, -1, &n);
+	journal_call(x->s->journal, s, n);
+	return 0;
+}
+
 static int
 l_now(lua_State *L)
 {
@@ -159,4 +193,7 @@ lprim_open(lua_State *L)
 	lua_setfield(L, -2, "primitives");
 	lua_pushcfunction(L, l_c_log);
 	lua_setfield(L, -2, "log");
+	lua_pushcfunction(L, l_journal_call);
+	lua_setfield(L, -2, "journal_call");
+	ljson_open(L);
 }

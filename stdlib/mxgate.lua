@@ -40,7 +40,14 @@ end
 ---------------------------------------------------------------------------
 -- registration
 
+-- Only while a file loads: a rule that registered, replaced or rewrote a
+-- reason as it runs would change the ruleset under every other session.
+local function loading_only(what)
+  if not loading then fail(3, "%s: only at the top level of a rule file, not inside a rule", what) end
+end
+
 function M.rule(hook, name, fn)
+  loading_only("rule()")
   if not HOOKS[hook] then
     fail(2, "rule(%q, ...): unknown hook (connect, helo, starttls, mail, rcpt, predata, data, quit)", tostring(hook))
   end
@@ -57,6 +64,7 @@ end
 
 -- A later file changes an earlier rule in place: same hook, same position.
 function M.replace(name, fn)
+  loading_only("replace()")
   local r = by_name[name]
   if not r then fail(2, "replace(%q): no such rule", tostring(name)) end
   if type(fn) ~= "function" then fail(2, "replace(%q, FN): expected a function", name) end
@@ -64,6 +72,7 @@ function M.replace(name, fn)
 end
 
 function M.disable(name)
+  loading_only("disable()")
   local r = by_name[name]
   if not r then fail(2, "disable(%q): no such rule", tostring(name)) end
   r.disabled = caller(2)
@@ -71,6 +80,7 @@ end
 
 -- Overrides fields of a reason (or adds one): reason("xbl", { text = "..." }).
 function M.reason(key, fields)
+  loading_only("reason()")
   if type(key) ~= "string" or type(fields) ~= "table" then
     fail(2, "reason(KEY, { code = 550, enhanced = \"5.7.1\", text = \"...\" })")
   end
@@ -169,7 +179,29 @@ local base = {
   config = readonly(config, "config"),
 }
 -- Primitives from C (sleep, log, dns, ...), each yielding where it waits.
-for k, v in pairs(C.primitives) do base[k] = v end
+-- Those that ask the world (DNS, other servers, the state store, the
+-- clock) are recorded in the session journal with their answers, so that
+-- ruletest can replay a session exactly; in ruletest they answer from the
+-- record instead (M.replay, set by the replay driver).
+local WORLD = { dns = true, greylist = true, ratelimit = true, callout = true,
+                verify_sender = true, now = true }
+local pack, unpack = table.pack, table.unpack
+
+for k, f in pairs(C.primitives) do
+  if not WORLD[k] then
+    base[k] = f
+  elseif C.world == "replay" then
+    base[k] = function(...) return M.replay(k, pack(...)) end
+  else
+    local record = C.journal_call
+    base[k] = function(...)
+      local res = pack(f(...))
+      record(k, pack(...), res)
+      return unpack(res, 1, res.n)
+    end
+  end
+end
+M.primitives = C.primitives
 
 local modules = {}
 -- require() finds only stdlib/ modules, loaded as text into the sandbox.
