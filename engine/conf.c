@@ -435,6 +435,24 @@ read_table_nums(struct reader *r, struct conf *c)
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "journal", "expected true, false or { sample = 1, dir = ... }");
 	lua_pop(r->L, 1);
+	if (getkey(r, "callout") == LUA_TTABLE) {
+		lua_getfield(r->L, -1, "mail_from");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "callout", -1, c->callout.mail_from, sizeof c->callout.mail_from) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "starttls");
+		c->callout.starttls = lua_toboolean(r->L, -1);
+		lua_pop(r->L, 1);
+		if (opt_int(r, "callout", "port", 1, 65535, &c->callout.port) ||
+		    opt_num(r, "callout", "connect_timeout", 0.05, 600, &c->callout.connect_timeout) ||
+		    opt_num(r, "callout", "command_timeout", 0.05, 600, &c->callout.command_timeout) ||
+		    opt_num(r, "callout", "positive_ttl", -1, 1e8, &c->callout.positive_ttl) ||
+		    opt_num(r, "callout", "negative_ttl", -1, 1e8, &c->callout.negative_ttl) ||
+		    opt_int(r, "callout", "max_per_host", 1, 10000, &c->callout.max_per_host))
+			return -1;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "callout", "expected a table");
+	lua_pop(r->L, 1);
 	if (getkey(r, "rule_limits") == LUA_TTABLE) {
 		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
 		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
@@ -508,6 +526,12 @@ set_defaults(struct conf *c)
 	c->journal.sample = 1;
 	c->journal.max_record = 64 * 1024;
 	c->journal.max_file = 100.0 * 1024 * 1024;
+	c->callout.port = 25;
+	c->callout.connect_timeout = 10;
+	c->callout.command_timeout = 30;
+	c->callout.positive_ttl = 24 * 3600;
+	c->callout.negative_ttl = 2 * 3600;
+	c->callout.max_per_host = 5;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;

@@ -87,6 +87,15 @@ struct conf {
 		double max_record;     /* bytes per session */
 		double max_file;       /* bytes per file */
 	} journal;
+	struct {
+		int    port;           /* callouts and sender verification (25) */
+		double connect_timeout;
+		double command_timeout;
+		char   mail_from[320]; /* "" = <> */
+		int    starttls;
+		double positive_ttl, negative_ttl;
+		int    max_per_host;
+	} callout;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */

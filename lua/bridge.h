@@ -76,6 +76,9 @@ void ljson_open(lua_State *L);
 void ljson_encode(lua_State *L, int idx);          /* pushes the text */
 void ljson_encode_packed(lua_State *L, int idx);   /* table.pack() -> array */
 
+/* lua_callout.c: callout(), verify_sender() into the table on top */
+void lcallout_open(lua_State *L);
+
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
 void lsession_open(lua_State *L);                  /* its metatable */

@@ -40,9 +40,14 @@ parse_type(lua_State *L, int arg)
 static int
 push_answer(lua_State *L, enum dns_type type, const struct dns_answer *a)
 {
+	static const char *status[] = {
+		[DNS_OK] = "ok", [DNS_NXDOMAIN] = "nxdomain", [DNS_NODATA] = "nodata",
+		[DNS_TIMEOUT] = "timeout", [DNS_SERVFAIL] = "servfail",
+	};
+
 	if (a->status != DNS_OK) {
 		lua_pushnil(L);
-		lua_pushstring(L, dns_status_str(a->status));
+		lua_pushstring(L, (unsigned)a->status <= DNS_SERVFAIL ? status[a->status] : "servfail");
 		return 2;
 	}
 	lua_createtable(L, a->n, 0);

@@ -17,6 +17,7 @@
 
 #include "bridge.h"
 #include "conf.h"
+#include "callout.h"
 #include "dns.h"
 #include "state.h"
 #include "log.h"
@@ -243,6 +244,8 @@ lp_free(void *self)
 	struct lpolicy *pol = self;
 
 	lgen_unref(pol->cur);
+	if (pol->callout)
+		callout_free(pol->callout);
 	if (pol->dns)
 		dns_free(pol->dns);
 	if (pol->state) {
@@ -296,6 +299,20 @@ policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *
 		/* One LMDB environment per process, opened after fork. */
 		snprintf(dir, sizeof dir, "%s/state", c->state_dir);
 		if (!(pol->state = state_open(dir, 0, err, errlen))) {
+			dns_free(pol->dns);
+			free(pol);
+			return -1;
+		}
+		struct callout_conf cc = {
+			.port = c->callout.port, .connect_timeout = c->callout.connect_timeout,
+			.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
+			.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
+			.max_per_host = c->callout.max_per_host,
+		};
+		snprintf(cc.helo, sizeof cc.helo, "%s", c->hostname);
+		snprintf(cc.mail_from, sizeof cc.mail_from, "%s", c->callout.mail_from);
+		if (!(pol->callout = callout_new(loop, pol->dns, pol->state, &cc, err, errlen))) {
+			state_close(pol->state);
 			dns_free(pol->dns);
 			free(pol);
 			return -1;

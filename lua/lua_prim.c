@@ -164,6 +164,30 @@ l_journal_call(lua_State *L)
 	return 0;
 }
 
+/*
+ * listeners(): our own listening addresses, { { ip = "127.0.0.1",
+ * port = 2525, direction = "inbound" }, ... } (rows 10 and 11).
+ */
+static int
+l_listeners(lua_State *L)
+{
+	struct lctx *x = lctx_need(L, "listeners");
+	const struct conf *c = x->s->conf;
+
+	lua_createtable(L, c->nlisten, 0);
+	for (int i = 0; i < c->nlisten; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, c->listen[i].address);
+		lua_setfield(L, -2, "ip");
+		lua_pushinteger(L, c->listen[i].port);
+		lua_setfield(L, -2, "port");
+		lua_pushstring(L, direction_str(c->listen[i].direction));
+		lua_setfield(L, -2, "direction");
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
 static int
 l_now(lua_State *L)
 {
@@ -182,6 +206,7 @@ lprim_open(lua_State *L)
 		{ "log", l_log },
 		{ "now", l_now },
 		{ "in_networks", l_in_networks },
+		{ "listeners", l_listeners },
 		{ NULL, NULL },
 	};
 
@@ -190,6 +215,7 @@ lprim_open(lua_State *L)
 	luaL_newlib(L, prims);
 	ldns_open(L);
 	lstate_open(L);
+	lcallout_open(L);
 	lua_setfield(L, -2, "primitives");
 	lua_pushcfunction(L, l_c_log);
 	lua_setfield(L, -2, "log");

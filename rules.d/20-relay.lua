@@ -1,6 +1,6 @@
 -- 20-relay.lua - the outbound listener relays only for customers' networks
--- (portal row 13). Everything after this file sees inbound mail only,
--- or outbound mail from a relay client.
+-- (portal row 13). An outbound client from a relay network is accepted by
+-- 99-accept.lua once the later outbound checks (rate limit) pass.
 
 rule("rcpt", "outbound_relay", function(s)
   if s.outbound and not in_networks(s.ip, config.relay_networks) then

@@ -112,11 +112,12 @@ local function verdict(action, level, what, detail)
   return v
 end
 
-function M.accept(what, detail) return verdict("accept", 2, what, detail) end
-function M.deny(what, detail)   return verdict("deny", 2, what, detail) end
-function M.defer(what, detail)  return verdict("defer", 2, what, detail) end
-function M.drop(what, detail)   return verdict("drop", 2, what, detail) end
-function M.warn(what, detail)   return verdict("warn", 2, what, detail) end
+-- (Parenthesised: not tail calls, so an error names the rule's line.)
+function M.accept(what, detail) return (verdict("accept", 2, what, detail)) end
+function M.deny(what, detail)   return (verdict("deny", 2, what, detail)) end
+function M.defer(what, detail)  return (verdict("defer", 2, what, detail)) end
+function M.drop(what, detail)   return (verdict("drop", 2, what, detail)) end
+function M.warn(what, detail)   return (verdict("warn", 2, what, detail)) end
 
 ---------------------------------------------------------------------------
 -- helpers rules use
@@ -272,24 +273,31 @@ end
 
 local trace = C.trace     -- nil unless ruletest asked for a trace
 
+-- The verdict as the C side reads it: plain values, copied here, inside the
+-- resume and under the budget, so nothing a rule returned (a metatable, a
+-- trap in __index) runs where an error could not be caught.
+local function plain(v, r)
+  return { action = v.action, code = v.code, enhanced = v.enhanced, text = v.text,
+           reason = v.reason, where = r.where, name = r.name }
+end
+
 function M.run(hook, s)
   for _, r in ipairs(chains[hook]) do
     local ok, v = pcall(r.fn, s)
     if not ok then
       return { action = "error", where = r.where, name = r.name, text = tostring(v) }
     end
-    if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and v.reason) end
     if v ~= nil then
       if type(v) ~= "table" or not ACTIONS[v.action] then
         return { action = "error", where = r.where, name = r.name,
                  text = "rule returned " .. tostring(v) .. " (return accept(), deny(...) or nothing)" }
       end
-      if v.action == "warn" then
-        C.log("warn", r.name, r.where, v.reason or "", v.text or "")
-      else
-        v.where, v.name = r.where, r.name
-        return v
-      end
+      v = plain(v, r)
+    end
+    if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and v.reason) end
+    if v then
+      if v.action ~= "warn" then return v end
+      C.log("warn", r.name, r.where, v.reason or "", v.text or "")
     end
   end
   return nil

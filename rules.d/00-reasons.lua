@@ -1,0 +1,9 @@
+-- 00-reasons.lua - the one place to change what a rejection says.
+--
+-- Every reason's default code, enhanced code, text and portal cause are in
+-- stdlib/reasons.lua. Override any field here, e.g.:
+--
+--   reason("xbl", { text = "XBL", code = 550, enhanced = "5.7.1" })
+--   reason("greylisted", { text = "Greylisted, please try again in a few minutes" })
+--
+-- Keep the portal's reason at the start of the text: support reads it.

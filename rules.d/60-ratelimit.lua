@@ -1,0 +1,16 @@
+-- 60-ratelimit.lua - portal row 14: an outbound sender over its smoothed
+-- message rate (Exim's ratelimit: per_mail, leaky by default) is deferred.
+--
+-- config.ratelimit = { sender = { limit = 100, period = 3600, mode = "leaky" } }
+-- Release a customer: bin/mxgate state -c CONF del ratelimit sender:ADDRESS
+
+rule("mail", "sender_rate", function(s)
+  local rl = config.ratelimit and config.ratelimit.sender
+  if not (s.outbound and rl) or s.sender == "" then return end
+  local r = ratelimit("sender:" .. s.sender:lower(), rl.limit or 100, rl.period or 3600,
+                      { mode = rl.mode or "leaky" })
+  if r and r.over then
+    return defer("sender_rate", string.format("%s: %.1f messages per %ds, limit %d",
+      s.sender, r.rate, rl.period or 3600, rl.limit or 100))
+  end
+end)
