@@ -1,0 +1,1277 @@
+/*
+ * callout.c - cache, coalescing, routing and per-host limits in front of
+ * smtp_client.c.
+ *
+ * A request is answered from the cache (synchronously), or joins the job
+ * in flight for the same key (route or domain, sender, address), or
+ * starts a job: resolve the route to a list of addresses (all the DNS
+ * first, so the connect phase never re-enters dns.c), then try them in
+ * order. Each address:port is a host with at most max_per_host
+ * connections; a job that finds its host full waits in the host's FIFO
+ * and starts when a connection to that host closes. A connection keeps
+ * its slot until the socket is closed (after QUIT), not just until the
+ * answer, so the server never sees more than the limit.
+ *
+ * User callbacks run inside callout_verify() (cache hit, bad input, DNS
+ * answered from its cache and no address), inside dns.c's callbacks and
+ * inside smtp_client.c's. A callback may call callout_verify() or
+ * callout_free(): the busy counter defers the free to the outermost frame.
+ *
+ * dns.c has no cancel: each lookup carries a ticket, and callout_free()
+ * orphans the tickets (ticket->co = NULL) so a late answer only frees its
+ * ticket.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "callout.h"
+#include "dns.h"
+#include "log.h"
+#include "smtp_client.h"
+#include "state.h"
+#include "tls.h"
+
+#define CALLOUT_PATH_MAX     254   /* RFC 5321 4.5.3.1.3: 256 octets with the <> */
+#define CALLOUT_MAX_HOSTS    10    /* MX hosts resolved per callout */
+#define CALLOUT_MAX_TARGETS  16    /* addresses tried per callout */
+#define CALLOUT_KEY_MAX      (3 * 260 + 8)
+#define CALLOUT_ADDR_TEXT    (INET6_ADDRSTRLEN + 10)  /* "[v6]:65535" */
+#define CALLOUT_CACHE_VALUE  1024  /* what state_cache_put() takes */
+
+/* ------------------------------------------------------------------ */
+/* a small keyed hash table                                           */
+
+/* Keys come from the peer (recipients, sender domains): a keyed hash
+ * keeps an attacker from aiming every entry at one bucket. */
+struct hnode {
+	struct hnode *next;
+	uint64_t      hash;
+	const char   *key;
+};
+
+struct htab {
+	struct hnode **b;
+	size_t         mask, n;
+};
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND do { \
+	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                     \
+	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                     \
+	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+} while (0)
+
+/* SipHash-1-3. */
+static uint64_t
+siphash(uint64_t k0, uint64_t k1, const char *s)
+{
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	size_t len = strlen(s), i;
+	uint64_t m, b = (uint64_t)len << 56;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&m, s + i, 8);
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (m = 0; i < len; i++)
+		m |= (uint64_t)(unsigned char)s[i] << (8 * (i & 7));
+	b |= m;
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND; SIPROUND; SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static struct hnode *
+ht_find(const struct htab *t, const char *key, uint64_t hash)
+{
+	struct hnode *n;
+
+	if (!t->b)
+		return NULL;
+	for (n = t->b[hash & t->mask]; n; n = n->next)
+		if (n->hash == hash && strcmp(n->key, key) == 0)
+			return n;
+	return NULL;
+}
+
+/* 0, or -1 when the table cannot grow. */
+static int
+ht_add(struct htab *t, struct hnode *n)
+{
+	if (!t->b || t->n >= t->mask + 1) {
+		size_t size = t->b ? 2 * (t->mask + 1) : 64, i;
+		struct hnode **b = calloc(size, sizeof *b), *x, *next;
+
+		if (!b)
+			return -1;
+		for (i = 0; t->b && i <= t->mask; i++)
+			for (x = t->b[i]; x; x = next) {
+				next = x->next;
+				x->next = b[x->hash & (size - 1)];
+				b[x->hash & (size - 1)] = x;
+			}
+		free(t->b);
+		t->b = b;
+		t->mask = size - 1;
+	}
+	n->next = t->b[n->hash & t->mask];
+	t->b[n->hash & t->mask] = n;
+	t->n++;
+	return 0;
+}
+
+static void
+ht_del(struct htab *t, struct hnode *n)
+{
+	struct hnode **p;
+
+	for (p = &t->b[n->hash & t->mask]; *p; p = &(*p)->next)
+		if (*p == n) {
+			*p = n->next;
+			t->n--;
+			return;
+		}
+}
+
+/* ------------------------------------------------------------------ */
+/* state                                                              */
+
+struct waiter {
+	struct waiter *next;
+	callout_cb    *cb;
+	void          *arg;
+};
+
+/* One MX host (or the route's host) and the addresses DNS gave it. */
+struct mxhost {
+	char name[DNS_RR_TEXT];
+	int  literal;                       /* name is an address already */
+	int  n4, n6;
+	char v4[CALLOUT_MAX_TARGETS][INET_ADDRSTRLEN];
+	char v6[CALLOUT_MAX_TARGETS][INET6_ADDRSTRLEN];
+	enum dns_status st4, st6;
+};
+
+struct target {
+	struct sockaddr_storage sa;
+	socklen_t               salen;
+	char                    addr[CALLOUT_ADDR_TEXT];   /* the host key */
+	const char             *name;                      /* into job->mx */
+};
+
+struct host;
+struct conn;
+
+struct job {
+	struct hnode           h;           /* in co->jobs by key */
+	struct callout        *co;
+	struct waiter         *head, **tail;
+	int                    nwaiters;
+	char                   key[CALLOUT_KEY_MAX];
+	char                   dest[DNS_RR_TEXT];       /* domain or route host, for logs */
+	char                   from[CALLOUT_PATH_MAX + 1];
+	char                   rcpt[CALLOUT_PATH_MAX + 1];
+	int                    port;
+	struct mxhost         *mx;
+	int                    nmx;
+	int                    dns_pending, issuing;
+	struct target          t[CALLOUT_MAX_TARGETS];
+	int                    nt, cur, tried;
+	struct job            *qnext;       /* in a host's queue */
+	struct conn           *conn;
+	struct callout_answer  a;           /* the best answer so far */
+	int                    have;
+	double                 started;
+};
+
+struct host {
+	struct hnode  h;
+	int           inflight, pinned;
+	struct job   *qhead, **qtail;
+	char          key[CALLOUT_ADDR_TEXT];
+};
+
+struct conn {
+	struct conn        *prev, *next;    /* co->conns */
+	struct callout     *co;
+	struct host        *host;
+	struct job         *job;            /* NULL once it has its answer */
+	struct smtp_client *c;
+	char                addr[CALLOUT_ADDR_TEXT];
+};
+
+/* A DNS lookup in flight; orphaned (co = NULL) by callout_free(). */
+struct ticket {
+	struct ticket  *prev, *next;
+	struct callout *co;
+	struct job     *job;
+	int             mx;                 /* -1: the MX lookup itself */
+	enum dns_type   type;
+};
+
+struct centry {
+	struct hnode         h;
+	struct centry       *prev, *next;   /* LRU, most recent first */
+	double               expires;
+	enum callout_result  result;
+	int                  code;
+	char                 stage[16];
+	char                *text, *host;   /* into key[] */
+	char                 key[];
+};
+
+struct callout {
+	struct ev_loop          *loop;
+	struct dns              *dns;
+	struct state            *st;
+	struct callout_conf      conf;
+	SSL_CTX                 *tls;
+	struct smtp_client_conf  cc;
+	struct htab              jobs, hosts, cache;
+	struct centry           *lru_head, *lru_tail;
+	struct conn             *conns;
+	struct ticket           *tickets;
+	uint64_t                 k0, k1;
+	int                      busy, closing;
+	struct callout_stats     stats;
+};
+
+static void job_next(struct job *j);
+static void job_finish(struct job *j);
+static void callout_destroy(struct callout *co);
+
+static const char *const result_names[] = {
+	[CO_OK] = "ok", [CO_REJECTED] = "rejected", [CO_RCPT_REJECTED] = "rcpt_rejected",
+	[CO_RCPT_DEFERRED] = "rcpt_deferred", [CO_UNREACHABLE] = "unreachable",
+};
+
+const char *
+callout_result_str(enum callout_result r)
+{
+	return (unsigned)r < sizeof result_names / sizeof result_names[0] ? result_names[r] : "?";
+}
+
+static void
+co_enter(struct callout *co)
+{
+	co->busy++;
+}
+
+static void
+co_leave(struct callout *co)
+{
+	if (--co->busy == 0 && co->closing)
+		callout_destroy(co);
+}
+
+static void
+set_answer(struct callout_answer *a, enum callout_result r, int code, const char *stage,
+    const char *host, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(a, 0, sizeof *a);
+	a->result = r;
+	a->code = code;
+	snprintf(a->stage, sizeof a->stage, "%s", stage);
+	snprintf(a->host, sizeof a->host, "%s", host ? host : "");
+	va_start(ap, fmt);
+	vsnprintf(a->text, sizeof a->text, fmt, ap);
+	va_end(ap);
+}
+
+static void
+log_answer(const struct callout *co, const char *dest, const char *from, const char *rcpt,
+    const struct callout_answer *a, double ms, int tried, int waiters)
+{
+	char code[16], msbuf[32], t[16], w[16];
+
+	snprintf(code, sizeof code, "%d", a->code);
+	snprintf(msbuf, sizeof msbuf, "%.0f", ms);
+	snprintf(t, sizeof t, "%d", tried);
+	snprintf(w, sizeof w, "%d", waiters);
+	log_event("callout", "rcpt", rcpt, "from", from, "dest", dest, "host", a->host,
+	    "stage", a->stage, "code", code, "result", callout_result_str(a->result),
+	    "cached", a->cached ? "1" : "0", "ms", msbuf, "tried", t, "waiters", w,
+	    "text", a->text, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the cache                                                          */
+
+/* Only definitive answers are kept: a 2xx for positive_ttl, a 5xx for
+ * negative_ttl; temporary answers and unreachable hosts are asked again. */
+static double
+cache_ttl(const struct callout *co, const struct callout_answer *a)
+{
+	if (a->result == CO_OK)
+		return co->conf.positive_ttl;
+	if (a->result == CO_RCPT_REJECTED || (a->result == CO_REJECTED && a->code / 100 == 5))
+		return co->conf.negative_ttl;
+	return -1;
+}
+
+static void
+lru_unlink(struct callout *co, struct centry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		co->lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		co->lru_tail = e->prev;
+}
+
+static void
+lru_push(struct callout *co, struct centry *e)
+{
+	e->prev = NULL;
+	e->next = co->lru_head;
+	if (co->lru_head)
+		co->lru_head->prev = e;
+	else
+		co->lru_tail = e;
+	co->lru_head = e;
+}
+
+static void
+centry_drop(struct callout *co, struct centry *e)
+{
+	ht_del(&co->cache, &e->h);
+	lru_unlink(co, e);
+	free(e);
+}
+
+static void
+mem_put(struct callout *co, const char *key, uint64_t hash, const struct callout_answer *a,
+    double expires)
+{
+	size_t klen = strlen(key) + 1, tlen = strlen(a->text) + 1, hlen = strlen(a->host) + 1;
+	struct centry *e = (struct centry *)ht_find(&co->cache, key, hash);
+
+	if (e)
+		centry_drop(co, e);
+	while (co->cache.n >= co->conf.cache_entries && co->lru_tail)
+		centry_drop(co, co->lru_tail);
+	if (!(e = malloc(sizeof *e + klen + tlen + hlen)))
+		return;
+	memcpy(e->key, key, klen);
+	e->text = e->key + klen;
+	memcpy(e->text, a->text, tlen);
+	e->host = e->text + tlen;
+	memcpy(e->host, a->host, hlen);
+	e->h.key = e->key;
+	e->h.hash = hash;
+	e->expires = expires;
+	e->result = a->result;
+	e->code = a->code;
+	memcpy(e->stage, a->stage, sizeof e->stage);
+	if (ht_add(&co->cache, &e->h) < 0) {
+		free(e);
+		return;
+	}
+	lru_push(co, e);
+}
+
+/* The store's value: "result=ok code=250 stage=rcpt expires=EPOCH host=H text=T",
+ * text last so that it may hold spaces. */
+static int
+value_parse(const char *v, struct callout_answer *a, double *expires)
+{
+	char res[32], stage[16], host[256];
+	const char *t = strstr(v, " text=");
+	int code, i;
+
+	if (!t || sscanf(v, "result=%31s code=%d stage=%15s expires=%lf host=%255s",
+	    res, &code, stage, expires, host) != 5)
+		return -1;
+	memset(a, 0, sizeof *a);
+	for (i = 0; i <= CO_UNREACHABLE; i++)
+		if (strcmp(res, result_names[i]) == 0)
+			break;
+	if (i > CO_UNREACHABLE)
+		return -1;
+	a->result = (enum callout_result)i;
+	a->code = code;
+	memcpy(a->stage, stage, sizeof a->stage);
+	snprintf(a->host, sizeof a->host, "%s", strcmp(host, "-") ? host : "");
+	snprintf(a->text, sizeof a->text, "%s", t + 6);
+	return 0;
+}
+
+static int
+cache_get(struct callout *co, const char *key, uint64_t hash, struct callout_answer *a)
+{
+	double now = ev_now(co->loop), expires;
+	struct centry *e = (struct centry *)ht_find(&co->cache, key, hash);
+	char val[CALLOUT_CACHE_VALUE + 1];
+	int rc;
+
+	if (e && e->expires <= now) {
+		centry_drop(co, e);
+		e = NULL;
+	}
+	if (e) {
+		memset(a, 0, sizeof *a);
+		a->result = e->result;
+		a->code = e->code;
+		memcpy(a->stage, e->stage, sizeof a->stage);
+		snprintf(a->text, sizeof a->text, "%s", e->text);
+		snprintf(a->host, sizeof a->host, "%s", e->host);
+		lru_unlink(co, e);
+		lru_push(co, e);
+		return 1;
+	}
+	if (!co->st)
+		return 0;
+	rc = state_cache_get(co->st, key, now, val, sizeof val);
+	if (rc < 0)
+		log_event("callout_cache_error", "op", "get", "error", state_error(co->st), NULL);
+	if (rc != 0 || value_parse(val, a, &expires) < 0 || expires <= now)
+		return 0;
+	mem_put(co, key, hash, a, expires);
+	return 1;
+}
+
+static void
+cache_put(struct callout *co, const char *key, const struct callout_answer *a)
+{
+	double ttl = cache_ttl(co, a), expires;
+	char val[CALLOUT_CACHE_VALUE];
+
+	if (ttl <= 0)
+		return;
+	expires = ev_now(co->loop) + ttl;
+	mem_put(co, key, siphash(co->k0, co->k1, key), a, expires);
+	if (!co->st)
+		return;
+	snprintf(val, sizeof val, "result=%s code=%d stage=%s expires=%.0f host=%s text=%s",
+	    callout_result_str(a->result), a->code, a->stage, expires,
+	    a->host[0] ? a->host : "-", a->text);
+	if (state_cache_put(co->st, key, val, expires) < 0)
+		log_event("callout_cache_error", "op", "put", "error", state_error(co->st), NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* hosts: per address:port slots and their queues                      */
+
+static struct host *
+host_get(struct callout *co, const char *addr)
+{
+	uint64_t hash = siphash(co->k0, co->k1, addr);
+	struct host *h = (struct host *)ht_find(&co->hosts, addr, hash);
+
+	if (h)
+		return h;
+	if (!(h = calloc(1, sizeof *h)))
+		return NULL;
+	snprintf(h->key, sizeof h->key, "%s", addr);
+	h->h.key = h->key;
+	h->h.hash = hash;
+	h->qtail = &h->qhead;
+	if (ht_add(&co->hosts, &h->h) < 0) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+static void
+host_put(struct callout *co, struct host *h)
+{
+	if (h->inflight == 0 && !h->qhead && !h->pinned) {
+		ht_del(&co->hosts, &h->h);
+		free(h);
+	}
+}
+
+/* A slot came free: start the jobs waiting, in order, while slots last. */
+static void
+host_pump(struct callout *co, struct host *h)
+{
+	struct job *j;
+
+	h->pinned++;
+	while (!co->closing && h->inflight < co->conf.max_per_host && (j = h->qhead)) {
+		if (!(h->qhead = j->qnext))
+			h->qtail = &h->qhead;
+		j->qnext = NULL;
+		job_next(j);
+	}
+	h->pinned--;
+	host_put(co, h);
+}
+
+/* ------------------------------------------------------------------ */
+/* connections                                                        */
+
+/* Keeps the answer that says most: a server's reply beats a failure. */
+static void
+job_note(struct job *j, const struct callout_answer *a)
+{
+	if (!j->have || a->result != CO_UNREACHABLE || j->a.result == CO_UNREACHABLE) {
+		j->a = *a;
+		j->have = 1;
+	}
+}
+
+static void
+on_client_reply(void *arg, const struct smtp_client_result *r)
+{
+	struct conn *cn = arg;
+	struct callout *co = cn->co;
+	struct job *j = cn->job;
+	struct callout_answer a;
+	enum callout_result res;
+
+	if (co->closing || !j)
+		return;
+	co_enter(co);
+	if (!r->replied)
+		res = CO_UNREACHABLE;
+	else if (strcmp(r->stage, "rcpt") != 0)
+		res = CO_REJECTED;
+	else if (r->code / 100 == 2)
+		res = CO_OK;
+	else if (r->code / 100 == 5)
+		res = CO_RCPT_REJECTED;
+	else
+		res = CO_RCPT_DEFERRED;
+	set_answer(&a, res, r->code, r->stage, cn->addr, "%s", r->text);
+	job_note(j, &a);
+	/* RFC 5321 5.1: an address that cannot be reached, or a 4xx greeting
+	 * (a server shedding load), sends us on to the next; the next is
+	 * tried once this connection is closed and its slot is free. */
+	if (res != CO_UNREACHABLE && !(res == CO_REJECTED && r->code / 100 == 4 &&
+	    strcmp(r->stage, "greeting") == 0 && j->cur + 1 < j->nt)) {
+		cn->job = NULL;
+		j->conn = NULL;
+		job_finish(j);
+	}
+	co_leave(co);
+}
+
+static void
+on_client_closed(void *arg)
+{
+	struct conn *cn = arg;
+	struct callout *co = cn->co;
+	struct host *h = cn->host;
+	struct job *j = cn->job;
+
+	if (cn->prev)
+		cn->prev->next = cn->next;
+	else
+		co->conns = cn->next;
+	if (cn->next)
+		cn->next->prev = cn->prev;
+	co->stats.open--;
+	free(cn);
+	if (co->closing)
+		return;                 /* callout_destroy() frees hosts and jobs */
+	co_enter(co);
+	h->inflight--;
+	host_pump(co, h);
+	if (j && !co->closing) {
+		j->conn = NULL;
+		j->cur++;
+		job_next(j);
+	}
+	co_leave(co);
+}
+
+/* 0 when connecting; -1 when it failed at once (noted in the job). */
+static int
+job_connect(struct job *j, struct host *h, const struct target *t)
+{
+	struct callout *co = j->co;
+	struct callout_answer a;
+	struct conn *cn = calloc(1, sizeof *cn);
+	char err[128];
+
+	if (!cn) {
+		set_answer(&a, CO_UNREACHABLE, 0, "connect", t->addr, "out of memory");
+		job_note(j, &a);
+		return -1;
+	}
+	j->tried++;
+	cn->co = co;
+	cn->host = h;
+	cn->job = j;
+	snprintf(cn->addr, sizeof cn->addr, "%s", t->addr);
+	cn->c = smtp_client_start(co->loop, &co->cc, (const struct sockaddr *)&t->sa, t->salen,
+	    t->name, j->from, j->rcpt, on_client_reply, on_client_closed, cn, err, sizeof err);
+	if (!cn->c) {
+		set_answer(&a, CO_UNREACHABLE, 0, "connect", t->addr, "%s", err);
+		job_note(j, &a);
+		free(cn);
+		return -1;
+	}
+	h->inflight++;
+	j->conn = cn;
+	cn->next = co->conns;
+	if (co->conns)
+		co->conns->prev = cn;
+	co->conns = cn;
+	co->stats.connections++;
+	co->stats.open++;
+	return 0;
+}
+
+/* Tries the targets from j->cur on: connect, queue for a slot, or finish. */
+static void
+job_next(struct job *j)
+{
+	struct callout *co = j->co;
+	struct callout_answer a;
+
+	while (j->cur < j->nt) {
+		struct target *t = &j->t[j->cur];
+		struct host *h = host_get(co, t->addr);
+
+		if (!h) {
+			set_answer(&a, CO_UNREACHABLE, 0, "connect", t->addr, "out of memory");
+			job_note(j, &a);
+		} else if (h->inflight >= co->conf.max_per_host) {
+			*h->qtail = j;
+			h->qtail = &j->qnext;
+			co->stats.queued++;
+			return;
+		} else if (job_connect(j, h, t) == 0)
+			return;
+		if (h)
+			host_put(co, h);
+		j->cur++;
+	}
+	job_finish(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* routes and DNS                                                     */
+
+static int
+add_target(struct job *j, const char *ip, const char *name)
+{
+	struct target *t;
+	struct sockaddr_in *s4;
+	struct sockaddr_in6 *s6;
+	int i;
+
+	if (j->nt == CALLOUT_MAX_TARGETS)
+		return -1;
+	t = &j->t[j->nt];
+	memset(t, 0, sizeof *t);
+	s4 = (struct sockaddr_in *)&t->sa;
+	s6 = (struct sockaddr_in6 *)&t->sa;
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)j->port);
+		t->salen = sizeof *s4;
+		snprintf(t->addr, sizeof t->addr, "%s:%d", ip, j->port);
+	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		char canon[INET6_ADDRSTRLEN];
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)j->port);
+		t->salen = sizeof *s6;
+		inet_ntop(AF_INET6, &s6->sin6_addr, canon, sizeof canon);
+		snprintf(t->addr, sizeof t->addr, "[%s]:%d", canon, j->port);
+	} else
+		return -1;
+	for (i = 0; i < j->nt; i++)
+		if (strcmp(j->t[i].addr, t->addr) == 0)
+			return 0;       /* two MX names, one address: try it once */
+	t->name = name;
+	j->nt++;
+	return 0;
+}
+
+static int
+is_ip(const char *s)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Every lookup is in: the addresses, MX preference first, then A before AAAA. */
+static void
+job_targets(struct job *j)
+{
+	int i, k, failed = 0;
+
+	for (i = 0; i < j->nmx; i++) {
+		struct mxhost *m = &j->mx[i];
+
+		if (m->literal) {
+			add_target(j, m->name, NULL);
+			continue;
+		}
+		for (k = 0; k < m->n4; k++)
+			add_target(j, m->v4[k], m->name);
+		for (k = 0; k < m->n6; k++)
+			add_target(j, m->v6[k], m->name);
+		failed |= m->st4 == DNS_TIMEOUT || m->st4 == DNS_SERVFAIL ||
+		    m->st6 == DNS_TIMEOUT || m->st6 == DNS_SERVFAIL;
+	}
+	if (j->nt == 0) {
+		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->nmx ? j->mx[0].name : j->dest,
+		    failed ? "%s: address lookup failed" : "%s: no A or AAAA record",
+		    j->nmx ? j->mx[0].name : j->dest);
+		j->have = 1;
+	}
+	job_next(j);
+}
+
+static void dns_done(struct callout *co, struct job *j, int mx, enum dns_type type,
+    const struct dns_answer *ans);
+static void on_dns(void *arg, const struct dns_answer *ans);
+
+static void
+job_dns(struct job *j, const char *name, enum dns_type type, int mx)
+{
+	struct callout *co = j->co;
+	struct ticket *t = NULL;
+	struct dns_answer fail;
+
+	j->dns_pending++;
+	if (!co->dns || !(t = calloc(1, sizeof *t))) {
+		memset(&fail, 0, sizeof fail);
+		fail.status = DNS_SERVFAIL;
+		dns_done(co, j, mx, type, &fail);
+		return;
+	}
+	t->co = co;
+	t->job = j;
+	t->mx = mx;
+	t->type = type;
+	t->next = co->tickets;
+	if (co->tickets)
+		co->tickets->prev = t;
+	co->tickets = t;
+	dns_query(co->dns, name, type, on_dns, t);
+}
+
+/* A and AAAA for every host at once; job_targets() once all are in. */
+static void
+resolve_hosts(struct job *j)
+{
+	int i;
+
+	j->issuing = 1;
+	for (i = 0; i < j->nmx; i++) {
+		if (is_ip(j->mx[i].name)) {
+			j->mx[i].literal = 1;
+			continue;
+		}
+		job_dns(j, j->mx[i].name, DNS_A, i);
+		job_dns(j, j->mx[i].name, DNS_AAAA, i);
+	}
+	j->issuing = 0;
+	if (j->dns_pending == 0)
+		job_targets(j);
+}
+
+static int
+job_hosts(struct job *j, int n)
+{
+	if (!(j->mx = calloc((size_t)n, sizeof *j->mx)))
+		return -1;
+	j->nmx = n;
+	return 0;
+}
+
+static void
+on_mx(struct job *j, const struct dns_answer *ans)
+{
+	int i, n = 0, null_mx = 0;
+
+	switch (ans->status) {
+	case DNS_OK:
+		if (ans->n == 0)
+			break;
+		for (i = 0; i < ans->n; i++)
+			null_mx |= !ans->rr[i].text[0] || strcmp(ans->rr[i].text, ".") == 0;
+		if (job_hosts(j, ans->n < CALLOUT_MAX_HOSTS ? ans->n : CALLOUT_MAX_HOSTS) < 0)
+			break;
+		/* dns.c sorted them by preference. */
+		for (i = 0; i < ans->n && n < j->nmx; i++)
+			if (ans->rr[i].text[0] && strcmp(ans->rr[i].text, ".") != 0)
+				snprintf(j->mx[n++].name, sizeof j->mx[0].name, "%s", ans->rr[i].text);
+		j->nmx = n;
+		if (n == 0) {
+			set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, null_mx ?
+			    "%s: null MX, the domain accepts no mail (RFC 7505)" :
+			    "%s: no usable MX", j->dest);
+			j->have = 1;
+			job_finish(j);
+			return;
+		}
+		resolve_hosts(j);
+		return;
+	case DNS_NODATA:
+		/* RFC 5321 5.1: no MX, the domain itself is the implicit MX. */
+		if (job_hosts(j, 1) < 0)
+			break;
+		snprintf(j->mx[0].name, sizeof j->mx[0].name, "%s", j->dest);
+		resolve_hosts(j);
+		return;
+	case DNS_NXDOMAIN:
+		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: no such domain", j->dest);
+		j->have = 1;
+		job_finish(j);
+		return;
+	default:
+		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: MX lookup failed (%s)",
+		    j->dest, dns_status_str(ans->status));
+		j->have = 1;
+		job_finish(j);
+		return;
+	}
+	set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "out of memory");
+	j->have = 1;
+	job_finish(j);
+}
+
+static void
+on_addr(struct job *j, int i, enum dns_type type, const struct dns_answer *ans)
+{
+	struct mxhost *m = &j->mx[i];
+	int k;
+
+	if (type == DNS_A)
+		m->st4 = ans->status;
+	else
+		m->st6 = ans->status;
+	for (k = 0; ans->status == DNS_OK && k < ans->n; k++) {
+		if (type == DNS_A && m->n4 < CALLOUT_MAX_TARGETS)
+			snprintf(m->v4[m->n4++], sizeof m->v4[0], "%s", ans->rr[k].text);
+		else if (type == DNS_AAAA && m->n6 < CALLOUT_MAX_TARGETS)
+			snprintf(m->v6[m->n6++], sizeof m->v6[0], "%s", ans->rr[k].text);
+	}
+}
+
+static void
+dns_done(struct callout *co, struct job *j, int mx, enum dns_type type,
+    const struct dns_answer *ans)
+{
+	co_enter(co);
+	j->dns_pending--;
+	if (mx < 0)
+		on_mx(j, ans);
+	else {
+		on_addr(j, mx, type, ans);
+		if (j->dns_pending == 0 && !j->issuing)
+			job_targets(j);
+	}
+	co_leave(co);
+}
+
+static void
+on_dns(void *arg, const struct dns_answer *ans)
+{
+	struct ticket *t = arg;
+	struct callout *co = t->co;
+	struct job *j = t->job;
+	int mx = t->mx;
+	enum dns_type type = t->type;
+
+	if (co) {
+		if (t->prev)
+			t->prev->next = t->next;
+		else
+			co->tickets = t->next;
+		if (t->next)
+			t->next->prev = t->prev;
+	}
+	free(t);
+	if (co && !co->closing)
+		dns_done(co, j, mx, type, ans);
+}
+
+/* "host", "host:port", "[addr]", "[addr]:port", or a bare IPv6 address. */
+static int
+parse_route(const char *route, char *host, size_t hostlen, int *port)
+{
+	const char *p, *colon = NULL;
+	size_t n;
+
+	if (route[0] == '[') {
+		if (!(p = strchr(route, ']')))
+			return -1;
+		n = (size_t)(p - route - 1);
+		if (p[1] == ':')
+			colon = p + 1;
+		else if (p[1] != '\0')
+			return -1;
+		route++;
+	} else if ((p = strchr(route, ':')) && !strchr(p + 1, ':')) {
+		colon = p;
+		n = (size_t)(p - route);
+	} else
+		n = strlen(route);
+	if (n == 0 || n >= hostlen)
+		return -1;
+	memcpy(host, route, n);
+	host[n] = '\0';
+	if (colon) {
+		char *end;
+		long v = strtol(colon + 1, &end, 10);
+
+		if (*end || v < 1 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
+static void
+job_start(struct job *j, const char *route)
+{
+	char host[DNS_RR_TEXT];
+	const char *domain;
+
+	if (route && strncasecmp(route, "mx:", 3) == 0) {
+		snprintf(j->dest, sizeof j->dest, "%s", route + 3);
+	} else if (route) {
+		if (parse_route(route, host, sizeof host, &j->port) < 0 || job_hosts(j, 1) < 0) {
+			set_answer(&j->a, CO_UNREACHABLE, 0, "input", route, "bad route");
+			j->have = 1;
+			job_finish(j);
+			return;
+		}
+		snprintf(j->dest, sizeof j->dest, "%s", host);
+		snprintf(j->mx[0].name, sizeof j->mx[0].name, "%s", host);
+		resolve_hosts(j);
+		return;
+	} else {
+		domain = strrchr(j->rcpt, '@') + 1;     /* checked by callout_verify() */
+		snprintf(j->dest, sizeof j->dest, "%s", domain);
+		/* RFC 5321 4.1.3: a domain literal, "[192.0.2.1]" or "[IPv6:2001:db8::1]". */
+		if (domain[0] == '[') {
+			const char *a = domain + 1;
+			size_t n;
+
+			if (strncasecmp(a, "IPv6:", 5) == 0)
+				a += 5;
+			n = strcspn(a, "]");
+			if (a[n] != ']' || a[n + 1] != '\0' || n >= sizeof host || job_hosts(j, 1) < 0) {
+				set_answer(&j->a, CO_UNREACHABLE, 0, "input", domain, "bad domain literal");
+				j->have = 1;
+				job_finish(j);
+				return;
+			}
+			memcpy(j->mx[0].name, a, n);
+			j->mx[0].name[n] = '\0';
+			resolve_hosts(j);
+			return;
+		}
+	}
+	if (!j->dest[0]) {
+		set_answer(&j->a, CO_UNREACHABLE, 0, "input", "", "no domain to route to");
+		j->have = 1;
+		job_finish(j);
+		return;
+	}
+	job_dns(j, j->dest, DNS_MX, -1);
+}
+
+/* The job is over: cache, log, and answer every request that joined it. */
+static void
+job_finish(struct job *j)
+{
+	struct callout *co = j->co;
+	struct waiter *w;
+	struct callout_answer a;
+
+	ht_del(&co->jobs, &j->h);
+	co->stats.inflight--;
+	if (j->have)
+		a = j->a;
+	else
+		set_answer(&a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: no address to try", j->dest);
+	a.cached = 0;
+	cache_put(co, j->key, &a);
+	log_answer(co, j->dest, j->from, j->rcpt, &a, (ev_time() - j->started) * 1000.,
+	    j->tried, j->nwaiters);
+	/* A callback may start a callout for the same key: this job is
+	 * already out of the table, so that one is a cache hit or a new job. */
+	while ((w = j->head) != NULL) {
+		j->head = w->next;
+		if (!co->closing)
+			w->cb(w->arg, &a);
+		free(w);
+	}
+	free(j->mx);
+	free(j);
+}
+
+static void
+job_free(struct job *j)
+{
+	struct waiter *w;
+
+	while ((w = j->head) != NULL) {
+		j->head = w->next;
+		free(w);
+	}
+	free(j->mx);
+	free(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* interface                                                          */
+
+struct callout *
+callout_new(struct ev_loop *loop, struct dns *dns, struct state *st,
+    const struct callout_conf *conf, char *err, size_t errlen)
+{
+	struct callout *co = calloc(1, sizeof *co);
+	struct callout_conf *c;
+
+	if (!co) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	co->loop = loop;
+	co->dns = dns;
+	co->st = st;
+	c = &co->conf;
+	if (conf)
+		*c = *conf;
+	c->helo[sizeof c->helo - 1] = '\0';
+	c->mail_from[sizeof c->mail_from - 1] = '\0';
+	if (c->port <= 0 || c->port > 65535)
+		c->port = 25;
+	if (c->connect_timeout <= 0)
+		c->connect_timeout = 10;
+	if (c->command_timeout <= 0)
+		c->command_timeout = 30;
+	if (c->positive_ttl == 0)
+		c->positive_ttl = 24 * 3600;    /* Exim's callout cache defaults */
+	if (c->negative_ttl == 0)
+		c->negative_ttl = 2 * 3600;
+	if (c->max_per_host <= 0)
+		c->max_per_host = 5;
+	if (c->cache_entries == 0)
+		c->cache_entries = 10000;
+	if (!c->helo[0] && (gethostname(c->helo, sizeof c->helo - 1) < 0 || !c->helo[0]))
+		snprintf(c->helo, sizeof c->helo, "localhost");
+	for (const char *p = c->helo; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+			snprintf(err, errlen, "callout helo: bad character");
+			free(co);
+			return NULL;
+		}
+	for (const char *p = c->mail_from; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			snprintf(err, errlen, "callout mail_from: control character");
+			free(co);
+			return NULL;
+		}
+	if (c->starttls && !(co->tls = tls_client_ctx(err, errlen))) {
+		free(co);
+		return NULL;
+	}
+	co->cc.connect_timeout = c->connect_timeout;
+	co->cc.command_timeout = c->command_timeout;
+	co->cc.helo = c->helo;
+	co->cc.tls = co->tls;
+	if (getrandom(&co->k0, sizeof co->k0, 0) != sizeof co->k0 ||
+	    getrandom(&co->k1, sizeof co->k1, 0) != sizeof co->k1) {
+		co->k0 = (uint64_t)(uintptr_t)co ^ (uint64_t)ev_time();
+		co->k1 = (uint64_t)getpid() << 32;
+	}
+	return co;
+}
+
+static void
+callout_destroy(struct callout *co)
+{
+	struct conn *cn;
+	struct ticket *t;
+	size_t i;
+
+	while ((cn = co->conns) != NULL) {
+		co->conns = cn->next;
+		smtp_client_abort(cn->c);
+		free(cn);
+	}
+	for (t = co->tickets; t; t = t->next)
+		t->co = NULL;
+	for (i = 0; co->jobs.b && i <= co->jobs.mask; i++)
+		while (co->jobs.b[i]) {
+			struct job *j = (struct job *)co->jobs.b[i];
+
+			co->jobs.b[i] = j->h.next;
+			job_free(j);
+		}
+	for (i = 0; co->hosts.b && i <= co->hosts.mask; i++)
+		while (co->hosts.b[i]) {
+			struct hnode *h = co->hosts.b[i];
+
+			co->hosts.b[i] = h->next;
+			free(h);
+		}
+	while (co->lru_head)
+		centry_drop(co, co->lru_head);
+	free(co->jobs.b);
+	free(co->hosts.b);
+	free(co->cache.b);
+	if (co->tls)
+		SSL_CTX_free(co->tls);
+	free(co);
+}
+
+void
+callout_free(struct callout *co)
+{
+	if (!co || co->closing)
+		return;
+	co->closing = 1;
+	if (co->busy == 0)
+		callout_destroy(co);
+}
+
+/* Paths go between <> in our commands: no control bytes, bounded. */
+static int
+bad_path(const char *s)
+{
+	if (strlen(s) > CALLOUT_PATH_MAX)
+		return 1;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+static void
+fold(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s + ('a' - 'A'));
+}
+
+/* Local parts are the receiving server's business (RFC 5321 2.4);
+ * domains are case-blind. */
+static void
+fold_domain(char *addr)
+{
+	char *at = strrchr(addr, '@');
+
+	if (at)
+		fold(at);
+}
+
+/* "route <from> <rcpt>", or "mx:domain <from> <rcpt>". */
+static void
+make_key(char *key, size_t len, const char *route, const char *from, const char *rcpt)
+{
+	char r[CALLOUT_PATH_MAX + 4], f[CALLOUT_PATH_MAX + 1], t[CALLOUT_PATH_MAX + 1];
+
+	snprintf(r, sizeof r, "%s%s", route ? "" : "mx:", route ? route : strrchr(rcpt, '@') + 1);
+	fold(r);
+	snprintf(f, sizeof f, "%s", from);
+	fold_domain(f);
+	snprintf(t, sizeof t, "%s", rcpt);
+	fold_domain(t);
+	snprintf(key, len, "%s <%s> <%s>", r, f, t);
+}
+
+void
+callout_verify(struct callout *co, const char *route, const char *mail_from,
+    const char *address, callout_cb *cb, void *arg)
+{
+	struct callout_answer a;
+	struct waiter *w = NULL;
+	struct job *j = NULL;
+	char key[CALLOUT_KEY_MAX];
+	uint64_t hash;
+
+	if (co->closing)
+		return;                  /* freed: no callback ever */
+	co_enter(co);
+	co->stats.requests++;
+	if (!mail_from)
+		mail_from = co->conf.mail_from;
+	if (bad_path(address) || bad_path(mail_from) || (route && (bad_path(route) || !*route)) ||
+	    (!route && !strchr(address, '@'))) {
+		set_answer(&a, CO_UNREACHABLE, 0, "input", route, "address or route refused");
+		log_answer(co, route ? route : "", mail_from, address, &a, 0, 0, 1);
+		cb(arg, &a);
+		goto out;
+	}
+	make_key(key, sizeof key, route, mail_from, address);
+	hash = siphash(co->k0, co->k1, key);
+	if (cache_get(co, key, hash, &a)) {
+		a.cached = 1;
+		co->stats.cache_hits++;
+		log_answer(co, route ? route : strrchr(address, '@') + 1, mail_from, address, &a,
+		    0, 0, 1);
+		cb(arg, &a);
+		goto out;
+	}
+	if (!(w = calloc(1, sizeof *w)))
+		goto oom;
+	w->cb = cb;
+	w->arg = arg;
+	if ((j = (struct job *)ht_find(&co->jobs, key, hash)) != NULL) {
+		*j->tail = w;
+		j->tail = &w->next;
+		j->nwaiters++;
+		co->stats.coalesced++;
+		goto out;
+	}
+	if (!(j = calloc(1, sizeof *j)))
+		goto oom;
+	j->co = co;
+	memcpy(j->key, key, sizeof key);
+	j->h.key = j->key;
+	j->h.hash = hash;
+	snprintf(j->from, sizeof j->from, "%s", mail_from);
+	snprintf(j->rcpt, sizeof j->rcpt, "%s", address);
+	j->port = co->conf.port;
+	j->started = ev_time();
+	j->head = w;
+	j->tail = &w->next;
+	j->nwaiters = 1;
+	if (ht_add(&co->jobs, &j->h) < 0)
+		goto oom;
+	co->stats.inflight++;
+	/* From here on the job answers for itself, maybe before this returns. */
+	job_start(j, route);
+	goto out;
+oom:
+	free(w);
+	free(j);
+	set_answer(&a, CO_UNREACHABLE, 0, "input", route, "out of memory");
+	cb(arg, &a);
+out:
+	co_leave(co);
+}
+
+void
+callout_get_stats(const struct callout *co, struct callout_stats *s)
+{
+	*s = co->stats;
+}

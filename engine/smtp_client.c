@@ -1,0 +1,633 @@
+/*
+ * smtp_client.c - the client side of one callout conversation.
+ *
+ * One command at a time (no PIPELINING: a callout is four commands and
+ * the answer must name the stage that refused). Replies are read line by
+ * line into a small buffer: a line longer than SMTPC_LINE_MAX or a reply
+ * longer than SMTPC_REPLY_MAX ends the conversation as a failure, so a
+ * hostile server costs us a bounded amount of memory.
+ *
+ * The client frees itself: after on_closed, or after smtp_client_abort().
+ * A busy counter defers the free while one of our own frames is on the
+ * stack (a callback may abort the client that is calling it).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <openssl/err.h>
+
+#include "smtp_client.h"
+
+#define SMTPC_LINE_MAX   512    /* RFC 5321 4.5.3.1.5: a reply line, CRLF included */
+#define SMTPC_REPLY_MAX  4096   /* a whole multi-line reply (EHLO's is the longest) */
+#define SMTPC_IN_SIZE    (2 * SMTPC_LINE_MAX)
+#define SMTPC_OUT_SIZE   1024   /* one command: "MAIL FROM:<" 256 ">\r\n" fits */
+#define SMTPC_QUIT_WAIT  5.0    /* seconds for 221 and the close once answered */
+#define SMTPC_ROUNDS     16     /* reads per wake-up: a flood cannot pin the loop */
+
+enum cstate {
+	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_TLS, C_EHLO_TLS,
+	C_MAIL, C_RCPT, C_QUIT, C_DRAIN, C_DONE,
+};
+
+enum carg { A_NONE, A_HELO, A_FROM, A_RCPT };
+
+/*
+ * The conversation, one row per state: what we send on entering it, and
+ * the stage name an answer given in it carries. What each reply leads to
+ * is in on_reply().
+ */
+static const struct step {
+	const char *stage;
+	const char *fmt;        /* the command, NULL: we only listen */
+	enum carg   arg;
+} steps[] = {
+	[C_CONNECT]  = { "connect",  NULL,                   A_NONE },
+	[C_GREETING] = { "greeting", NULL,                   A_NONE },
+	[C_EHLO]     = { "ehlo",     "EHLO %s\r\n",          A_HELO },
+	[C_HELO]     = { "helo",     "HELO %s\r\n",          A_HELO },
+	[C_STARTTLS] = { "starttls", "STARTTLS\r\n",         A_NONE },
+	[C_TLS]      = { "starttls", NULL,                   A_NONE },
+	[C_EHLO_TLS] = { "ehlo",     "EHLO %s\r\n",          A_HELO },
+	[C_MAIL]     = { "mail",     "MAIL FROM:<%s>\r\n",   A_FROM },
+	[C_RCPT]     = { "rcpt",     "RCPT TO:<%s>\r\n",     A_RCPT },
+	[C_QUIT]     = { "quit",     "QUIT\r\n",             A_NONE },
+	[C_DRAIN]    = { "quit",     NULL,                   A_NONE },
+	[C_DONE]     = { "quit",     NULL,                   A_NONE },
+};
+
+struct smtp_client {
+	struct ev_loop        *loop;
+	int                    fd;
+	ev_io                  io;
+	ev_timer               timer;
+	enum cstate            state;
+	double                 connect_timeout, command_timeout;
+	SSL_CTX               *tls;
+	SSL                   *ssl;
+	int                    ssl_want_write;
+	int                    ssl_broken;      /* no SSL_shutdown after an error */
+	int                    tls_on;
+	int                    eof;
+	int                    answered, aborted, dead, busy;
+	smtp_client_reply_cb  *on_reply;
+	smtp_client_closed_cb *on_closed;
+	void                  *arg;
+
+	/* The reply being read. */
+	int                    r_code, r_lines, r_starttls;
+	size_t                 r_bytes;
+	char                   r_text[256];
+
+	char                   in[SMTPC_IN_SIZE];
+	size_t                 inlen;
+	char                   out[SMTPC_OUT_SIZE];
+	size_t                 outlen, outoff;
+
+	char                   helo[256];
+	char                   from[SMTPC_OUT_SIZE / 2];
+	char                   rcpt[SMTPC_OUT_SIZE / 2];
+	char                   sni[256];
+};
+
+static void pump(struct smtp_client *c);
+
+/* ------------------------------------------------------------------ */
+/* lifecycle                                                          */
+
+static void
+settle(struct smtp_client *c)
+{
+	if (c->dead && c->busy == 0)
+		free(c);
+}
+
+static void
+timer_set(struct smtp_client *c, double secs)
+{
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_set(&c->timer, secs, 0.);
+	ev_timer_start(c->loop, &c->timer);
+}
+
+/* Closes the socket; on_closed unless aborted. The memory goes in settle(). */
+static void
+close_now(struct smtp_client *c, int graceful)
+{
+	if (c->state == C_DONE)
+		return;
+	c->state = C_DONE;
+	ev_io_stop(c->loop, &c->io);
+	ev_timer_stop(c->loop, &c->timer);
+	if (c->ssl) {
+		/* After an SSL or SYSCALL error, SSL_shutdown would fail again. */
+		if (graceful && !c->ssl_broken && !c->eof)
+			SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	close(c->fd);
+	c->fd = -1;
+	c->dead = 1;
+	if (!c->aborted && c->on_closed)
+		c->on_closed(c->arg);
+}
+
+/* The deciding reply (replied) or failure: tell the caller once, then QUIT or close. */
+static void
+answer(struct smtp_client *c, int replied, const char *fmt, ...)
+{
+	struct smtp_client_result r;
+	va_list ap;
+
+	if (c->answered)
+		return;
+	c->answered = 1;
+	memset(&r, 0, sizeof r);
+	r.replied = replied;
+	r.code = replied ? c->r_code : 0;
+	r.stage = steps[c->state].stage;
+	r.tls = c->tls_on;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(r.text, sizeof r.text, fmt, ap);
+		va_end(ap);
+	} else
+		memcpy(r.text, c->r_text, sizeof r.text);
+	if (!c->aborted)
+		c->on_reply(c->arg, &r);
+}
+
+static void go(struct smtp_client *c, enum cstate st);
+
+/* No deciding reply: connect failure, timeout, lost connection, garbage. */
+static void
+fail(struct smtp_client *c, const char *why)
+{
+	if (!c->answered)
+		answer(c, 0, "%s", why);
+	close_now(c, 0);
+}
+
+/* The connection ended: an error unless the answer is already out. */
+static void
+lost(struct smtp_client *c, const char *why)
+{
+	if (c->answered)
+		close_now(c, 0);
+	else
+		fail(c, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* the conversation                                                   */
+
+static void
+go(struct smtp_client *c, enum cstate st)
+{
+	const struct step *s = &steps[st];
+	const char *arg = "";
+	int n;
+
+	c->state = st;
+	c->r_code = c->r_lines = c->r_starttls = 0;
+	c->r_bytes = 0;
+	c->r_text[0] = '\0';
+	if (s->fmt) {
+		switch (s->arg) {
+		case A_HELO: arg = c->helo; break;
+		case A_FROM: arg = c->from; break;
+		case A_RCPT: arg = c->rcpt; break;
+		case A_NONE: break;
+		}
+		n = snprintf(c->out + c->outlen, sizeof c->out - c->outlen, s->fmt, arg);
+		if (n < 0 || (size_t)n >= sizeof c->out - c->outlen) {
+			fail(c, "command too long");
+			return;
+		}
+		c->outlen += (size_t)n;
+	}
+	timer_set(c, st == C_QUIT ?
+	    (c->command_timeout < SMTPC_QUIT_WAIT ? c->command_timeout : SMTPC_QUIT_WAIT) :
+	    c->command_timeout);
+}
+
+/* A complete reply arrived in c->r_*: where it leads. */
+static void
+on_reply(struct smtp_client *c)
+{
+	int ok = c->r_code / 100 == 2;
+
+	switch (c->state) {
+	case C_GREETING:
+		/* RFC 5321 3.1: a 554 greeting still wants our QUIT. */
+		if (ok)
+			go(c, C_EHLO);
+		else
+			answer(c, 1, NULL);
+		break;
+	case C_EHLO:
+		if (ok)
+			go(c, c->tls && c->r_starttls ? C_STARTTLS : C_MAIL);
+		else if (c->r_code / 100 == 5)
+			go(c, C_HELO);     /* RFC 5321 3.2: an old server; try HELO */
+		else
+			answer(c, 1, NULL);
+		break;
+	case C_HELO:
+	case C_EHLO_TLS:
+		if (ok)
+			go(c, C_MAIL);
+		else
+			answer(c, 1, NULL);
+		break;
+	case C_STARTTLS:
+		if (c->r_code == 220) {
+			c->state = C_TLS;
+			timer_set(c, c->command_timeout);
+		} else
+			go(c, C_MAIL);     /* opportunistic: carry on in the clear */
+		break;
+	case C_MAIL:
+		if (ok)
+			go(c, C_RCPT);
+		else
+			answer(c, 1, NULL);
+		break;
+	case C_RCPT:
+		answer(c, 1, NULL);
+		break;
+	case C_QUIT:
+		c->state = C_DRAIN;    /* the server closes after 221; wait for it */
+		break;
+	default:
+		break;
+	}
+	/* Answered before RCPT or at it: say goodbye politely. */
+	if (c->answered && c->state < C_QUIT && !c->dead)
+		go(c, C_QUIT);
+}
+
+/* One reply line (CR LF stripped). Returns 1 when the reply is complete,
+ * 0 when more lines follow, -1 when it is not SMTP. */
+static int
+reply_line(struct smtp_client *c, const char *line, size_t len)
+{
+	int code;
+	char sep;
+	size_t i, n;
+
+	if (len < 3 || line[0] < '1' || line[0] > '5' || !isdigit((unsigned char)line[1]) ||
+	    !isdigit((unsigned char)line[2]))
+		return -1;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	sep = len > 3 ? line[3] : ' ';
+	if (sep != ' ' && sep != '-')
+		return -1;
+	c->r_bytes += len + 2;
+	if (c->r_bytes > SMTPC_REPLY_MAX)
+		return -1;
+	if (c->r_lines++ == 0) {
+		c->r_code = code;
+		/* Server text goes into logs and replies: no control bytes. */
+		for (i = 4, n = 0; i < len && n + 1 < sizeof c->r_text; i++, n++) {
+			unsigned char ch = (unsigned char)line[i];
+			c->r_text[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+		}
+		c->r_text[n] = '\0';
+	} else if (code != c->r_code)
+		return -1;             /* RFC 5321 4.2.1: one code for every line */
+	else if (len >= 12 && strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
+	    (len == 12 || line[12] == ' '))
+		c->r_starttls = 1;
+	return sep == ' ';
+}
+
+/* Consumes the complete lines in the buffer. */
+static void
+parse(struct smtp_client *c)
+{
+	size_t off = 0;
+	char *nl;
+
+	while (c->state != C_DONE && (nl = memchr(c->in + off, '\n', c->inlen - off)) != NULL) {
+		char *line = c->in + off;
+		size_t len = (size_t)(nl - line);
+		int rc;
+
+		off += len + 1;
+		if (len + 1 > SMTPC_LINE_MAX) {
+			lost(c, "reply line too long");
+			return;
+		}
+		if (len && line[len - 1] == '\r')
+			len--;
+		if (c->state == C_DRAIN || c->state == C_TLS)
+			continue;
+		if ((rc = reply_line(c, line, len)) < 0) {
+			lost(c, "malformed reply");
+			return;
+		}
+		if (rc == 0)
+			continue;
+		on_reply(c);
+		if (c->state == C_TLS) {
+			/* CVE-2011-0411 (client side): whatever followed the 220
+			 * came in the clear and must not be read as TLS replies. */
+			c->inlen = 0;
+			return;
+		}
+	}
+	if (c->state == C_DONE)
+		return;
+	if (c->inlen - off >= SMTPC_LINE_MAX) {
+		lost(c, "reply line too long");
+		return;
+	}
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+}
+
+/* ------------------------------------------------------------------ */
+/* socket and TLS I/O                                                 */
+
+/* After an SSL call failed: 0 to wait for I/O, -1 when the connection is gone. */
+static int
+ssl_wait(struct smtp_client *c, int rc)
+{
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		c->ssl_want_write = 1;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		c->eof = 1;
+		return -1;
+	default:
+		ERR_clear_error();
+		c->ssl_broken = 1;
+		return -1;
+	}
+}
+
+/* 1 when done, 0 to wait, -1 on failure. */
+static int
+handshake(struct smtp_client *c)
+{
+	struct in6_addr a6;
+	int rc;
+
+	if (!c->ssl) {
+		if (!(c->ssl = SSL_new(c->tls)) || !SSL_set_fd(c->ssl, c->fd))
+			return -1;
+		SSL_set_connect_state(c->ssl);
+		/* SNI carries names only (RFC 6066 3), never address literals. */
+		if (c->sni[0] && inet_pton(AF_INET6, c->sni, &a6) != 1 &&
+		    inet_pton(AF_INET, c->sni, &a6) != 1)
+			SSL_set_tlsext_host_name(c->ssl, c->sni);
+	}
+	if ((rc = SSL_connect(c->ssl)) == 1) {
+		c->tls_on = 1;
+		/* RFC 3207 4.2: forget what EHLO said before TLS; ask again. */
+		go(c, C_EHLO_TLS);
+		return 1;
+	}
+	return ssl_wait(c, rc);
+}
+
+/* 1 when all is written, 0 to wait, -1 on failure. */
+static int
+flush_out(struct smtp_client *c)
+{
+	while (c->outoff < c->outlen) {
+		size_t len = c->outlen - c->outoff;
+		ssize_t n;
+
+		if (c->ssl) {
+			/* A retried SSL_write gets the same buffer and length. */
+			n = SSL_write(c->ssl, c->out + c->outoff, (int)len);
+			if (n <= 0)
+				return ssl_wait(c, (int)n);
+		} else {
+			n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
+			if (n < 0)
+				return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+		}
+		c->outoff += (size_t)n;
+	}
+	c->outlen = c->outoff = 0;
+	return 1;
+}
+
+/* 1 when bytes came, 0 to wait, -1 on EOF or error. */
+static int
+read_in(struct smtp_client *c)
+{
+	size_t room = sizeof c->in - c->inlen;
+	ssize_t n;
+
+	if (room == 0)
+		return 0;
+	if (c->ssl) {
+		n = SSL_read(c->ssl, c->in + c->inlen, (int)room);
+		if (n <= 0)
+			return ssl_wait(c, (int)n) < 0 ? -1 : 0;
+	} else {
+		n = recv(c->fd, c->in + c->inlen, room, 0);
+		if (n == 0) {
+			c->eof = 1;
+			return -1;
+		}
+		if (n < 0)
+			return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+	}
+	c->inlen += (size_t)n;
+	return 1;
+}
+
+static void
+arm(struct smtp_client *c)
+{
+	int events = EV_READ;
+
+	if (c->state == C_DONE)
+		return;
+	if (c->state == C_CONNECT || c->outoff < c->outlen || c->ssl_want_write)
+		events |= EV_WRITE;
+	if (c->state == C_CONNECT)
+		events = EV_WRITE;
+	if (events != (c->io.events & (EV_READ | EV_WRITE))) {
+		ev_io_stop(c->loop, &c->io);
+		ev_io_set(&c->io, c->fd, events);
+		ev_io_start(c->loop, &c->io);
+	}
+	/* Bytes already decrypted inside SSL never wake libev. */
+	if (c->ssl && c->state != C_TLS && SSL_pending(c->ssl) > 0)
+		ev_feed_event(c->loop, &c->io, EV_READ);
+}
+
+/* Writes what is queued, advances TLS, reads and parses: as far as it can go. */
+static void
+pump(struct smtp_client *c)
+{
+	for (int round = 0; round < SMTPC_ROUNDS && c->state != C_DONE; round++) {
+		int rc;
+
+		c->ssl_want_write = 0;
+		if (c->outoff < c->outlen && flush_out(c) < 0) {
+			lost(c, "connection lost while sending");
+			return;
+		}
+		if (c->state == C_TLS) {
+			if ((rc = handshake(c)) < 0) {
+				fail(c, "TLS handshake failed");
+				return;
+			}
+			if (rc == 0)
+				break;
+			continue;          /* EHLO queued: send it */
+		}
+		if ((rc = read_in(c)) < 0) {
+			if (c->state == C_QUIT || c->state == C_DRAIN)
+				close_now(c, 1);
+			else
+				lost(c, c->eof ? "connection closed by server" : "connection lost");
+			return;
+		}
+		if (rc == 0)
+			break;
+		parse(c);
+	}
+	arm(c);
+}
+
+static void
+connected(struct smtp_client *c)
+{
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == EINPROGRESS || err == EALREADY)
+		return;
+	if (err) {
+		char why[128];
+
+		snprintf(why, sizeof why, "connect: %s", strerror(err));
+		fail(c, why);
+		return;
+	}
+	go(c, C_GREETING);
+	pump(c);
+}
+
+static void
+on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct smtp_client *c = w->data;
+
+	c->busy++;
+	if (c->state == C_CONNECT)
+		connected(c);
+	else
+		pump(c);
+	c->busy--;
+	settle(c);
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct smtp_client *c = w->data;
+	char why[128];
+
+	c->busy++;
+	if (c->state == C_QUIT || c->state == C_DRAIN)
+		close_now(c, 0);
+	else {
+		if (c->state == C_CONNECT)
+			snprintf(why, sizeof why, "connect timed out after %gs", c->connect_timeout);
+		else
+			snprintf(why, sizeof why, "timed out after %gs waiting for the %s reply",
+			    c->command_timeout, steps[c->state].stage);
+		fail(c, why);
+	}
+	c->busy--;
+	settle(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* interface                                                          */
+
+struct smtp_client *
+smtp_client_start(struct ev_loop *loop, const struct smtp_client_conf *conf,
+    const struct sockaddr *sa, socklen_t salen, const char *servername,
+    const char *mail_from, const char *rcpt, smtp_client_reply_cb *on_reply,
+    smtp_client_closed_cb *on_closed, void *arg, char *err, size_t errlen)
+{
+	struct smtp_client *c;
+	int one = 1;
+
+	if (strlen(mail_from) >= sizeof c->from || strlen(rcpt) >= sizeof c->rcpt ||
+	    strlen(conf->helo) >= sizeof c->helo) {
+		snprintf(err, errlen, "address too long");
+		return NULL;
+	}
+	if (!(c = calloc(1, sizeof *c))) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		free(c);
+		return NULL;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "connect: %s", strerror(errno));
+		close(c->fd);
+		free(c);
+		return NULL;
+	}
+	c->loop = loop;
+	c->connect_timeout = conf->connect_timeout;
+	c->command_timeout = conf->command_timeout;
+	c->tls = conf->tls;
+	c->on_reply = on_reply;
+	c->on_closed = on_closed;
+	c->arg = arg;
+	snprintf(c->helo, sizeof c->helo, "%s", conf->helo);
+	snprintf(c->from, sizeof c->from, "%s", mail_from);
+	snprintf(c->rcpt, sizeof c->rcpt, "%s", rcpt);
+	snprintf(c->sni, sizeof c->sni, "%s", servername ? servername : "");
+	c->state = C_CONNECT;
+	/* Even a loopback connect that completed at once is reported by EV_WRITE. */
+	ev_io_init(&c->io, on_io, c->fd, EV_WRITE);
+	c->io.data = c;
+	ev_io_start(loop, &c->io);
+	ev_timer_init(&c->timer, on_timer, conf->connect_timeout, 0.);
+	c->timer.data = c;
+	ev_timer_start(loop, &c->timer);
+	return c;
+}
+
+void
+smtp_client_abort(struct smtp_client *c)
+{
+	c->aborted = 1;
+	close_now(c, 0);
+	settle(c);
+}
