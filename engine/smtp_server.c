@@ -295,7 +295,7 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 	if (p->ops->decide(p->self, &s->info, st, &v) == POLICY_PENDING) {
 		s->waiting = 1;
 		ev_timer_stop(s->srv->loop, &s->timer);
-		s->timer.repeat = s->conf->timeouts.command;
+		s->timer.repeat = s->conf->timeouts.rule;      /* a rule waiting on the network */
 		ev_timer_again(s->srv->loop, &s->timer);
 		return;
 	}
@@ -315,6 +315,8 @@ session_resume(struct session_info *i, const struct verdict *v)
 	if (!s->waiting)
 		return;
 	s->waiting = 0;
+	s->timer.repeat = s->conf->timeouts.command;
+	ev_timer_again(s->srv->loop, &s->timer);
 	journal_verdict(s->info.journal, s->stage, v);
 	if (s->stage == STAGE_CONNECT || s->stage == STAGE_DATA) {
 		extern void smtp_after_connect(struct session *, const struct verdict *);
