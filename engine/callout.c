@@ -44,7 +44,8 @@
 #define CALLOUT_PATH_MAX     254   /* RFC 5321 4.5.3.1.3: 256 octets with the <> */
 #define CALLOUT_MAX_HOSTS    10    /* MX hosts resolved per callout */
 #define CALLOUT_MAX_TARGETS  16    /* addresses tried per callout */
-#define CALLOUT_KEY_MAX      (3 * 260 + 8)
+#define CALLOUT_PATH_BUF     320   /* sizeof conf.mail_from: room for any path we send */
+#define CALLOUT_KEY_MAX      1024
 #define CALLOUT_ADDR_TEXT    (INET6_ADDRSTRLEN + 10)  /* "[v6]:65535" */
 #define CALLOUT_CACHE_VALUE  1024  /* what state_cache_put() takes */
 
@@ -164,8 +165,8 @@ struct mxhost {
 	char name[DNS_RR_TEXT];
 	int  literal;                       /* name is an address already */
 	int  n4, n6;
-	char v4[CALLOUT_MAX_TARGETS][INET_ADDRSTRLEN];
-	char v6[CALLOUT_MAX_TARGETS][INET6_ADDRSTRLEN];
+	struct in_addr  v4[CALLOUT_MAX_TARGETS];
+	struct in6_addr v6[CALLOUT_MAX_TARGETS];
 	enum dns_status st4, st6;
 };
 
@@ -186,8 +187,8 @@ struct job {
 	int                    nwaiters;
 	char                   key[CALLOUT_KEY_MAX];
 	char                   dest[DNS_RR_TEXT];       /* domain or route host, for logs */
-	char                   from[CALLOUT_PATH_MAX + 1];
-	char                   rcpt[CALLOUT_PATH_MAX + 1];
+	char                   from[CALLOUT_PATH_BUF];
+	char                   rcpt[CALLOUT_PATH_BUF];
 	int                    port;
 	struct mxhost         *mx;
 	int                    nmx;
@@ -668,49 +669,41 @@ job_next(struct job *j)
 /* ------------------------------------------------------------------ */
 /* routes and DNS                                                     */
 
-static int
-add_target(struct job *j, const char *ip, const char *name)
+/* Adds ip (AF_INET: struct in_addr, AF_INET6: struct in6_addr) once. */
+static void
+add_target(struct job *j, int family, const void *ip, const char *name)
 {
 	struct target *t;
-	struct sockaddr_in *s4;
-	struct sockaddr_in6 *s6;
+	char text[INET6_ADDRSTRLEN];
 	int i;
 
 	if (j->nt == CALLOUT_MAX_TARGETS)
-		return -1;
+		return;
 	t = &j->t[j->nt];
 	memset(t, 0, sizeof *t);
-	s4 = (struct sockaddr_in *)&t->sa;
-	s6 = (struct sockaddr_in6 *)&t->sa;
-	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+	inet_ntop(family, ip, text, sizeof text);
+	if (family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&t->sa;
+
 		s4->sin_family = AF_INET;
 		s4->sin_port = htons((uint16_t)j->port);
+		memcpy(&s4->sin_addr, ip, sizeof s4->sin_addr);
 		t->salen = sizeof *s4;
-		snprintf(t->addr, sizeof t->addr, "%s:%d", ip, j->port);
-	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-		char canon[INET6_ADDRSTRLEN];
+		snprintf(t->addr, sizeof t->addr, "%s:%d", text, j->port);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->sa;
 
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)j->port);
+		memcpy(&s6->sin6_addr, ip, sizeof s6->sin6_addr);
 		t->salen = sizeof *s6;
-		inet_ntop(AF_INET6, &s6->sin6_addr, canon, sizeof canon);
-		snprintf(t->addr, sizeof t->addr, "[%s]:%d", canon, j->port);
-	} else
-		return -1;
+		snprintf(t->addr, sizeof t->addr, "[%s]:%d", text, j->port);
+	}
 	for (i = 0; i < j->nt; i++)
 		if (strcmp(j->t[i].addr, t->addr) == 0)
-			return 0;       /* two MX names, one address: try it once */
+			return;         /* two MX names, one address: try it once */
 	t->name = name;
 	j->nt++;
-	return 0;
-}
-
-static int
-is_ip(const char *s)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
 /* Every lookup is in: the addresses, MX preference first, then A before AAAA. */
@@ -722,14 +715,10 @@ job_targets(struct job *j)
 	for (i = 0; i < j->nmx; i++) {
 		struct mxhost *m = &j->mx[i];
 
-		if (m->literal) {
-			add_target(j, m->name, NULL);
-			continue;
-		}
 		for (k = 0; k < m->n4; k++)
-			add_target(j, m->v4[k], m->name);
+			add_target(j, AF_INET, &m->v4[k], m->literal ? NULL : m->name);
 		for (k = 0; k < m->n6; k++)
-			add_target(j, m->v6[k], m->name);
+			add_target(j, AF_INET6, &m->v6[k], m->literal ? NULL : m->name);
 		failed |= m->st4 == DNS_TIMEOUT || m->st4 == DNS_SERVFAIL ||
 		    m->st6 == DNS_TIMEOUT || m->st6 == DNS_SERVFAIL;
 	}
@@ -779,8 +768,15 @@ resolve_hosts(struct job *j)
 
 	j->issuing = 1;
 	for (i = 0; i < j->nmx; i++) {
-		if (is_ip(j->mx[i].name)) {
-			j->mx[i].literal = 1;
+		struct mxhost *m = &j->mx[i];
+
+		/* A route or MX that is an address already: no lookup. */
+		if (inet_pton(AF_INET, m->name, &m->v4[0]) == 1) {
+			m->literal = m->n4 = 1;
+			continue;
+		}
+		if (inet_pton(AF_INET6, m->name, &m->v6[0]) == 1) {
+			m->literal = m->n6 = 1;
 			continue;
 		}
 		job_dns(j, j->mx[i].name, DNS_A, i);
@@ -863,10 +859,12 @@ on_addr(struct job *j, int i, enum dns_type type, const struct dns_answer *ans)
 	else
 		m->st6 = ans->status;
 	for (k = 0; ans->status == DNS_OK && k < ans->n; k++) {
-		if (type == DNS_A && m->n4 < CALLOUT_MAX_TARGETS)
-			snprintf(m->v4[m->n4++], sizeof m->v4[0], "%s", ans->rr[k].text);
-		else if (type == DNS_AAAA && m->n6 < CALLOUT_MAX_TARGETS)
-			snprintf(m->v6[m->n6++], sizeof m->v6[0], "%s", ans->rr[k].text);
+		if (type == DNS_A && m->n4 < CALLOUT_MAX_TARGETS &&
+		    inet_pton(AF_INET, ans->rr[k].text, &m->v4[m->n4]) == 1)
+			m->n4++;
+		else if (type == DNS_AAAA && m->n6 < CALLOUT_MAX_TARGETS &&
+		    inet_pton(AF_INET6, ans->rr[k].text, &m->v6[m->n6]) == 1)
+			m->n6++;
 	}
 }
 
@@ -1187,7 +1185,7 @@ fold_domain(char *addr)
 static void
 make_key(char *key, size_t len, const char *route, const char *from, const char *rcpt)
 {
-	char r[CALLOUT_PATH_MAX + 4], f[CALLOUT_PATH_MAX + 1], t[CALLOUT_PATH_MAX + 1];
+	char r[CALLOUT_PATH_BUF + 4], f[CALLOUT_PATH_BUF], t[CALLOUT_PATH_BUF];
 
 	snprintf(r, sizeof r, "%s%s", route ? "" : "mx:", route ? route : strrchr(rcpt, '@') + 1);
 	fold(r);

@@ -100,8 +100,6 @@ struct smtp_client {
 	char                   sni[256];
 };
 
-static void pump(struct smtp_client *c);
-
 /* ------------------------------------------------------------------ */
 /* lifecycle                                                          */
 
@@ -143,7 +141,8 @@ close_now(struct smtp_client *c, int graceful)
 		c->on_closed(c->arg);
 }
 
-/* The deciding reply (replied) or failure: tell the caller once, then QUIT or close. */
+/* The deciding reply (replied) or the failure: told to the caller once.
+ * on_reply() then says QUIT; fail() closes. */
 static void
 answer(struct smtp_client *c, int replied, const char *fmt, ...)
 {
@@ -167,8 +166,6 @@ answer(struct smtp_client *c, int replied, const char *fmt, ...)
 	if (!c->aborted)
 		c->on_reply(c->arg, &r);
 }
-
-static void go(struct smtp_client *c, enum cstate st);
 
 /* No deciding reply: connect failure, timeout, lost connection, garbage. */
 static void
