@@ -27,6 +27,7 @@
 #include "data.h"
 #include "journal.h"
 #include "log.h"
+#include "reply.h"
 #include "session.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
@@ -226,24 +227,19 @@ reply_error(struct session *s, const char *full)
 }
 
 /*
- * The reply for a policy verdict that is not a plain accept. Defaults per
- * action; the rule may set any of code, enhanced code and text.
+ * The reply for a policy verdict that is not a plain accept at stage st.
+ * reply.c holds the defaults, shared with ruletest so the two cannot drift.
  */
 static void
-reply_verdict(struct session *s, const struct verdict *v, const char *deftext)
+reply_verdict(struct session *s, enum stage st, const struct verdict *v)
 {
-	int code = v->code;
-	const char *enh = v->enhanced;
-	const char *text = v->text[0] ? v->text : deftext;
+	struct reply_words w;
+	enum action a = reply_for_verdict(st, v, &w);
 
-	if (!code)
-		code = v->action == V_DEFER ? 451 : v->action == V_DROP ? 421 : 550;
-	if (!*enh)
-		enh = code >= 500 ? "5.7.1" : code == 421 ? "4.7.0" : "4.7.1";
 	s->rule_where = v->where[0] ? v->where : NULL;
-	reply_text(s, code, enh, text, v->reason[0] ? v->reason : action_name(v->action));
+	reply_text(s, w.code, w.enhanced, w.text, w.reason);
 	s->rule_where = NULL;
-	if (v->action == V_DROP)
+	if (a == V_DROP)
 		session_close(s, "dropped by policy");
 }
 
@@ -360,7 +356,7 @@ proceed_helo(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
 		s->info.helo[0] = '\0';
-		reply_verdict(s, v, "Rejected");
+		reply_verdict(s, STAGE_HELO, v);
 		return;
 	}
 	s->state = S_HELO;
@@ -393,7 +389,7 @@ proceed_mail(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
 		memset(&s->info.mail, 0, sizeof s->info.mail);
-		reply_verdict(s, v, "Sender rejected");
+		reply_verdict(s, STAGE_MAIL, v);
 		return;
 	}
 	s->info.has_mail = 1;
@@ -426,17 +422,10 @@ proceed_rcpt(struct session *s, const struct verdict *v)
 	switch (v->action) {
 	case V_ACCEPT:
 		break;
-	case V_NONE: {
-		/* Fail closed: no rule accepted this recipient. Never an open relay. */
-		struct verdict d = *v;
-		d.action = V_DENY;
-		if (!d.reason[0])
-			snprintf(d.reason, sizeof d.reason, "relay_denied");
-		reply_verdict(s, &d, "Relay access denied");
-		return;
-	}
 	default:
-		reply_verdict(s, v, "Recipient rejected");
+		/* V_NONE too: no rule accepted this recipient, so reply_for_verdict
+		 * refuses it (fail closed). Never an open relay. */
+		reply_verdict(s, STAGE_RCPT, v);
 		return;
 	}
 	r = realloc(s->info.rcpts, (size_t)(s->info.nrcpts + 1) * sizeof *r);
@@ -466,7 +455,7 @@ static void
 proceed_data(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, v, "Transaction rejected");
+		reply_verdict(s, STAGE_PREDATA, v);
 		return;
 	}
 	qid_new(s->info.qid);
@@ -550,7 +539,7 @@ static void
 proceed_starttls(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, v, "TLS not available");
+		reply_verdict(s, STAGE_STARTTLS, v);
 		return;
 	}
 	reply(s, 220, "2.0.0", "Ready to start TLS");
@@ -687,7 +676,8 @@ write_envelope(struct session *s)
 		return -1;
 #define J(str) do { int k = json_str(buf + n, cap - n, (str)); if (k < 0) goto full; n += (size_t)k; } while (0)
 #define L(...) do { n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__); if (n >= cap) goto full; } while (0)
-	L("{\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"%s\",\"listener\":\"%s:%d\",\"client\":",
+	/* spool_create() opened the object with its "length" field. */
+	L("\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"%s\",\"listener\":\"%s:%d\",\"client\":",
 	    i->qid, (long long)now, direction_str(i->direction), s->listener->address, s->listener->port);
 	J(i->client_ip);
 	L(",\"client_port\":%d,\"helo\":", i->client_port);
@@ -766,7 +756,7 @@ void
 smtp_after_data(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, v, "Message rejected");
+		reply_verdict(s, STAGE_DATA, v);
 		reset_transaction(s);
 		return;
 	}
@@ -1199,10 +1189,7 @@ smtp_after_connect(struct session *s, const struct verdict *v)
 	char peek;
 
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		struct verdict d = *v;
-		if (d.action == V_DENY && !d.code)
-			d.code = 554;
-		reply_verdict(s, &d, "Service unavailable");
+		reply_verdict(s, STAGE_CONNECT, v);       /* deny: 554 by default */
 		session_close(s, "rejected at connect");
 		return;
 	}

@@ -9,6 +9,9 @@
  * queue/ is ever partial; tmp/ is cleaned when its writer is gone.
  *
  * File format: one JSON line with the envelope, then the message (CRLF).
+ * The envelope's first member is "length": the file's whole size, fixed
+ * width, filled in at commit. A file whose size differs was torn by a
+ * crash before it was acknowledged: readers must skip it.
  */
 #ifndef MXGATE_SPOOL_H
 #define MXGATE_SPOOL_H
@@ -32,6 +35,7 @@ void          spool_close(struct spool *sp);   /* waits for pending commits */
 
 void qid_new(char out[QID_LEN]);
 
+/* Opens the envelope object: the caller writes the rest of its members. */
 struct spool_msg *spool_create(struct spool *sp, const char *qid);
 int   spool_write(struct spool_msg *m, const void *buf, size_t n);  /* 0 or -1 */
 void  spool_abort(struct spool_msg *m);       /* unlinks and frees */

@@ -16,6 +16,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -189,12 +190,25 @@ class Mxgate:
         q = os.path.join(self.spool_dir(), "queue")
         return sorted(os.listdir(q)) if os.path.isdir(q) else []
 
+    def tmp(self):
+        t = os.path.join(self.spool_dir(), "tmp")
+        return sorted(os.listdir(t)) if os.path.isdir(t) else []
+
+    def worker_pids(self):
+        """Pids of the running workers: worker_start events minus worker_died ones."""
+        died = {e.get("worker_pid") for e in self.events("worker_died")}
+        return [int(e["pid"]) for e in self.events("worker_start") if e.get("pid") not in died]
+
     def message(self, qid):
         """(envelope dict, message bytes) of a queued message."""
         with open(os.path.join(self.spool_dir(), "queue", qid), "rb") as f:
             data = f.read()
         env, _, body = data.partition(b"\n")
-        return json.loads(env), body
+        env = json.loads(env)
+        # The envelope's "length" is the whole file's size: a mismatch is a torn file.
+        if int(env["length"]) != len(data):
+            raise AssertionError(f"{qid}: length {env['length']} but the file has {len(data)} bytes")
+        return env, body
 
     # --- clients -------------------------------------------------------
     def smtp(self, direction="inbound", **kw):
@@ -247,6 +261,27 @@ class RawClient:
     def cmd(self, line, code):
         self.send(line + "\r\n")
         return self.expect(code)
+
+    def replies(self):
+        """Every reply until the server closes: [(code, [lines]), ...]."""
+        out = []
+        while True:
+            try:
+                code, lines = self.read_reply()
+            except ConnectionResetError:
+                code = None
+            if code is None:
+                return out
+            out.append((code, lines))
+
+    def starttls(self):
+        """TLS handshake on the socket (the server's 220 already read)."""
+        if self.buf:
+            raise AssertionError(f"plaintext left over before TLS: {self.buf!r}")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="mx.mxgate.test")
 
     def closed(self, timeout=10):
         """True when the server closed the connection (EOF) within timeout."""
