@@ -54,11 +54,14 @@ $(B)/tools/%: spec/tools/%.c $(B)/libmxgate.a
 asan:
 	$(MAKE) B=build-asan BIN=bin-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
 
-# libFuzzer target over the session state machine (clang).
+# libFuzzer target over the session state machine (clang). Seeds live in
+# spec/fuzz/seeds/; what the fuzzer finds grows spec/fuzz/corpus/ (ignored).
 fuzz:
-	$(MAKE) CC=clang B=build-fuzz BIN=bin-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" $(B:build=build-fuzz)/libmxgate.a
-	clang -D_GNU_SOURCE -Iengine -Ilua -O1 -g -fsanitize=fuzzer,address,undefined -o bin-fuzz/fuzz_session spec/fuzz/fuzz_session.c build-fuzz/libmxgate.a $(LDLIBS)
-	bin-fuzz/fuzz_session -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 spec/fuzz/corpus
+	$(MAKE) CC=clang B=build-fuzz BIN=bin-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libmxgate.a
+	@mkdir -p bin-fuzz spec/fuzz/corpus
+	clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o bin-fuzz/fuzz_session spec/fuzz/fuzz_session.c build-fuzz/libmxgate.a $(LDLIBS)
+	cp -n spec/fuzz/seeds/* spec/fuzz/corpus/
+	bin-fuzz/fuzz_session -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 -dict=spec/fuzz/smtp.dict spec/fuzz/corpus
 
 deps:
 	@sh .ci/deps.sh

@@ -12,6 +12,8 @@
 #include "log.h"
 #include "master.h"
 #include "policy.h"
+#include "ruletest.h"
+#include "report.h"
 #include "state_cli.h"
 
 static void
@@ -49,14 +51,8 @@ main(int argc, char **argv)
 	char err[1024];
 	int opt, test = 0;
 
-	if (strcmp(prog, "ruletest") == 0) {
-		extern int ruletest_main(int, char **) __attribute__((weak));
-		if (!ruletest_main) {
-			fprintf(stderr, "ruletest: not built in\n");
-			return 2;
-		}
-		return ruletest_main(argc, argv);
-	}
+	if (strcmp(prog, "ruletest") == 0)
+		return ruletest_main(argc, argv);       /* engine/ruletest.c */
 	if (argc > 1 && strcmp(argv[1], "state") == 0) {
 		/* `mxgate state -c FILE ...`: the store of that config. */
 		if (argc > 3 && strcmp(argv[2], "-c") == 0) {
@@ -74,14 +70,8 @@ main(int argc, char **argv)
 		}
 		return state_cli_main(argc - 1, argv + 1);
 	}
-	if (argc > 1 && strcmp(argv[1], "report") == 0) {
-		extern int report_main(int, char **) __attribute__((weak));
-		if (!report_main) {
-			fprintf(stderr, "mxgate report: not built in\n");
-			return 2;
-		}
+	if (argc > 1 && strcmp(argv[1], "report") == 0)
 		return report_main(argc - 1, argv + 1);
-	}
 	while ((opt = getopt(argc, argv, "c:th")) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;

@@ -232,6 +232,8 @@ master_main(struct conf *c)
 			for (int i = 0; i < n; i++)
 				if (kids[i].pid > 0)
 					kill(kids[i].pid, SIGTERM);
+			for (int i = 0; i < c->nlisten; i++)
+				close(fds[i]);          /* the workers close theirs */
 		}
 		alive = 0;
 		for (int i = 0; i < n; i++) {

@@ -50,7 +50,33 @@ smtp_parse_verb(const char *line, const char **args)
 static int
 atext(int c)
 {
-	return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+	return isalnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), 0 when there is none.
+ * RFC 6531 addresses are UTF-8; anything else would reach the envelope
+ * JSON and the Received: header as undecodable bytes.
+ */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f))
+			return 0;
+		return 3;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80 ||
+		    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+			return 0;
+		return 4;
+	}
+	return 0;
 }
 
 /* Checks a label sequence (RFC 5321 Domain) or an address literal. */
@@ -61,20 +87,31 @@ smtp_valid_domain(const char *d, int utf8)
 
 	if (len == 0 || len > 255)
 		return 0;
-	if (d[0] == '[')
-		return d[len - 1] == ']' && len > 2;   /* checked further by users */
+	if (d[0] == '[') {
+		/* RFC 5321 4.1.3 dcontent: printable ASCII but "[", "\\", "]". */
+		if (len < 3 || d[len - 1] != ']')
+			return 0;
+		for (size_t i = 1; i < len - 1; i++)
+			if (d[i] < 33 || d[i] > 126 || d[i] == '[' || d[i] == '\\' || d[i] == ']')
+				return 0;
+		return 1;                       /* the address itself: checked by users */
+	}
 	for (const unsigned char *p = (const unsigned char *)d; *p; p++) {
+		size_t u = 0;
+
 		if (*p == '.') {
 			if (label == 0 || p[-1] == '-')
 				return 0;
 			label = 0;
 			continue;
 		}
-		if (!(isalnum(*p) || *p == '-' || (utf8 && *p >= 0x80)))
+		if (!(isalnum(*p) || *p == '-' || (utf8 && (u = utf8_len(p)) != 0)))
 			return 0;
 		if (label == 0 && *p == '-')
 			return 0;
-		if (++label > 63)
+		if (u > 1)
+			p += u - 1;
+		if ((label += u ? u : 1) > 63)
 			return 0;
 	}
 	return label > 0 && d[len - 1] != '-';
@@ -88,11 +125,18 @@ valid_mailbox(char *addr, char **domain, int utf8)
 
 	if (*p == '"') {                        /* Quoted-string local part */
 		for (p++; *p && *p != '"'; p++) {
-			if (*p == '\\') {
-				if (!*++p)
-					return 0;
-			} else if ((unsigned char)*p < 0x20)
+			size_t u;
+
+			if (*p == '\\')               /* quoted-pair: %d92 %d32-126 */
+				p++;
+			/* No CR, LF or other control octet: they would end up in headers. */
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				return 0;
+			if ((unsigned char)*p >= 0x80) {
+				if (!utf8 || !(u = utf8_len((const unsigned char *)p)))
+					return 0;
+				p += u - 1;
+			}
 		}
 		if (*p != '"')
 			return 0;
@@ -100,9 +144,16 @@ valid_mailbox(char *addr, char **domain, int utf8)
 		if (*at != '@')
 			return 0;
 	} else {                                /* Dot-string */
-		for (; *p && *p != '@'; p++)
-			if (!(atext((unsigned char)*p) || *p == '.' || (utf8 && (unsigned char)*p >= 0x80)))
+		for (; *p && *p != '@'; p++) {
+			size_t u;
+
+			if ((unsigned char)*p >= 0x80) {
+				if (!utf8 || !(u = utf8_len((const unsigned char *)p)))
+					return 0;
+				p += u - 1;
+			} else if (!atext((unsigned char)*p) && *p != '.')
 				return 0;
+		}
 		dots = strstr(addr, "..");
 		if (*p != '@' || p == addr || addr[0] == '.' || p[-1] == '.' || (dots && dots < p))
 			return 0;
@@ -237,6 +288,8 @@ parse_cmd_path(const char *args, const char *prefix, struct smtp_path *out, int 
 	rest = parse_path(args + plen, out, mail, &why);
 	if (!rest)
 		return why;
+	if (*rest && *rest != ' ')
+		return "501 5.5.4 Syntax: a space must follow the address";
 	if ((why = parse_params(rest, out, mail)) != NULL)
 		return why;
 	if (!out->addr[0])

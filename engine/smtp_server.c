@@ -190,7 +190,7 @@ reply_text(struct session *s, int code, const char *enh, const char *text, const
 		    "client", s->info.client_ip, "stage", stage_name(s->stage),
 		    "cmd", smtp_verb_name(s->cmd), "code", c, "enhanced", enh,
 		    "reason", reason ? reason : "protocol", "rule", s->rule_where, "text", text,
-		    "from", s->info.has_mail ? s->info.mail.addr : NULL,
+		    "from", s->info.has_mail || s->stage == STAGE_MAIL ? s->info.mail.addr : NULL,
 		    "rcpt", s->stage == STAGE_RCPT ? s->info.rcpt.addr : NULL, NULL);
 	}
 }
@@ -388,8 +388,8 @@ static void
 proceed_mail(struct session *s, const struct verdict *v)
 {
 	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, STAGE_MAIL, v);      /* its log line names the sender */
 		memset(&s->info.mail, 0, sizeof s->info.mail);
-		reply_verdict(s, STAGE_MAIL, v);
 		return;
 	}
 	s->info.has_mail = 1;

@@ -123,8 +123,12 @@ on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	if (W.draining)
 		return;
 	W.draining = 1;
-	for (int i = 0; i < W.nlisten; i++)
+	/* Closed here and in the master: new clients are refused at once and
+	 * try another MX, instead of waiting in a backlog nobody accepts. */
+	for (int i = 0; i < W.nlisten; i++) {
 		ev_io_stop(loop, &W.listen[i]);
+		close(W.listen[i].fd);
+	}
 	if (W.srv.nsessions == 0) {
 		ev_break(loop, EVBREAK_ALL);
 		return;

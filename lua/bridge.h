@@ -23,6 +23,8 @@ struct lgen {
 	int             refs;        /* sessions on it, +1 while it is current */
 	int             run_ref;     /* registry: the stdlib's hook runner */
 	size_t          mem, mem_max;/* allocator accounting and cap */
+	long            load_budget; /* instructions left for loading it */
+	char            load_spent[200]; /* why loading ran out, "" while it lasts */
 	struct lpolicy *pol;
 };
 
@@ -37,6 +39,8 @@ struct lctx {
 	int             sess_ref;    /* registry: the session userdata */
 	int             running;     /* a hook is in progress */
 	long            budget;      /* instructions left for this hook */
+	char            spent_at[160]; /* file:line where it ran out, "" while it lasts */
+	enum stage      stage;       /* the hook running or last run */
 	uint64_t        wait;        /* token of the answer the rule waits for */
 	ev_timer        sleep;       /* the sleep() primitive's timer */
 	struct lctx    *hnext;       /* live-session hash chain */
@@ -49,6 +53,10 @@ struct callout;
 struct lpolicy {
 	struct ev_loop *loop;        /* NULL in `mxgate -t`: nothing runs */
 	const char     *world;       /* "live" (mxgate) or "replay" (ruletest) */
+	/* replay: adds the world's own functions (C.replay, C.trace) to the
+	 * table C, on top of the stack, before the stdlib loads. */
+	void          (*world_open)(lua_State *L, void *arg);
+	void           *world_arg;
 	struct dns     *dns;
 	struct state   *state;
 	struct callout *callout;
@@ -60,6 +68,14 @@ struct lpolicy {
 	size_t          mem_max;
 	struct lctx    *live[256];   /* by key, for late answers */
 };
+
+/*
+ * lua_policy.c: ruletest's policy. The same generation code as mxgate's,
+ * in the "replay" world: no loop, no resolver, no store, nothing written;
+ * world primitives answer through what world_open put into C.
+ */
+int policy_open_replay(struct policy *p, const struct conf *c,
+    void (*world_open)(lua_State *L, void *arg), void *arg, char *err, size_t errlen);
 
 /* lua_gen.c */
 struct lgen *lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen);

@@ -21,6 +21,10 @@
 #include "conf.h"
 
 #define RULE_FILE_MAX (1024 * 1024)
+#define LOAD_HOOK_EVERY 1000
+/* Loading may take this many times one hook run's budget, and at least LOAD_MIN. */
+#define LOAD_BUDGET_FACTOR 10
+#define LOAD_MIN 10000000L
 
 static void *
 gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -161,10 +165,56 @@ lgen_unref(struct lgen *g)
 	free(g);
 }
 
+/*
+ * Loading runs under a budget too: a loop at the top of a rule file fails
+ * the load (the old generation stays) instead of hanging the worker. As
+ * for rules, once spent every instruction raises, so no pcall holds on;
+ * the first place it ran out is the error reported.
+ */
+static void
+load_hook(lua_State *L, lua_Debug *ar)
+{
+	struct lgen *g;
+	lua_Debug d;
+
+	lua_getallocf(L, (void **)&g);
+	if ((g->load_budget -= LOAD_HOOK_EVERY) >= 0)
+		return;
+	if (!g->load_spent[0]) {
+		if (!lua_getstack(L, 0, &d) || !lua_getinfo(L, "Sl", &d))
+			d.currentline = 0, snprintf(d.short_src, sizeof d.short_src, "?");
+		snprintf(g->load_spent, sizeof g->load_spent,
+		    "%s:%d: loading exceeded its instruction budget (%d x rule_limits.instructions)",
+		    d.short_src, d.currentline, LOAD_BUDGET_FACTOR);
+		lua_sethook(L, load_hook, LUA_MASKCOUNT, 1);
+	}
+	lua_pushstring(L, g->load_spent);
+	lua_error(L);
+}
+
 static int
 gen_fail(struct lgen *g, char *err, size_t errlen, const char *msg)
 {
-	snprintf(err, errlen, "%s", msg);
+	if (g->load_spent[0])
+		msg = g->load_spent;
+	snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
+	return -1;
+}
+
+/* A rule file failed: the message names the file even when the error does not. */
+static int
+file_fail(struct lgen *g, char *err, size_t errlen, const char *shown, const char *msg)
+{
+	size_t n = strlen(shown);
+
+	if (g->load_spent[0])
+		msg = g->load_spent;
+	if (!msg)
+		msg = "(error object is not a string)";
+	if (strncmp(msg, shown, n) == 0 && msg[n] == ':')
+		snprintf(err, errlen, "%s", msg);
+	else
+		snprintf(err, errlen, "%s: %s", shown, msg);
 	return -1;
 }
 
@@ -183,7 +233,10 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 		return NULL;
 	}
 	g->pol = pol;
-	g->mem_max = pol->mem_max;
+	g->mem_max = c->rule_memory;
+	g->load_budget = LOAD_BUDGET_FACTOR * c->rule_instructions;
+	if (g->load_budget < LOAD_MIN)
+		g->load_budget = LOAD_MIN;
 	g->refs = 1;
 	if (!(L = g->L = lua_newstate(gen_alloc, g))) {
 		free(g);
@@ -196,7 +249,10 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 	lua_setfield(L, -2, "read_file");
 	lua_pushstring(L, pol->world ? pol->world : "live");
 	lua_setfield(L, -2, "world");
+	if (pol->world_open)
+		pol->world_open(L, pol->world_arg);
 	lsession_open(L);
+	lua_sethook(L, load_hook, LUA_MASKCOUNT, LOAD_HOOK_EVERY);
 
 	snprintf(path, sizeof path, "%s/mxgate.lua", c->stdlib);
 	if (!(src = slurp(path, &len, err, errlen)))
@@ -230,7 +286,7 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 		lua_pushlstring(L, src, len);
 		free(src);
 		if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-			gen_fail(g, err, errlen, lua_tostring(L, -1));
+			file_fail(g, err, errlen, shown, lua_tostring(L, -1));
 			goto out;
 		}
 	}
@@ -239,6 +295,7 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 		gen_fail(g, err, errlen, lua_tostring(L, -1));
 		goto out;
 	}
+	lua_sethook(L, NULL, 0, 0);             /* sessions' threads get their own */
 	lua_getfield(L, mod, "run");
 	g->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pushvalue(L, mod);

@@ -25,14 +25,35 @@
 
 #define HOOK_EVERY 1000            /* instructions between budget checks */
 
+/*
+ * Once the budget is spent, the hook fires on every instruction and raises
+ * each time: a pcall (or xpcall, or a __close handler) in the rule catches
+ * one error, never the next, so the run unwinds all the way to lua_resume.
+ * Where it ran out (the innermost line of a rule file) is kept for the log:
+ * the unwinding ends elsewhere.
+ */
 static void
 count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct lctx *x = lctx_of(L);
+	lua_Debug d;
 
-	/* Keeps raising once spent, so a pcall in the rule cannot swallow it. */
-	if (x && (x->budget -= HOOK_EVERY) < 0)
-		luaL_error(L, "rule exceeded its instruction budget (rule_limits.instructions)");
+	if (!x || (x->budget -= HOOK_EVERY) >= 0)
+		return;
+	if (!x->spent_at[0]) {
+		snprintf(x->spent_at, sizeof x->spent_at, "?");
+		for (int level = 0; lua_getstack(L, level, &d); level++) {
+			if (!lua_getinfo(L, "Sl", &d) || d.currentline <= 0)
+				continue;
+			if (level == 0 || strncmp(d.short_src, "rules.d/", 8) == 0)
+				snprintf(x->spent_at, sizeof x->spent_at, "%s:%d", d.short_src, d.currentline);
+			if (strncmp(d.short_src, "rules.d/", 8) == 0)
+				break;
+		}
+		lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+	}
+	lua_pushliteral(L, "rule exceeded its instruction budget (rule_limits.instructions)");
+	lua_error(L);
 }
 
 static void
@@ -96,6 +117,10 @@ lp_end(void *self, struct session_info *s)
 		ev_timer_stop(pol->loop, &x->sleep);
 	L = x->gen->L;
 	*(struct lctx **)lua_getextraspace(x->co) = NULL;
+	/* A rule may have kept s in a global: it finds the session gone, not freed memory. */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, x->sess_ref);
+	*(struct lctx **)lua_touserdata(L, -1) = NULL;
+	lua_pop(L, 1);
 	luaL_unref(L, LUA_REGISTRYINDEX, x->sess_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
 	lgen_unref(x->gen);
@@ -169,6 +194,24 @@ to_verdict(struct lctx *x, lua_State *co, int nres, struct verdict *v)
 		rule_error(x, v, v->where, "reply code does not fit the verdict");
 }
 
+/*
+ * An error that escaped the runner leaves the thread dead and, when the
+ * count hook raised it, with hooks off for good (Lua turns them back on
+ * only at a pcall): the session goes on in a fresh thread; the old one is
+ * garbage.
+ */
+static void
+renew_thread(struct lctx *x)
+{
+	lua_State *L = x->gen->L;
+
+	*(struct lctx **)lua_getextraspace(x->co) = NULL;
+	luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
+	x->co = lua_newthread(L);
+	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	*(struct lctx **)lua_getextraspace(x->co) = x;
+}
+
 /* After lua_resume: DONE with *v, or PENDING while a primitive waits. */
 static int
 settle(struct lctx *x, int rc, int nres, struct verdict *v)
@@ -187,11 +230,16 @@ settle(struct lctx *x, int rc, int nres, struct verdict *v)
 		/* Outside the runner's pcall: budget, memory. The thread is dead. */
 		lua_Debug ar;
 		char where[160] = "?";
-		if (lua_getstack(co, 0, &ar) && lua_getinfo(co, "Sl", &ar))
-			snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+		if (x->spent_at[0])
+			snprintf(where, sizeof where, "%s", x->spent_at);
+		else
+			for (int level = 0; lua_getstack(co, level, &ar); level++)
+				if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+					snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+					break;
+				}
 		rule_error(x, v, where, lua_tostring(co, -1) ? lua_tostring(co, -1) : "error");
-		lua_resetthread(co);
-		lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+		renew_thread(x);
 	}
 	return POLICY_DONE;
 }
@@ -204,7 +252,11 @@ lp_decide(void *self, struct session_info *s, enum stage st, struct verdict *v)
 	int nres, rc;
 
 	x->budget = x->pol->budget;
+	x->spent_at[0] = '\0';
+	x->stage = st;
+	x->wait = 0;
 	x->running = 1;
+	lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->gen->run_ref);
 	lua_pushstring(co, stage_name(st));
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);
@@ -235,6 +287,8 @@ lp_reload(void *self, const struct conf *c, char *err, size_t errlen)
 		return -1;
 	lgen_unref(pol->cur);                   /* freed when its last session ends */
 	pol->cur = g;
+	pol->budget = c->rule_instructions;
+	pol->mem_max = c->rule_memory;
 	return 0;
 }
 
@@ -322,6 +376,34 @@ policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *
 		ev_timer_start(loop, &pol->sweep);
 		ev_unref(loop);                 /* housekeeping keeps no loop alive */
 	}
+	pol->mem_max = c->rule_memory;
+	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
+		free(pol);
+		return -1;
+	}
+	p->ops = &lua_ops;
+	p->self = pol;
+	return 0;
+}
+
+int
+policy_open_replay(struct policy *p, const struct conf *c,
+    void (*world_open)(lua_State *L, void *arg), void *arg, char *err, size_t errlen)
+{
+	struct lpolicy *pol;
+
+	if (!c->rules[0]) {
+		snprintf(err, errlen, "%s: rules = false (the built-in policy): nothing to replay", c->path);
+		return -1;
+	}
+	if (!(pol = calloc(1, sizeof *pol))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pol->world = "replay";
+	pol->world_open = world_open;
+	pol->world_arg = arg;
+	pol->budget = c->rule_instructions;
 	pol->mem_max = c->rule_memory;
 	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
 		free(pol);

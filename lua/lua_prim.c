@@ -61,9 +61,13 @@ l_sleep(lua_State *L)
 	struct lctx *x = lctx_need(L, "sleep");
 
 	luaL_argcheck(L, secs >= 0 && secs <= 600, 1, "between 0 and 600 seconds");
+	/* Checked before the timer starts: a failed yield must leave none behind. */
+	if (!lua_isyieldable(L))
+		return luaL_error(L, "sleep: cannot wait inside a metamethod or a gsub/sort callback");
 	ev_timer_init(&x->sleep, on_sleep, secs, 0);
 	x->sleep.data = x;
 	ev_timer_start(x->pol->loop, &x->sleep);
+	x->wait = ++x->pol->next_token;         /* any older answer is stale now */
 	return lua_yield(L, 0);
 }
 

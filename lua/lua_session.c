@@ -53,7 +53,7 @@ l_session_index(lua_State *L)
 	const char *k = luaL_checkstring(L, 2);
 	struct session_info *i;
 
-	if (!x->s)
+	if (!x || !x->s)                        /* kept by a rule past its end */
 		return luaL_error(L, "the session is gone");
 	i = x->s;
 	switch (k[0]) {
@@ -116,8 +116,9 @@ l_session_index(lua_State *L)
 		break;
 	case 's':
 		if (!strcmp(k, "sender")) {
-			if (i->has_mail || i->mail.addr[0])
-				lua_pushstring(L, i->mail.addr);   /* "" is the null sender */
+			/* "" is the null sender <>, from the MAIL hook on. */
+			if (i->has_mail || i->mail.addr[0] || x->stage == STAGE_MAIL)
+				lua_pushstring(L, i->mail.addr);
 			else
 				lua_pushnil(L);
 			return 1;
@@ -147,7 +148,7 @@ l_session_tostring(lua_State *L)
 {
 	struct lctx *x = *(struct lctx **)luaL_checkudata(L, 1, SESSION_MT);
 
-	lua_pushfstring(L, "session %s", x->s ? x->s->sid : "(gone)");
+	lua_pushfstring(L, "session %s", x && x->s ? x->s->sid : "(gone)");
 	return 1;
 }
 

@@ -4,7 +4,7 @@
 local ourselves = require "ourselves"
 
 rule("helo", "helo_self", function(s)
-  if s.inbound and (ourselves.is_name(s.helo) or ourselves.is_address_literal(s.helo)) then
+  if s.inbound and (ourselves.is_name(s.helo) or ourselves.is_address_literal(s.helo, s)) then
     return deny("helo_self")
   end
 end)

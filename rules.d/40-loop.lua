@@ -14,16 +14,26 @@ local function parse_route(route, domain)
   return host, tonumber(port), nil
 end
 
-local function resolves_to_us(host, port)
+local function resolves_to_us(host, port, s)
   if host:match("^[%d.]+$") or host:find(":") then
-    return ourselves.is_endpoint(host, port)
+    return ourselves.is_endpoint(host, port, s)
   end
   for _, t in ipairs({ "a", "aaaa" }) do
     for _, ip in ipairs(dns(host, t) or {}) do
-      if ourselves.is_endpoint(ip, port) then return true end
+      if ourselves.is_endpoint(ip, port, s) then return true end
     end
   end
   return false
+end
+
+-- The hosts of the lowest preference (several may share it).
+local function lowest(mx)
+  local best, hosts = math.huge, {}
+  for _, m in ipairs(mx) do
+    if m.pref < best then best, hosts = m.pref, {} end
+    if m.pref == best then hosts[#hosts + 1] = m.host end
+  end
+  return hosts
 end
 
 rule("rcpt", "route_loop", function(s)
@@ -32,12 +42,17 @@ rule("rcpt", "route_loop", function(s)
   local route = d and (d.route or "mx")
   if not route then return end
   local host, port, mxdomain = parse_route(route, s.rcpt_domain)
-  if mxdomain then
-    local mx = dns(mxdomain, "mx")
-    if not mx or not mx[1] then return end
-    host, port = mx[1].host, config.callout and config.callout.port or 25
+  if host then
+    if resolves_to_us(host, port, s) then
+      return deny("mx_loop", route .. " points to this host")
+    end
+    return
   end
-  if host and resolves_to_us(host, port) then
-    return deny("mx_loop", route .. " points to this host")
+  -- An MX route: callouts and delivery go to config.callout.port (25).
+  local mxport = config.callout and config.callout.port or 25
+  for _, h in ipairs(lowest(dns(mxdomain, "mx") or {})) do
+    if resolves_to_us(h, mxport, s) then
+      return deny("mx_loop", string.format("%s: MX %s points to this host", route, h))
+    end
   end
 end)

@@ -11,6 +11,6 @@ rule("rcpt", "greylist", function(s)
   if (d and d.greylist == false) or listed(g.exempt_domains, s.rcpt_domain) then return end
   local r = greylist(s.ip, s.sender, s.rcpt, g)
   if not r.pass and r.verdict ~= "error" then
-    return defer("greylisted", string.format("please retry in %d seconds", math.ceil(r.wait)))
+    return defer("greylisted", string.format("please retry in %ds", math.ceil(r.wait)))
   end
 end)

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Runs every test: C unit binaries, then the end-to-end suite against
-bin/mxgate and again against the ASan/UBSan build (bin-asan/mxgate).
+"""Runs every test: C unit binaries, the ruleset cases (spec/ruletest/*.session
+through bin/ruletest), then the end-to-end suite against bin/mxgate and
+again against the ASan/UBSan build (bin-asan/mxgate).
 
     spec/run.py [-k PATTERN] [--no-asan]
 
@@ -41,6 +42,41 @@ def run_units(pattern):
             print(f"FAIL unit/{name}: exited {proc.returncode}\n{proc.stderr[-2000:]}")
         elif proc.returncode != 0:
             print(proc.stderr[-4000:])
+    return passed, failed
+
+
+def run_ruletest(pattern):
+    """Every spec/ruletest/*.session case, one bin/ruletest run: ok/FAIL each."""
+    cases = sorted(glob.glob(os.path.join(ROOT, "spec/ruletest/*.session")))
+    cases = [c for c in cases if not pattern or pattern in "ruletest/" + os.path.basename(c)]
+    if not cases:
+        return 0, 0
+    exe = os.path.join(ROOT, "bin/ruletest")
+    proc = subprocess.run([exe, "-c", os.path.join(ROOT, "spec/ruletest/mxgate.lua")] +
+                          [os.path.relpath(c, ROOT) for c in cases],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    passed = failed = 0
+    seen = set()
+    block = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("PASS ", "FAIL ")):
+            name = os.path.basename(line[5:].split(":", 1)[0])
+            seen.add(name)
+            if line.startswith("PASS "):
+                passed += 1
+                print(f"ok   ruletest/{name}")
+                block = None
+            else:
+                failed += 1
+                print(f"FAIL ruletest/{name}: {line[5:].split(': ', 1)[-1]}")
+                block = name
+        elif block and line.startswith(" "):
+            print("     " + line)
+    for c in cases:
+        if os.path.basename(c) not in seen:
+            failed += 1
+            print(f"FAIL ruletest/{os.path.basename(c)}: no result (exit {proc.returncode})\n"
+                  f"{proc.stderr[-2000:]}")
     return passed, failed
 
 
@@ -102,12 +138,13 @@ def main():
     args = ap.parse_args()
     os.chdir(ROOT)
     p1, f1 = run_units(args.pattern)
+    pr, fr = run_ruletest(args.pattern)
     p2, f2 = run_e2e(args.pattern, asan=False)
     p3 = f3 = 0
     if not args.no_asan and os.path.exists(os.path.join(ROOT, "bin-asan/mxgate")):
         p3, f3 = run_e2e(args.pattern, asan=True)
-    passed, failed = p1 + p2 + p3, f1 + f2 + f3
-    print(f"unit {p1}/{p1 + f1}, e2e {p2}/{p2 + f2}, asan {p3}/{p3 + f3}")
+    passed, failed = p1 + pr + p2 + p3, f1 + fr + f2 + f3
+    print(f"unit {p1}/{p1 + f1}, ruletest {pr}/{pr + fr}, e2e {p2}/{p2 + f2}, asan {p3}/{p3 + f3}")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed or passed == 0 else 0)
 

@@ -144,9 +144,16 @@ end
 ---------------------------------------------------------------------------
 -- the sandbox rule files run in
 
+-- One proxy per table, made once: rules read config.x on every hook, and a
+-- fresh proxy (a table and four closures) per read was most of a hook's cost.
+local proxies = setmetatable({}, { __mode = "k" })
+
 local function readonly(t, name)
   if type(t) ~= "table" then return t end
+  local cached = proxies[t]
+  if cached then return cached end
   local proxy = {}
+  proxies[t] = proxy
   return setmetatable(proxy, {
     __index = function(_, k) return readonly(t[k], name) end,
     __newindex = function() error(name .. " is read-only", 2) end,
@@ -155,8 +162,33 @@ local function readonly(t, name)
       return nk, readonly(nv, name)
     end, proxy, nil end,
     __len = function() return #t end,
+    __metatable = false,        -- no setmetatable(string, nil) to unwrap it
   })
 end
+
+-- A finalizer runs inside the collector, where no instruction budget reaches
+-- it (and again when the generation is closed): rules get no __gc.
+local function sandbox_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc is not available to rules", 2)
+  end
+  local ok, r = pcall(setmetatable, t, mt)
+  if not ok then error(r, 2) end          -- the rule's line, not ours
+  return r
+end
+
+-- xpcall's handler would run inside the error, where the instruction
+-- budget's hook cannot fire (an endless handler would hang the worker): here
+-- it runs after the error, as any other rule code.
+local function sandbox_xpcall(f, handler, ...)
+  local res = table.pack(pcall(f, ...))
+  if res[1] then return table.unpack(res, 1, res.n) end
+  return false, select(2, pcall(handler, res[2]))
+end
+
+-- The string metatable's __index is the real string library: hidden, as the
+-- session's metatable is, so no rule rewrites string.* under the others.
+getmetatable("").__metatable = false
 
 local function copy(t)
   local c = {}
@@ -168,8 +200,8 @@ local base = {
   -- Lua, minus everything that reaches outside the rule's own data.
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
   pcall = pcall, select = select, tonumber = tonumber, tostring = tostring,
-  type = type, xpcall = xpcall, rawequal = rawequal, rawlen = rawlen,
-  setmetatable = setmetatable, getmetatable = getmetatable,
+  type = type, xpcall = sandbox_xpcall, rawequal = rawequal, rawlen = rawlen,
+  setmetatable = sandbox_setmetatable, getmetatable = getmetatable,
   string = readonly(string, "string"), table = readonly(table, "table"),
   math = readonly(math, "math"), utf8 = readonly(utf8, "utf8"),
   os = readonly({ time = os.time, clock = os.clock, date = os.date }, "os"),
@@ -183,16 +215,20 @@ local base = {
 -- Those that ask the world (DNS, other servers, the state store, the
 -- clock) are recorded in the session journal with their answers, so that
 -- ruletest can replay a session exactly; in ruletest they answer from the
--- record instead (M.replay, set by the replay driver).
+-- record instead (M.replay = C.replay, set by ruletest's lua/replay.c:
+-- M.replay(name, ...) returns what the record answered, or nil and
+-- "unanswered" when it holds no such question).
 local WORLD = { dns = true, greylist = true, ratelimit = true, callout = true,
                 verify_sender = true, now = true }
 local pack, unpack = table.pack, table.unpack
+M.replay = C.replay
 
 for k, f in pairs(C.primitives) do
   if not WORLD[k] then
     base[k] = f
   elseif C.world == "replay" then
-    base[k] = function(...) return M.replay(k, pack(...)) end
+    local answer = M.replay
+    base[k] = function(...) return answer(k, ...) end
   else
     local record = C.journal_call
     base[k] = function(...)
@@ -203,6 +239,15 @@ for k, f in pairs(C.primitives) do
   end
 end
 M.primitives = C.primitives
+if C.world == "replay" then
+  -- A dry run never waits and writes no log: sleep() returns at once, and
+  -- log() lines go to ruletest's trace.
+  base.sleep = function() end
+  local trace = C.trace
+  base.log = function(msg)
+    if trace then trace("log", "", "", caller(1), "log", tostring(msg)) end
+  end
+end
 
 local modules = {}
 -- require() finds only stdlib/ modules, loaded as text into the sandbox.
@@ -213,7 +258,8 @@ function base.require(name)
   if modules[name] ~= nil then return modules[name] end
   local src, why = C.read_file(stdlib_dir .. "/" .. name .. ".lua")
   if not src then error("require(\"" .. name .. "\"): " .. why, 2) end
-  local chunk, err = load(src, "@stdlib/" .. name .. ".lua", "t", setmetatable({}, { __index = base }))
+  local env = setmetatable({}, { __index = base, __metatable = false })
+  local chunk, err = load(src, "@stdlib/" .. name .. ".lua", "t", env)
   if not chunk then error(err, 0) end
   modules[name] = chunk() or true
   return modules[name]
@@ -247,7 +293,8 @@ function M.load_file(name, src)
       if ACTIONS[verb] then used_reasons[key] = used_reasons[key] or (name .. ":" .. n) end
     end
   end
-  local env = setmetatable({}, { __index = base })
+  -- Each file its own globals; base is behind a protected metatable.
+  local env = setmetatable({}, { __index = base, __metatable = false })
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then error(err, 0) end
   chunk()
@@ -285,6 +332,7 @@ function M.run(hook, s)
   for _, r in ipairs(chains[hook]) do
     local ok, v = pcall(r.fn, s)
     if not ok then
+      if trace then trace("error", hook, r.name, r.where, "error", tostring(v)) end
       return { action = "error", where = r.where, name = r.name, text = tostring(v) }
     end
     if v ~= nil then

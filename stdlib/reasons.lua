@@ -42,8 +42,13 @@ return {
     cause = "Please Contact Support" },
 
   -- The portal's row 6 when the downstream answer was temporary.
-  callout_deferred = { dir = "in", code = 451, enhanced = "4.7.1", text = "Call forward rejected",
-    cause = "The downstream mail server answered with a temporary error." },
+  callout_deferred = { row = 6, dir = "in", code = 451, enhanced = "4.7.1", text = "Call forward rejected",
+    cause = "We got a temporary rejection (4xx) from the downstream mail server (Domain most likely configured, verify via SMTP)." },
+  -- The portal's row 9 when the sender's domain could not be looked up:
+  -- a resolver failure is ours, so the client is asked to retry.
+  sender_verify_deferred = { row = 9, dir = "in", code = 451, enhanced = "4.4.3",
+    text = "Sender Verify Failed",
+    cause = "The sender's domain could not be looked up in DNS (a temporary failure); the sending server will retry." },
   -- Not in the portal: the engine's own.
   rule_error = { code = 451, enhanced = "4.3.0", text = "Temporary local problem, try again later",
     cause = "A rule failed; the log names it." },

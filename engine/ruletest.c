@@ -1,0 +1,1518 @@
+/*
+ * ruletest.c - dry-run a ruleset against recorded sessions (Exim's -bh,
+ * taken further): `bin/ruletest [-c CONF] [-r RULES] [--diff] JOURNAL...`.
+ *
+ * For each recorded session a small engine walks the client's commands
+ * again: the same state machine, the same checks and reply texts as
+ * smtp_server.c, the same reply_for_verdict(), and the rules' hooks run in
+ * a generation of the NEW rules whose world primitives answer from the
+ * record (lua/replay.c). Each reply is compared with the one recorded.
+ * Nothing is sent, looked up or written.
+ *
+ * Where the new rules lead the session somewhere the record cannot follow
+ * (a DATA that now gets 354 although no message was recorded, a STARTTLS
+ * handshake that never happened) the session is marked diverged and its
+ * remaining commands are not guessed at.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "conf.h"
+#include "log.h"
+#include "policy.h"
+#include "record.h"
+#include "replay.h"
+#include "reply.h"
+#include "ruletest.h"
+#include "session.h"
+#include "smtp_parse.h"
+
+#define MAX_REPLIES 16          /* per step, recorded or new */
+#define DEFAULT_TLS_VERSION "TLSv1.3"
+#define DEFAULT_TLS_CIPHER  "TLS_AES_256_GCM_SHA384"
+#define CASE_SIZE 1000          /* a case's message size without `size` */
+
+/* ---------------- growable text ---------------- */
+
+struct sb {
+	char  *p;
+	size_t n, cap;
+};
+
+static void
+sb_add(struct sb *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		char *np;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		if (!(np = realloc(b->p, cap)))
+			return;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+sb_printf(struct sb *b, const char *fmt, ...)
+{
+	char tmp[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* ---------------- the run ---------------- */
+
+enum mode { M_TRACE, M_QUIET, M_DIFF };
+
+struct count {
+	enum stage st;
+	char       action[8];
+	char       reason[80];
+	char       key[96];          /* "rcpt deny xbl", for the summary */
+	long       recorded, now;
+};
+
+struct rt {
+	enum mode       mode;
+	int             tracing;        /* rules' trace on (C.trace set) */
+	int             interactive;
+	struct conf    *conf;
+	struct conf     sconf;          /* per session: the record's hostname */
+	struct policy   pol;
+	struct replay_world world;
+	struct sb       trace;          /* the current session, as an operator reads it */
+	struct sb       diff;           /* the current session's changed steps */
+	uint64_t        next_id;
+	unsigned        next_qid;
+	/* totals */
+	long            sessions, same, changed, unanswered, diverged, truncated, bad_lines;
+	long            cases, passed, failed;
+	int             journals;
+	struct count   *counts;
+	int             ncounts, countcap;
+};
+
+enum rstate { R_CONNECT, R_INIT, R_HELO, R_MAIL, R_RCPT, R_CLOSED };
+#define ST(x) (1u << (x))
+
+/* One session being replayed. info first: the policy's resume finds us. */
+struct rs {
+	struct session_info info;
+	struct rt          *rt;
+	struct record      *rec;
+	enum rstate         state;
+	enum smtp_verb      cmd;
+	int                 errors;
+	int                 diverged;
+	int                 changed;
+	int                 failed;         /* case: an expectation not met */
+	int                 unanswered;
+	int                 got;            /* a pending verdict arrived */
+	struct verdict      pending;
+	int                 tls_available;  /* the recorded server offered STARTTLS */
+	long long           case_size;
+	const char         *why_diverged;
+	const char         *what;           /* the step replaying: "> RCPT TO:<...>" */
+};
+
+/* A reply of the replay, beside the recorded one. */
+struct nreply {
+	int   code;
+	char  text[600];
+	int   borrow;      /* engine text that depends on what the record knows better */
+	char  where[160];  /* the rule behind it */
+};
+
+/* The events of one step: a command (or the connection) up to the next. */
+struct seg {
+	int          from, to;
+	struct rev  *cmd;
+	struct rev  *rec[MAX_REPLIES];  /* recorded replies, or a case's expectations */
+	int          nrec;
+	struct rev  *data_hook, *tls, *size;
+};
+
+/* ---------------- verdict counts ---------------- */
+
+static void
+count(struct rt *rt, enum stage st, const char *action, const char *reason, int recorded)
+{
+	struct count *c;
+
+	/* Few distinct keys, met over and over: a plain scan, no formatting. */
+	for (int i = 0; i < rt->ncounts; i++) {
+		c = &rt->counts[i];
+		if (c->st == st && c->action[0] == action[0] && !strcmp(c->action, action) &&
+		    c->reason[0] == reason[0] && !strcmp(c->reason, reason)) {
+			if (recorded)
+				c->recorded++;
+			else
+				c->now++;
+			return;
+		}
+	}
+	if (rt->ncounts == rt->countcap) {
+		int cap = rt->countcap ? rt->countcap * 2 : 32;
+		struct count *nc = realloc(rt->counts, (size_t)cap * sizeof *nc);
+		if (!nc)
+			return;
+		rt->counts = nc;
+		rt->countcap = cap;
+	}
+	c = &rt->counts[rt->ncounts];
+	memset(c, 0, sizeof *c);
+	c->st = st;
+	snprintf(c->action, sizeof c->action, "%s", action);
+	snprintf(c->reason, sizeof c->reason, "%s", reason);
+	snprintf(c->key, sizeof c->key, "%s %s%s%s", stage_name(st), action, *reason ? " " : "", reason);
+	if (recorded)
+		rt->counts[rt->ncounts++].recorded = 1;
+	else
+		rt->counts[rt->ncounts++].now = 1;
+}
+
+/* A verdict as the summary counts it: what the engine made of it. */
+static void
+count_verdict(struct rt *rt, enum stage st, const struct verdict *v, int recorded)
+{
+	struct reply_words w;
+
+	if (v->action == V_ACCEPT)
+		count(rt, st, "accept", v->reason, recorded);
+	else if (v->action != V_NONE || st == STAGE_RCPT) {
+		enum action a = reply_for_verdict(st, v, &w);
+		count(rt, st, action_name(a), w.reason, recorded);
+	}
+}
+
+static enum action
+action_of(const char *a)
+{
+	static const char *n[] = { "none", "accept", "deny", "defer", "drop" };
+
+	for (int i = 0; i < 5; i++)
+		if (!strcmp(a, n[i]))
+			return (enum action)i;
+	return V_NONE;
+}
+
+/* A recorded verdict event, counted as count_verdict() counts a new one. */
+static void
+count_recorded(struct rt *rt, const struct rev *e)
+{
+	enum action a = action_of(e->a);
+	const char *reason = e->b ? e->b : "";
+
+	if (a == V_ACCEPT)
+		count(rt, e->stage, "accept", reason, 1);
+	else if (a == V_NONE && e->stage == STAGE_RCPT)
+		count(rt, e->stage, "deny", *reason ? reason : "relay_denied", 1);
+	else if (a != V_NONE)
+		count(rt, e->stage, action_name(a), *reason ? reason : action_name(a), 1);
+}
+
+/* ---------------- the replay world's callbacks ---------------- */
+
+static void
+on_trace(void *arg, const char *line)
+{
+	struct rt *rt = arg;
+
+	sb_printf(&rt->trace, "      %s\n", line);
+}
+
+static struct rs *current;     /* the session replaying: one at a time */
+
+static void
+on_unanswered(void *arg, const char *name, const char *args)
+{
+	struct rt *rt = arg;
+
+	if (current)
+		current->unanswered++;
+	if (rt->mode == M_DIFF || rt->interactive == 0)
+		sb_printf(&rt->diff, "  unanswered: %s(%.*s)\n", name, (int)(strlen(args) > 2 ? strlen(args) - 2 : 0), args + 1);
+}
+
+static void
+on_resume(struct session_info *i, const struct verdict *v)
+{
+	struct rs *s = (struct rs *)i;
+
+	s->pending = *v;
+	s->got = 1;
+}
+
+/* ---------------- transaction state, as smtp_server.c keeps it ---------------- */
+
+static void
+reset_transaction(struct rs *s)
+{
+	for (int i = 0; i < s->info.nrcpts; i++)
+		free(s->info.rcpts[i]);
+	free(s->info.rcpts);
+	s->info.rcpts = NULL;
+	s->info.nrcpts = 0;
+	s->info.has_mail = 0;
+	memset(&s->info.mail, 0, sizeof s->info.mail);
+	s->info.headers = NULL;
+	s->info.headers_len = 0;
+	s->info.size = 0;
+	s->info.qid[0] = '\0';
+	if (s->state == R_MAIL || s->state == R_RCPT)
+		s->state = R_HELO;
+}
+
+/* ---------------- replies ---------------- */
+
+struct step {
+	struct nreply r[MAX_REPLIES];
+	int           n;
+	int           compared;      /* replies already compared and shown */
+};
+
+static struct nreply *
+add_reply(struct step *p, int code, const char *enh, const char *text)
+{
+	struct nreply *r;
+
+	if (p->n >= MAX_REPLIES)
+		return &p->r[MAX_REPLIES - 1];
+	r = &p->r[p->n++];
+	r->code = code;
+	r->borrow = 0;
+	r->where[0] = '\0';
+	/* As the journal has it: "ENH text", or the text alone. */
+	{
+		size_t n = 0, e = enh ? strlen(enh) : 0, t = strlen(text);
+		if (e && e < 20) {
+			memcpy(r->text, enh, e);
+			r->text[e] = ' ';
+			n = e + 1;
+		}
+		if (t > sizeof r->text - 1 - n)
+			t = sizeof r->text - 1 - n;
+		memcpy(r->text + n, text, t);
+		r->text[n + t] = '\0';
+	}
+	return r;
+}
+
+/* smtp_server.c's reply_error(): "CODE ENH text"; 5xx count toward max_errors. */
+static void
+reply_error(struct rs *s, struct step *p, const char *full)
+{
+	int code = atoi(full);
+	char enh[16] = "";
+	const char *text = full + 4;
+
+	if (sscanf(text, "%15s", enh) == 1 && strchr(enh, '.'))
+		text += strlen(enh) + 1;
+	else
+		enh[0] = '\0';
+	add_reply(p, code, enh, text);
+	if (code >= 500 && ++s->errors >= s->info.conf->limits.max_errors) {
+		char t[400];
+		snprintf(t, sizeof t, "%s Error: too many errors", s->info.conf->hostname);
+		add_reply(p, 421, "4.7.0", t);
+		s->state = R_CLOSED;
+	}
+}
+
+static void
+reply_verdict(struct rs *s, struct step *p, enum stage st, const struct verdict *v)
+{
+	struct reply_words w;
+	struct nreply *r;
+
+	if (reply_for_verdict(st, v, &w) == V_DROP)
+		s->state = R_CLOSED;
+	r = add_reply(p, w.code, w.enhanced, w.text);
+	snprintf(r->where, sizeof r->where, "%s", v->where);
+}
+
+static void compare(struct rs *s, struct step *p, struct seg *g, int upto);
+
+/* ---------------- the policy ---------------- */
+
+static void
+trace_verdict(struct rt *rt, enum stage st, const struct verdict *v)
+{
+	if (!rt->tracing)
+		return;
+	if (v->action == V_NONE)
+		sb_printf(&rt->trace, "      %s: no verdict%s\n", stage_name(st),
+		    st == STAGE_RCPT ? " (no rule accepted: refused)" : "");
+	else
+		sb_printf(&rt->trace, "      %s: %s%s%s%s%s%s\n", stage_name(st), action_name(v->action),
+		    v->reason[0] ? " " : "", v->reason, v->where[0] ? " (" : "", v->where, v->where[0] ? ")" : "");
+}
+
+/* Runs the hook of st with the new rules: its verdict in *v. */
+static void
+decide(struct rs *s, enum stage st, struct verdict *v)
+{
+	struct rt *rt = s->rt;
+
+	memset(v, 0, sizeof *v);
+	s->got = 0;
+	if (rt->pol.ops->decide(rt->pol.self, &s->info, st, v) == POLICY_PENDING) {
+		if (s->got)
+			*v = s->pending;
+		else {
+			/* A primitive outside the world interface waited for I/O: there is
+			 * no loop here to answer it. The session cannot go on. */
+			memset(v, 0, sizeof *v);
+			v->action = V_DEFER;
+			snprintf(v->reason, sizeof v->reason, "rule_error");
+			snprintf(v->text, sizeof v->text, "a rule waited for I/O that the replay world cannot answer");
+			s->diverged = 1;
+			s->why_diverged = "a rule waited for I/O outside the world primitives";
+		}
+	}
+	trace_verdict(rt, st, v);
+	count_verdict(rt, st, v, 0);
+}
+
+/* ---------------- commands: smtp_server.c's table, replayed ---------------- */
+
+struct rcommand {
+	enum smtp_verb verb;
+	unsigned       states;
+	const char    *sequence_error;
+	enum stage     stage;
+	const char  *(*check)(struct rs *, const char *args);
+	void         (*proceed)(struct rs *, struct step *, struct seg *, const struct verdict *);
+};
+
+static int
+helo_name_ok(const char *a)
+{
+	if (!*a || strchr(a, ' '))
+		return 0;
+	return smtp_valid_domain(a, 1);
+}
+
+static const char *
+check_helo(struct rs *s, const char *args)
+{
+	if (!helo_name_ok(args))
+		return "501 5.5.4 Syntax: EHLO hostname";
+	reset_transaction(s);
+	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
+	s->info.esmtp = (s->cmd == CMD_EHLO);
+	return NULL;
+}
+
+static void
+proceed_helo(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	char text[600];
+	struct nreply *r;
+
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		s->info.helo[0] = '\0';
+		reply_verdict(s, p, STAGE_HELO, v);
+		return;
+	}
+	s->state = R_HELO;
+	if (!s->info.esmtp) {
+		add_reply(p, 250, "", s->info.conf->hostname);
+		return;
+	}
+	snprintf(text, sizeof text, "%s\nPIPELINING\nSIZE %zu\n8BITMIME\n%sENHANCEDSTATUSCODES\nSMTPUTF8",
+	    s->info.conf->hostname, s->info.conf->limits.max_message_size,
+	    (s->tls_available && !s->info.tls) ? "STARTTLS\n" : "");
+	r = add_reply(p, 250, "", text);
+	r->borrow = 1;          /* SIZE and STARTTLS: what the live server offered */
+}
+
+static const char *
+check_mail(struct rs *s, const char *args)
+{
+	const char *why = smtp_parse_mail(args, &s->info.mail);
+
+	if (why)
+		return why;
+	if (s->info.mail.size > 0 && (size_t)s->info.mail.size > s->info.conf->limits.max_message_size)
+		return "552 5.3.4 Message size exceeds fixed limit";
+	return NULL;
+}
+
+static void
+proceed_mail(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		memset(&s->info.mail, 0, sizeof s->info.mail);
+		reply_verdict(s, p, STAGE_MAIL, v);
+		return;
+	}
+	s->info.has_mail = 1;
+	s->state = R_MAIL;
+	add_reply(p, 250, "2.1.0", "Ok");
+}
+
+static const char *
+check_rcpt(struct rs *s, const char *args)
+{
+	const char *why = smtp_parse_rcpt(args, &s->info.rcpt);
+	const unsigned char *q;
+
+	if (why)
+		return why;
+	for (q = (const unsigned char *)s->info.rcpt.addr; *q && *q < 0x80; q++)
+		;
+	if (*q && !s->info.mail.smtputf8)
+		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
+	if (s->info.nrcpts >= s->info.conf->limits.max_recipients)
+		return "452 4.5.3 Error: too many recipients";
+	return NULL;
+}
+
+static void
+proceed_rcpt(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	char **r;
+
+	if (v->action != V_ACCEPT) {
+		reply_verdict(s, p, STAGE_RCPT, v);     /* V_NONE: fail closed */
+		return;
+	}
+	r = realloc(s->info.rcpts, (size_t)(s->info.nrcpts + 1) * sizeof *r);
+	if (!r || !(r[s->info.nrcpts] = strdup(s->info.rcpt.addr))) {
+		if (r)
+			s->info.rcpts = r;
+		add_reply(p, 452, "4.3.1", "Insufficient system resources");
+		return;
+	}
+	s->info.rcpts = r;
+	s->info.nrcpts++;
+	s->state = R_RCPT;
+	add_reply(p, 250, "2.1.5", "Ok");
+}
+
+static const char *
+check_data(struct rs *s, const char *args)
+{
+	return *args ? "501 5.5.4 Syntax: DATA takes no argument" : NULL;
+}
+
+static int
+is_queue_error(const struct rev *r)
+{
+	return r && r->code == 451 && !strcmp(r->text, "4.3.0 Error: queue file write error");
+}
+
+/*
+ * 354, then the data hook with the size and queue id the record holds: the
+ * message itself was never recorded, so a DATA the record did not reach
+ * cannot be replayed past its 354.
+ */
+static void
+proceed_data(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	struct rt *rt = s->rt;
+	struct verdict dv;
+	char text[128];
+
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, p, STAGE_PREDATA, v);
+		return;
+	}
+	if (!s->rec->is_case && !rt->interactive) {
+		/* The spool failed in the recording: not the rules' doing. */
+		if (g->nrec && is_queue_error(g->rec[0])) {
+			add_reply(p, 451, "4.3.0", "Error: queue file write error");
+			return;
+		}
+		if (!g->nrec || g->rec[0]->code != 354) {
+			add_reply(p, 354, "", "(message not recorded)");
+			s->diverged = 1;
+			s->why_diverged = "DATA now gets 354, but no message was recorded";
+			return;
+		}
+	}
+	add_reply(p, 354, "", "End data with <CR><LF>.<CR><LF>");
+	if (s->rec->is_case || rt->interactive) {
+		s->info.size = g->size ? (size_t)g->size->size : (size_t)s->case_size;
+		if (!s->info.qid[0])
+			snprintf(s->info.qid, sizeof s->info.qid, "RT%08X", ++rt->next_qid);
+	} else if (g->data_hook) {
+		s->info.size = g->data_hook->size > 0 ? (size_t)g->data_hook->size : 0;
+		snprintf(s->info.qid, sizeof s->info.qid, "%s", g->data_hook->a ? g->data_hook->a : "");
+	} else {
+		/* Size limit, long line, bare LF, spool error: the engine's own answer. */
+		if (g->nrec > 1)
+			add_reply(p, g->rec[1]->code, "", g->rec[1]->text);
+		reset_transaction(s);
+		return;
+	}
+	s->info.headers = "";
+	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
+	if (rt->tracing)
+		sb_printf(&rt->trace, "    . (message of %zu bytes%s)\n", s->info.size,
+		    s->rec->is_case || rt->interactive ? "" : "; the body was not recorded");
+	decide(s, STAGE_DATA, &dv);
+	if (dv.action != V_NONE && dv.action != V_ACCEPT)
+		reply_verdict(s, p, STAGE_DATA, &dv);
+	else if (g->nrec > 1 && is_queue_error(g->rec[1]))
+		add_reply(p, 451, "4.3.0", "Error: queue file write error");
+	else {
+		snprintf(text, sizeof text, "Ok: queued as %s", s->info.qid);
+		add_reply(p, 250, "2.0.0", text);
+	}
+	reset_transaction(s);
+}
+
+static const char *
+check_none(struct rs *s, const char *args)
+{
+	return NULL;
+}
+
+static const char *
+check_unimplemented(struct rs *s, const char *args)
+{
+	return "502 5.5.1 Error: command not implemented";
+}
+
+static void
+proceed_rset(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	reset_transaction(s);
+	add_reply(p, 250, "2.0.0", "Ok");
+}
+
+static void
+proceed_noop(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	add_reply(p, 250, "2.0.0", "Ok");
+}
+
+static void
+proceed_vrfy(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	add_reply(p, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+proceed_expn(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	add_reply(p, 502, "5.5.1", "EXPN not available");
+}
+
+static void
+proceed_help(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	add_reply(p, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\n"
+	    "See RFC 5321");
+}
+
+static void
+proceed_quit(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	add_reply(p, 221, "2.0.0", "Bye");
+	s->state = R_CLOSED;
+}
+
+static const char *
+check_starttls(struct rs *s, const char *args)
+{
+	if (!s->tls_available)
+		return "502 5.5.1 STARTTLS not available";
+	if (s->info.tls)
+		return "503 5.5.1 TLS already active";
+	if (*args)
+		return "501 5.5.4 Syntax: STARTTLS takes no argument";
+	return NULL;
+}
+
+static const struct rev *
+case_tls(struct record *r)
+{
+	for (int i = 0; i < r->nev; i++)
+		if (r->ev[i].kind == RE_TLS)
+			return &r->ev[i];
+	return NULL;
+}
+
+static void
+proceed_starttls(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+{
+	const struct rev *t = g->tls;
+	struct rt *rt = s->rt;
+
+	if (v->action != V_NONE && v->action != V_ACCEPT) {
+		reply_verdict(s, p, STAGE_STARTTLS, v);
+		if (g->tls) {
+			/* The client went on inside TLS: those commands mean nothing now. */
+			s->diverged = 1;
+			s->why_diverged = "STARTTLS now refused; the record goes on inside TLS";
+		}
+		return;
+	}
+	add_reply(p, 220, "2.0.0", "Ready to start TLS");
+	if (s->rec->is_case || rt->interactive) {
+		if (!t)
+			t = case_tls(s->rec);
+	} else if (!t) {
+		if (g->nrec && g->rec[0]->code == 220) {
+			s->state = R_CLOSED;            /* the handshake failed */
+			return;
+		}
+		s->diverged = 1;
+		s->why_diverged = "STARTTLS now accepted, but no handshake was recorded";
+		return;
+	}
+	s->info.tls = 1;
+	snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s", t ? t->a : DEFAULT_TLS_VERSION);
+	snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s", t ? t->b : DEFAULT_TLS_CIPHER);
+	snprintf(s->info.tls_peer, sizeof s->info.tls_peer, "%s", t && t->c ? t->c : "");
+	if (rt->tracing)
+		sb_printf(&rt->trace, "    . (TLS %s %s)\n", s->info.tls_version, s->info.tls_cipher);
+	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	reset_transaction(s);
+	s->info.helo[0] = '\0';
+	s->info.esmtp = 0;
+	s->state = R_INIT;
+}
+
+/* Keep in step with smtp_server.c's commands[] (test_ruletest.py replays real sessions to prove it). */
+#define ANY_GREETED (ST(R_INIT) | ST(R_HELO) | ST(R_MAIL) | ST(R_RCPT))
+
+static const struct rcommand commands[] = {
+	{ CMD_EHLO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
+	{ CMD_HELO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
+	{ CMD_STARTTLS, ST(R_HELO), "503 5.5.1 Error: send EHLO first, outside a transaction",
+	  STAGE_STARTTLS, check_starttls, proceed_starttls },
+	{ CMD_MAIL, ST(R_HELO), "503 5.5.1 Error: send HELO/EHLO first, or nested MAIL command",
+	  STAGE_MAIL, check_mail, proceed_mail },
+	{ CMD_RCPT, ST(R_MAIL) | ST(R_RCPT), "503 5.5.1 Error: need MAIL command",
+	  STAGE_RCPT, check_rcpt, proceed_rcpt },
+	{ CMD_DATA, ST(R_RCPT), "503 5.5.1 Error: need RCPT command",
+	  STAGE_PREDATA, check_data, proceed_data },
+	{ CMD_RSET, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_rset },
+	{ CMD_NOOP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_noop },
+	{ CMD_VRFY, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_vrfy },
+	{ CMD_EXPN, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_expn },
+	{ CMD_HELP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_help },
+	{ CMD_QUIT, ANY_GREETED, NULL, STAGE_QUIT, check_none, proceed_quit },
+	{ CMD_AUTH, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+	{ CMD_BDAT, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+};
+
+static void
+command(struct rs *s, struct step *p, struct seg *g, const char *line)
+{
+	const struct rcommand *c = NULL;
+	const char *args, *why;
+	enum smtp_verb verb = smtp_parse_verb(line, &args);
+	struct verdict v;
+	int first;
+
+	s->cmd = verb;
+	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+		if (commands[i].verb == verb)
+			c = &commands[i];
+	if (!c) {
+		reply_error(s, p, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	if (!(c->states & ST(s->state))) {
+		reply_error(s, p, c->sequence_error ? c->sequence_error : "503 5.5.1 Error: bad sequence of commands");
+		return;
+	}
+	if ((why = c->check(s, args)) != NULL) {
+		reply_error(s, p, why);
+		return;
+	}
+	if (c->stage == STAGE_MAX) {
+		if (c->proceed)
+			c->proceed(s, p, g, &(struct verdict){ .action = V_NONE });
+		return;
+	}
+	decide(s, c->stage, &v);
+	if (s->diverged && !s->got && v.action == V_DEFER && !strcmp(v.reason, "rule_error")) {
+		reply_verdict(s, p, c->stage, &v);
+		return;
+	}
+	first = p->n;
+	c->proceed(s, p, g, &v);
+	/* The rule behind an accept too, for the diff. */
+	if (first < p->n && !p->r[first].where[0])
+		snprintf(p->r[first].where, sizeof p->r[first].where, "%s", v.where);
+}
+
+/* The connection: connect hook, then greeting or refusal. */
+static void
+connect_step(struct rs *s, struct step *p, struct seg *g)
+{
+	struct verdict v;
+	char text[400];
+	struct nreply *r;
+
+	decide(s, STAGE_CONNECT, &v);
+	if (v.action != V_NONE && v.action != V_ACCEPT) {
+		reply_verdict(s, p, STAGE_CONNECT, &v);
+		s->state = R_CLOSED;
+		return;
+	}
+	/* postscreen's pregreet refusal: the client's doing, not the rules'. */
+	if (g->nrec && g->rec[0]->code == 554 && strstr(g->rec[0]->text, "talked before the greeting")) {
+		add_reply(p, 554, "", g->rec[0]->text);
+		s->state = R_CLOSED;
+		return;
+	}
+	s->state = R_INIT;
+	snprintf(text, sizeof text, "%s ESMTP mxgate", s->info.conf->hostname);
+	r = add_reply(p, 220, "", text);
+	r->borrow = 1;
+}
+
+/* ---------------- steps of a record ---------------- */
+
+static void
+seg_scan(struct record *rec, int from, struct seg *g)
+{
+	memset(g, 0, sizeof *g);
+	g->from = from;
+	for (g->to = from; g->to < rec->nev && rec->ev[g->to].kind != RE_CMD; g->to++) {
+		struct rev *e = &rec->ev[g->to];
+		switch (e->kind) {
+		case RE_REPLY:
+			if (!rec->is_case && g->nrec < MAX_REPLIES)
+				g->rec[g->nrec++] = e;
+			break;
+		case RE_EXPECT:
+			if (rec->is_case && g->nrec < MAX_REPLIES)
+				g->rec[g->nrec++] = e;
+			break;
+		case RE_HOOK:
+			if (e->stage == STAGE_DATA)
+				g->data_hook = e;
+			break;
+		case RE_VERDICT:
+			if (e->stage < STAGE_MAX)
+				count_recorded(current->rt, e);
+			break;
+		case RE_TLS:
+			g->tls = e;
+			break;
+		case RE_SIZE:
+			g->size = e;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int
+same_reply(const struct nreply *n, const struct rev *r, int is_case)
+{
+	if (n->code != r->code)
+		return 0;
+	if (is_case)
+		return strncmp(n->text, r->text, strlen(r->text)) == 0;
+	return strcmp(n->text, r->text) == 0;
+}
+
+/* The first line of a reply, and how many more there are. */
+static void
+shown(char *out, size_t room, int code, const char *text)
+{
+	const char *nl = strchr(text, '\n');
+	int more = 0;
+
+	for (const char *q = text; (q = strchr(q, '\n')) != NULL; q++)
+		more++;
+	if (nl)
+		snprintf(out, room, "%d %.*s (+%d line%s)", code, (int)(nl - text), text, more, more > 1 ? "s" : "");
+	else
+		snprintf(out, room, "%d %s", code, text);
+}
+
+/*
+ * Compares a step's replies with the record (up to reply upto, or all
+ * when upto < 0); writes the trace and the diff.
+ */
+static void
+compare(struct rs *s, struct step *p, struct seg *g, int upto)
+{
+	struct rt *rt = s->rt;
+	const char *what = s->what;
+	int n = p->n > g->nrec ? p->n : g->nrec, diff = 0;
+	int is_case = s->rec->is_case;
+	char a[700], b[700];
+
+	/* Engine texts the record knows better (the live SIZE, STARTTLS offer). */
+	for (int i = 0; i < p->n && i < g->nrec; i++)
+		if (p->r[i].borrow && !is_case && p->r[i].code == g->rec[i]->code)
+			snprintf(p->r[i].text, sizeof p->r[i].text, "%s", g->rec[i]->text);
+	/* A cut record says nothing past its end. */
+	if (s->rec->truncated && g->nrec == 0 && g->to >= s->rec->nev)
+		n = p->n;
+	if (upto >= 0 && upto < n)
+		n = upto;
+	for (int i = p->compared; i < n; i++) {
+		const struct nreply *nr = i < p->n ? &p->r[i] : NULL;
+		const struct rev *rr = i < g->nrec ? g->rec[i] : NULL;
+		int same = nr && rr && same_reply(nr, rr, is_case);
+		int unchecked = !rr && (is_case || (s->rec->truncated && g->to >= s->rec->nev) || rt->interactive);
+
+		if ((same || unchecked) && !rt->tracing)
+			continue;
+		if (nr)
+			shown(a, sizeof a, nr->code, nr->text);
+		if (rr)
+			shown(b, sizeof b, rr->code, rr->text);
+		if (rt->tracing) {
+			if (same || unchecked)
+				sb_printf(&rt->trace, "    %s %s\n", unchecked && !rt->interactive ? "." : "=", a);
+			else if (nr && rr)
+				sb_printf(&rt->trace, "    ! %s    [%s: %s]\n", a, is_case ? "expected" : "recorded", b);
+			else if (nr)
+				sb_printf(&rt->trace, "    + %s    [not recorded]\n", a);
+			else
+				sb_printf(&rt->trace, "    - (no reply now)    [%s: %s]\n", is_case ? "expected" : "recorded", b);
+		}
+		if (same || unchecked)
+			continue;
+		if (!diff++)
+			sb_printf(&rt->diff, "  %s\n", what);
+		if (is_case)
+			sb_printf(&rt->diff, "    line %d: expected %d%s%s, got %s\n", rr ? rr->line : 0,
+			    rr ? rr->code : 0, rr && *rr->text ? " " : "", rr ? rr->text : "", nr ? a : "no reply");
+		else
+			sb_printf(&rt->diff, "    recorded  %s\n    new       %s%s%s%s\n", rr ? b : "(no reply)",
+			    nr ? a : "(no reply)", nr && nr->where[0] ? "   (" : "", nr ? nr->where : "",
+			    nr && nr->where[0] ? ")" : "");
+	}
+	p->compared = n;
+	if (diff) {
+		if (is_case)
+			s->failed = 1;
+		else
+			s->changed = 1;
+	}
+}
+
+/* Recorded replies the engine gave on its own (line too long, timeout, shutdown). */
+static void
+surplus(struct rs *s, struct step *p, struct seg *g)
+{
+	if (s->rec->is_case || s->state == R_CLOSED || s->diverged)
+		return;
+	for (int i = p->n; i < g->nrec; i++) {
+		const struct rev *r = g->rec[i];
+		add_reply(p, r->code, "", r->text);
+		if (r->code == 421)
+			s->state = R_CLOSED;
+		else if (r->code >= 500)
+			s->errors++;
+	}
+}
+
+static void
+session_header(struct rs *s, struct sb *b)
+{
+	struct record *r = s->rec;
+
+	if (r->is_case)
+		sb_printf(b, "session %s  %s %s:%d -> %s:%d\n", r->file, direction_str(r->direction),
+		    r->client_ip, r->client_port, r->local_ip, r->local_port);
+	else
+		sb_printf(b, "session %s  %s %s:%d -> %s:%d  (%s:%d)\n", r->sid[0] ? r->sid : "-",
+		    direction_str(r->direction), r->client_ip, r->client_port, r->local_ip, r->local_port,
+		    r->file, r->line);
+}
+
+static void
+session_begin(struct rt *rt, struct rs *s, struct record *rec)
+{
+	memset(s, 0, sizeof *s);
+	s->rt = rt;
+	s->rec = rec;
+	s->state = R_CONNECT;
+	s->tls_available = 1;
+	s->case_size = CASE_SIZE;
+	s->info.id = ++rt->next_id;
+	snprintf(s->info.sid, sizeof s->info.sid, "%.23s", rec->sid);
+	s->info.direction = rec->direction;
+	snprintf(s->info.client_ip, sizeof s->info.client_ip, "%s", rec->client_ip);
+	s->info.client_port = rec->client_port;
+	snprintf(s->info.local_ip, sizeof s->info.local_ip, "%s", rec->local_ip);
+	s->info.local_port = rec->local_port;
+	s->info.start = rec->time;
+	snprintf(rt->sconf.hostname, sizeof rt->sconf.hostname, "%s",
+	    rec->hostname[0] ? rec->hostname : rt->conf->hostname);
+	s->info.conf = &rt->sconf;
+	s->info.resume = on_resume;
+	/* A server that refused STARTTLS for want of TLS did not offer it. */
+	for (int i = 0; i < rec->nev; i++)
+		if (rec->ev[i].kind == RE_REPLY && rec->ev[i].code == 502 &&
+		    !strcmp(rec->ev[i].text, "5.5.1 STARTTLS not available"))
+			s->tls_available = 0;
+	rt->world.calls = rec->calls;
+	rt->world.ncalls = rec->ncalls;
+	rt->world.answered = rt->world.unanswered = 0;
+	rt->trace.n = rt->diff.n = 0;
+	if (rt->trace.p)
+		rt->trace.p[0] = '\0';
+	current = s;
+	if (rt->tracing)
+		session_header(s, &rt->trace);
+}
+
+/* Replays one record; returns 0, or -1 when the policy cannot start. */
+static int
+replay(struct rt *rt, struct record *rec)
+{
+	struct rs s;
+	struct seg g;
+	struct step p;
+	int i;
+
+	session_begin(rt, &s, rec);
+	if (rt->pol.ops->start(rt->pol.self, &s.info) < 0)
+		return -1;
+	seg_scan(rec, 0, &g);
+	p.n = p.compared = 0;
+	s.what = "connect";
+	if (rt->tracing)
+		sb_printf(&rt->trace, "  connect\n");
+	connect_step(&s, &p, &g);
+	surplus(&s, &p, &g);
+	compare(&s, &p, &g, -1);
+	for (i = g.to; i < rec->nev; i = g.to) {
+		struct rev *cmd = &rec->ev[i];
+		char what[600];
+
+		seg_scan(rec, i + 1, &g);
+		g.cmd = cmd;
+		if (g.size)
+			s.case_size = g.size->size;
+		snprintf(what, sizeof what, "> %s", cmd->text);
+		if (rt->tracing)
+			sb_printf(&rt->trace, "  %s\n", what);
+		p.n = p.compared = 0;
+		s.what = what;
+		if (s.diverged) {
+			if (rt->tracing)
+				sb_printf(&rt->trace, "    . not replayed: %s\n", s.why_diverged);
+			continue;
+		}
+		if (s.state != R_CLOSED)
+			command(&s, &p, &g, cmd->text);
+		else if (rt->tracing)
+			sb_printf(&rt->trace, "    . (the connection is closed now)\n");
+		surplus(&s, &p, &g);
+		compare(&s, &p, &g, -1);
+	}
+	if (s.diverged) {
+		s.changed = 1;
+		sb_printf(&rt->diff, "  diverged: %s\n", s.why_diverged);
+	}
+	rt->pol.ops->end(rt->pol.self, &s.info);
+	reset_transaction(&s);
+	current = NULL;
+
+	/* The verdict on the session. */
+	if (rec->is_case) {
+		rt->cases++;
+		if (s.unanswered)
+			s.failed = 1;
+		if (s.failed) {
+			rt->failed++;
+			printf("FAIL %s: %s\n", rec->file, rec->title);
+			fwrite(rt->diff.p ? rt->diff.p : "", 1, rt->diff.n, stdout);
+			if (s.unanswered)
+				printf("  (answer every question the rules ask: answer NAME ARGS... -> RESULTS)\n");
+			fwrite(rt->trace.p ? rt->trace.p : "", 1, rt->trace.n, stdout);
+		} else {
+			rt->passed++;
+			printf("PASS %s: %s\n", rec->file, rec->title);
+		}
+		return 0;
+	}
+	rt->sessions++;
+	if (rec->truncated)
+		rt->truncated++;
+	if (s.diverged)
+		rt->diverged++;
+	if (s.unanswered)
+		rt->unanswered++;
+	else if (s.changed)
+		rt->changed++;
+	else
+		rt->same++;
+	if (rt->mode == M_TRACE) {
+		sb_printf(&rt->trace, "  result: %s%s\n\n", s.unanswered ? "UNANSWERED" : s.changed ? "CHANGED" : "same",
+		    rec->truncated ? " (the record was truncated)" : "");
+		fwrite(rt->trace.p, 1, rt->trace.n, stdout);
+	} else if (rt->mode == M_DIFF && (s.changed || s.unanswered)) {
+		struct sb h = { 0 };
+		session_header(&s, &h);
+		fwrite(h.p, 1, h.n, stdout);
+		free(h.p);
+		fwrite(rt->diff.p, 1, rt->diff.n, stdout);
+		putchar('\n');
+	}
+	return 0;
+}
+
+/* ---------------- input ---------------- */
+
+static int
+replay_journal(struct rt *rt, const char *path, struct record *rec)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	char *line = NULL, err[300];
+	size_t cap = 0;
+	ssize_t len;
+	int n = 0;
+
+	if (!f) {
+		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	rt->journals++;
+	while ((len = getline(&line, &cap, f)) > 0) {
+		n++;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (!len)
+			continue;
+		if (record_parse_json(rec, line, (size_t)len, err, sizeof err) < 0) {
+			fprintf(stderr, "%s:%d: %s: skipped\n", path, n, err);
+			rt->bad_lines++;
+			continue;
+		}
+		rec->file = path;
+		rec->line = n;
+		if (replay(rt, rec) < 0) {
+			fprintf(stderr, "%s:%d: the policy could not start a session\n", path, n);
+			rt->bad_lines++;
+		}
+	}
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return 0;
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, got;
+
+	if (!f)
+		return NULL;
+	do {
+		if (n + 4096 > cap) {
+			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+	} while (got > 0);
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static int
+run_case(struct rt *rt, const char *path, struct record *rec)
+{
+	size_t len;
+	char *text = slurp(path, &len), err[600];
+
+	if (!text) {
+		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
+		rt->cases++;
+		rt->failed++;
+		return -1;
+	}
+	if (record_parse_case(rec, path, text, len, err, sizeof err) < 0) {
+		printf("FAIL %s: %s\n", path, err);
+		rt->cases++;
+		rt->failed++;
+		free(text);
+		return -1;
+	}
+	free(text);
+	return replay(rt, rec);
+}
+
+/* ---------------- interactive: exim -bh ---------------- */
+
+static void
+print_wire(struct step *p, int from)
+{
+	for (int i = from; i < p->n; i++) {
+		const char *t = p->r[i].text;
+		do {
+			const char *nl = strchr(t, '\n');
+			printf("%03d%c%.*s\n", p->r[i].code, nl ? '-' : ' ', (int)(nl ? nl - t : (long)strlen(t)), t);
+			t = nl ? nl + 1 : NULL;
+		} while (t);
+	}
+}
+
+static void
+flush_trace(struct rt *rt)
+{
+	/* Trace lines as Exim's -bh shows them: ">>> ". */
+	char *line = rt->trace.p;
+
+	while (line && *line) {
+		char *nl = strchr(line, '\n');
+		char *t = line;
+		while (*t == ' ')
+			t++;
+		printf(">>> %.*s\n", (int)(nl ? nl - t : (long)strlen(t)), t);
+		line = nl ? nl + 1 : NULL;
+	}
+	rt->trace.n = 0;
+	if (rt->trace.p)
+		rt->trace.p[0] = '\0';
+	fflush(stdout);
+}
+
+static int
+interactive(struct rt *rt, struct record *rec)
+{
+	struct rs s;
+	struct seg g;
+	struct step p;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	rt->interactive = 1;
+	session_begin(rt, &s, rec);
+	rt->trace.n = 0;
+	if (rt->pol.ops->start(rt->pol.self, &s.info) < 0)
+		return 2;
+	memset(&g, 0, sizeof g);
+	p.n = p.compared = 0;
+	printf(">>> session %s %s:%d -> %s:%d (%s)\n", direction_str(rec->direction), rec->client_ip,
+	    rec->client_port, rec->local_ip, rec->local_port, "no network: primitives answer from --answer");
+	connect_step(&s, &p, &g);
+	flush_trace(rt);
+	print_wire(&p, 0);
+	while (s.state != R_CLOSED && (len = getline(&line, &cap, stdin)) > 0) {
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		p.n = p.compared = 0;
+		memset(&g, 0, sizeof g);
+		if (smtp_parse_verb(line, &(const char *){ NULL }) == CMD_DATA && s.state == R_RCPT) {
+			/* Read the message first (it follows the 354): its size and headers. */
+			struct verdict v;
+			struct sb msg = { 0 };
+			size_t hdrlen = 0;
+			int in_headers = 1;
+			decide(&s, STAGE_PREDATA, &v);
+			flush_trace(rt);
+			if (v.action != V_NONE && v.action != V_ACCEPT) {
+				reply_verdict(&s, &p, STAGE_PREDATA, &v);
+				print_wire(&p, 0);
+				continue;
+			}
+			add_reply(&p, 354, "", "End data with <CR><LF>.<CR><LF>");
+			print_wire(&p, 0);
+			fflush(stdout);
+			while ((len = getline(&line, &cap, stdin)) > 0) {
+				while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+					line[--len] = '\0';
+				if (!strcmp(line, "."))
+					break;
+				const char *l = line[0] == '.' ? line + 1 : line;
+				if (in_headers && !*l) {
+					in_headers = 0;
+					hdrlen = msg.n;
+				}
+				sb_add(&msg, l, strlen(l));
+				sb_add(&msg, "\r\n", 2);
+			}
+			if (in_headers)
+				hdrlen = msg.n;
+			p.n = p.compared = 0;
+			s.info.size = msg.n;
+			snprintf(s.info.qid, sizeof s.info.qid, "RT%08X", ++rt->next_qid);
+			s.info.headers = msg.p ? msg.p : "";
+			s.info.headers_len = hdrlen;
+			decide(&s, STAGE_DATA, &v);
+			if (v.action != V_NONE && v.action != V_ACCEPT)
+				reply_verdict(&s, &p, STAGE_DATA, &v);
+			else {
+				char text[64];
+				snprintf(text, sizeof text, "Ok: queued as %s", s.info.qid);
+				add_reply(&p, 250, "2.0.0", text);
+			}
+			s.info.headers = NULL;
+			reset_transaction(&s);
+			free(msg.p);
+			flush_trace(rt);
+			print_wire(&p, 0);
+			continue;
+		}
+		command(&s, &p, &g, line);
+		flush_trace(rt);
+		print_wire(&p, 0);
+	}
+	free(line);
+	rt->pol.ops->end(rt->pol.self, &s.info);
+	reset_transaction(&s);
+	current = NULL;
+	return 0;
+}
+
+/* ---------------- summary and main ---------------- */
+
+static int
+cmp_count(const void *a, const void *b)
+{
+	return strcmp(((const struct count *)a)->key, ((const struct count *)b)->key);
+}
+
+static void
+summary(struct rt *rt)
+{
+	if (!rt->sessions && !rt->bad_lines)
+		return;
+	printf("summary: %ld session%s replayed: %ld same, %ld would change, %ld unanswered",
+	    rt->sessions, rt->sessions == 1 ? "" : "s", rt->same, rt->changed, rt->unanswered);
+	if (rt->diverged)
+		printf(" (%ld diverged)", rt->diverged);
+	if (rt->truncated)
+		printf(", %ld truncated record%s", rt->truncated, rt->truncated == 1 ? "" : "s");
+	printf(", %ld line%s skipped\n", rt->bad_lines, rt->bad_lines == 1 ? "" : "s");
+	if (rt->mode == M_DIFF || !rt->ncounts)
+		return;
+	qsort(rt->counts, (size_t)rt->ncounts, sizeof *rt->counts, cmp_count);
+	printf("%-48s %10s %10s\n", "verdicts (stage action reason)", "recorded", "new");
+	for (int i = 0; i < rt->ncounts; i++)
+		printf("  %-46s %10ld %10ld%s\n", rt->counts[i].key, rt->counts[i].recorded, rt->counts[i].now,
+		    rt->counts[i].recorded != rt->counts[i].now ? "  *" : "");
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff] [--quiet] JOURNAL.jsonl... CASE.session...\n"
+	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
+	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
+	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
+	    "  offline: world primitives answer from the record. --diff shows only sessions whose\n"
+	    "  replies would change and exits 1 if any would (or could not be decided).\n");
+	exit(2);
+}
+
+/* --answer dns:NAME=ADDR[,ADDR] (short form) or 'dns NAME -> ADDR ADDR'. */
+static int
+add_cli_answer(struct record *rec, const char *a, char *err, size_t errlen)
+{
+	char spec[1200];
+	const char *colon = strchr(a, ':'), *eq;
+
+	if (!strstr(a, "->") && colon && (eq = strchr(colon, '=')) != NULL && !strchr(a, ' ')) {
+		size_t n = 0;
+		n += (size_t)snprintf(spec + n, sizeof spec - n, "%.*s ", (int)(colon - a), a);
+		for (const char *q = colon + 1; q < eq && n < sizeof spec - 8; q++)
+			spec[n++] = *q == ',' ? ' ' : *q;
+		n += (size_t)snprintf(spec + n, sizeof spec - n, " -> ");
+		for (const char *q = eq + 1; *q && n < sizeof spec - 2; q++)
+			spec[n++] = *q == ',' ? ' ' : *q;
+		spec[n] = '\0';
+	} else
+		snprintf(spec, sizeof spec, "%s", a);
+	return record_add_answer(rec, spec, 0, err, errlen);
+}
+
+static int
+ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+int
+ruletest_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "diff", no_argument, NULL, 'd' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "live", no_argument, NULL, 'L' },
+		{ "client", required_argument, NULL, 'C' },
+		{ "direction", required_argument, NULL, 'D' },
+		{ "answer", required_argument, NULL, 'A' },
+		{ "tls", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL;
+	const char **answers = NULL;
+	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0;
+	enum direction dir = DIR_INBOUND;
+	struct rt rt;
+	struct record rec;
+	char err[1024];
+
+	memset(&rt, 0, sizeof rt);
+	memset(&rec, 0, sizeof rec);
+	rt.mode = M_TRACE;
+	if (!(answers = calloc((size_t)argc + 1, sizeof *answers)))
+		return 2;
+	while ((opt = getopt_long(argc, argv, "c:r:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'r': rules = optarg; break;
+		case 'd': rt.mode = M_DIFF; break;
+		case 'q': rt.mode = M_QUIET; break;
+		case 'L': live = 1; break;
+		case 'C': client = optarg; break;
+		case 'D':
+			if (!strcmp(optarg, "inbound"))
+				dir = DIR_INBOUND;
+			else if (!strcmp(optarg, "outbound"))
+				dir = DIR_OUTBOUND;
+			else
+				usage();
+			break;
+		case 'A': answers[nanswers++] = optarg; break;
+		case 'T': tls = optarg; break;
+		default: usage();
+		}
+	}
+	if (live) {
+		fprintf(stderr, "ruletest: --live is not supported yet: unanswered questions are reported, "
+		    "never asked of the network\n");
+		free(answers);
+		return 2;
+	}
+	if (!client && optind == argc)
+		usage();
+	if (client && optind != argc)
+		usage();
+	/* Rule errors, rule logs and warnings are in the trace; the log stays quiet. */
+	log_open("/dev/null");
+	if (!(rt.conf = calloc(1, sizeof *rt.conf)) || conf_load(rt.conf, path, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", rt.conf ? err : "out of memory");
+		if (rt.conf)
+			conf_free(rt.conf);             /* what conf_load had taken */
+		free(rt.conf);
+		free(answers);
+		return 2;
+	}
+	if (rules)
+		snprintf(rt.conf->rules, sizeof rt.conf->rules, "%s", rules);
+	rt.sconf = *rt.conf;
+	for (int i = optind; i < argc; i++)
+		ncases += ends_with(argv[i], ".session");
+	rt.tracing = client || ncases || rt.mode == M_TRACE;
+	rt.world.trace = rt.tracing ? on_trace : NULL;
+	rt.world.arg = &rt;
+	rt.world.unanswered_cb = on_unanswered;
+	if (policy_open_replay(&rt.pol, rt.conf, replay_world_open, &rt.world, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		rc = 2;
+		goto out_conf;
+	}
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	if (client) {
+		record_reset(&rec);
+		snprintf(rec.client_ip, sizeof rec.client_ip, "%s", client);
+		rec.client_port = 40000;
+		snprintf(rec.local_ip, sizeof rec.local_ip, "127.0.0.1");
+		rec.local_port = 25;
+		rec.direction = dir;
+		snprintf(rec.sid, sizeof rec.sid, "interactive");
+		rec.is_case = 0;
+		rec.file = "stdin";
+		for (int i = 0; i < nanswers; i++)
+			if (add_cli_answer(&rec, answers[i], err, sizeof err) < 0) {
+				fprintf(stderr, "ruletest: --answer %s: %s\n", answers[i], err);
+				rc = 2;
+				goto out;
+			}
+		if (tls) {
+			/* VERSION:CIPHER, kept as the session's one tls event (case_tls()). */
+			char *t = strdup(tls), *c = t ? strchr(t, ':') : NULL;
+			struct rev *ev = c ? realloc(rec.ev, sizeof *rec.ev) : NULL;
+			if (!ev) {
+				fprintf(stderr, "ruletest: --tls VERSION:CIPHER\n");
+				free(t);
+				rc = 2;
+				goto out;
+			}
+			*c = '\0';
+			rec.ev = ev;
+			rec.evcap = rec.nev = 1;
+			rec.ev[0] = (struct rev){ .kind = RE_TLS, .stage = STAGE_MAX, .a = t, .b = c + 1, .c = "" };
+		}
+		rc = interactive(&rt, &rec);
+		for (int i = 0; i < rec.nev; i++)
+			if (rec.ev[i].kind == RE_TLS)
+				free((char *)rec.ev[i].a);      /* the --tls copy */
+		goto out;
+	}
+	for (int i = optind; i < argc; i++) {
+		if (ends_with(argv[i], ".session"))
+			run_case(&rt, argv[i], &rec);
+		else
+			replay_journal(&rt, argv[i], &rec);
+	}
+	if (rt.sessions || rt.bad_lines || rt.journals)
+		summary(&rt);
+	if (rt.cases)
+		printf("cases: %ld passed, %ld failed\n", rt.passed, rt.failed);
+	fflush(stdout);
+	if (rt.failed)
+		rc = 1;
+	if (rt.mode == M_DIFF && (rt.changed || rt.unanswered))
+		rc = 1;
+out:
+	fflush(stdout);
+	rt.pol.ops->free(rt.pol.self);
+	record_free(&rec);
+	free(rt.trace.p);
+	free(rt.diff.p);
+	free(rt.counts);
+	free(rt.world.enc);
+out_conf:
+	free(answers);
+	conf_free(rt.conf);
+	free(rt.conf);
+	return rc;
+}
