@@ -12,22 +12,38 @@ local XBL = { "127.0.0.4-127.0.0.7" }
 local PBL = { "127.0.0.10-127.0.0.11" }
 local SBL = { "127.0.0.2", "127.0.0.3", "127.0.0.9" }
 
-local function zones()
-  local out = {}
-  for _, z in ipairs(config.dnsbl or {}) do
-    out[#out + 1] = type(z) == "table" and z or { zone = z }
+-- The configured zones, read once when the rules load (a reload rereads them).
+local ZONES = {}
+for _, z in ipairs(config.dnsbl or {}) do
+  z = type(z) == "table" and z or { zone = z }
+  ZONES[#ZONES + 1] = { zone = z.zone, match = z.match,
+                        spamhaus = z.spamhaus or z.zone:find("spamhaus") ~= nil }
+end
+
+-- One lookup per zone per session, however many recipients and rules ask.
+local function answers(s, z)
+  local memo = s.data.dnsbl
+  if not memo then memo = {}; s.data.dnsbl = memo end
+  local a = memo[z.zone]
+  if a == nil then
+    local err
+    a, err = dnsbl_lookup(s.ip, z.zone)
+    if err then log("dnsbl " .. z.zone .. " lookup failed for " .. s.ip .. ": " .. err) end
+    a = a or false
+    memo[z.zone] = a
   end
-  return out
+  return a or nil
 end
 
-local function spamhaus(z)
-  return z.spamhaus or z.zone:find("spamhaus") ~= nil
+local function listed_at(s, z, list)
+  local a = answers(s, z)
+  return a and dnsbl_match(a, list)
 end
 
-local function check(s, lists, reason)
-  for _, z in ipairs(zones()) do
-    if spamhaus(z) then
-      local code = dnsbl(s.ip, z.zone, lists)
+local function check(s, list, reason)
+  for _, z in ipairs(ZONES) do
+    if z.spamhaus then
+      local code = listed_at(s, z, list)
       if code then
         return deny(reason, s.ip .. " is listed at " .. z.zone .. " (" .. code .. ")")
       end
@@ -45,8 +61,8 @@ end)
 
 rule("rcpt", "dnsbl_other", function(s)
   if not s.inbound then return end
-  for _, z in ipairs(zones()) do
-    local code = dnsbl(s.ip, z.zone, spamhaus(z) and SBL or z.match)
+  for _, z in ipairs(ZONES) do
+    local code = listed_at(s, z, z.spamhaus and SBL or z.match)
     if code then
       return deny("rbl", s.ip .. " is listed at " .. z.zone .. " (" .. code .. ")")
     end

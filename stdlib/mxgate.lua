@@ -269,6 +269,7 @@ end
 do
   local d = base.require("dnsbl")
   base.dnsbl, base.dnsbl_prefetch = d.check, d.prefetch
+  base.dnsbl_lookup, base.dnsbl_match = d.lookup, d.match
 end
 
 M.base = base
