@@ -15,6 +15,7 @@ See bench/README.md.  Results: table on stdout, JSON under /tmp.
 import argparse
 import atexit
 import datetime
+import glob
 import json
 import os
 import platform
@@ -31,8 +32,11 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import idle      # noqa: E402
+import mxgate as mxgate_mod   # noqa: E402
 import postfix   # noqa: E402
 import procs     # noqa: E402
+import rbl       # noqa: E402
+import rulesets  # noqa: E402
 from mxgate import MxgateServer   # noqa: E402
 from postfix import PostfixServer, SetupError, SmtpSink   # noqa: E402
 
@@ -78,29 +82,99 @@ class Variant:
     postfix: main.cf overrides for Postfix's counterpart, or None to compare
              against the baseline Postfix numbers (no extra Postfix run).
     metrics: metric keys to run for this variant.
+    interleave: measured in the interleaved matrix (measure_matrix): every
+             such server runs at once, and each round gives every one of
+             them one timed run, so a variant and its ref are measured
+             seconds apart, under the same load from the rest of the machine.
+    ref:     the variant this one's cost is stated against (paired rounds).
+    target:  the largest acceptable cost (0.10: at least 90% of ref's rate).
+    dns:     mxgate's resolver is pointed at the bench's rbldnsd; "postfix"
+             also runs Postfix with it as nameserver (rbl.py).
+    setup:   fn(server, ctx) run once the mxgate server answers, before any
+             load (e.g. pre-allow a greylisting client).
     """
 
     def __init__(self, name, mxgate=None, postfix=None, metrics=None, default=True,
-                 note=""):
+                 note="", interleave=False, ref=None, target=None, issue="",
+                 dns=None, setup=None, kind="load"):
         self.name = name
         self.mxgate = mxgate or {}
         self.postfix = postfix
         self.metrics = metrics or [m.key for m in METRICS]
         self.default = default
         self.note = note
+        self.interleave, self.ref, self.target = interleave, ref, target
+        self.issue, self.dns, self.setup, self.kind = issue, dns, setup, kind
 
+
+# Rule sets of the Lua-path variants, written by rulesets.write() at start.
+RULESETS = os.path.join(WORK, "rulesets")
+RULES_D = os.path.join(REPO, "rules.d")
+NOJOURNAL = {"journal": False}
+JOURNAL = {"journal": {"sample": 1}}
+# The default ruleset (rules.d/) with everything that needs another server
+# turned off: no recipient callout, no sender verification, no greylisting,
+# no DNSBL zone (dnsbl = {} is the default).
+RULES_NONET = {"rules": RULES_D, "journal": False,
+               "hosted_domains": {DOMAIN: {"callout": False, "greylist": False}},
+               "greylist": False, "verify_sender": {"enabled": False}}
+# ZEN-like: spamhaus = true makes 50-dnsbl.lua's three rules (XBL, PBL,
+# other) each check the zone, as they do for zen.spamhaus.org: three dns()
+# calls per RCPT (one lookup, then cache hits), plus the connect-time
+# prefetch of 05-connect.lua.
+DNSBL = dict(RULES_NONET, dnsbl=[{"zone": "zen.test", "spamhaus": True}])
+DNSBL_TTL0 = dict(RULES_NONET, dnsbl=[{"zone": "zen0.test", "spamhaus": True}])
+GREYLIST = {"rules": RULES_D, "journal": False,
+            "hosted_domains": {DOMAIN: {"callout": False}},
+            "greylist": {"delay": 1}, "verify_sender": {"enabled": False}}
+
+
+def _preallow(server, ctx):
+    return preallow_greylist(server)
+
+
+M20 = ["msgs_20"]
 
 VARIANTS = [
     Variant("baseline", mxgate={}, postfix={},
             note="built-in C policy (rules=false) vs Postfix with no restrictions but HOLD"),
-    # Later variants are one entry each, e.g. (enable with --variants):
-    Variant("rules", mxgate={"rules": os.path.join(REPO, "rules.d")}, postfix=None,
-            metrics=["msgs_20", "conns_20"], default=False,
-            note="Lua rules from rules.d/ on; Postfix baseline for comparison"),
-    # Variant("dnsbl", mxgate={...dnsbl keys...},
-    #         postfix={"smtpd_client_restrictions": "reject_rbl_client zen.bench.test"},
-    #         metrics=["msgs_20", "conns_20"], default=False),
-    # Variant("greylist", mxgate={...}, postfix=None, metrics=["conns_20"], default=False),
+    # --- issue 3: the Lua path.  (a) is c-nojournal.
+    Variant("c-nojournal", mxgate=NOJOURNAL, metrics=M20, interleave=True,
+            note="(a) built-in C policy, rules=false, journal=false: the reference"),
+    Variant("c-journal", mxgate=JOURNAL, metrics=M20, interleave=True, ref="c-nojournal",
+            note="C policy with the session journal on (journal = { sample = 1 })"),
+    Variant("lua-empty", mxgate=dict(NOJOURNAL, rules=os.path.join(RULESETS, "empty")),
+            metrics=M20, interleave=True, ref="c-nojournal", target=0.10,
+            issue="issue 3 (b) empty ruleset",
+            note="(b) Lua rules: only rcpt -> accept() (bench/rulesets.py)"),
+    Variant("lua-10x7", mxgate=dict(NOJOURNAL, rules=os.path.join(RULESETS, "lookups10")),
+            metrics=M20, interleave=True, ref="c-nojournal", target=0.10,
+            issue="issue 3 (c) 10 look-up rules per hook",
+            note="(c) 10 table look-up rules on each of 7 hooks + rcpt accept"),
+    Variant("lua-10x7-journal", mxgate=dict(JOURNAL, rules=os.path.join(RULESETS, "lookups10")),
+            metrics=M20, interleave=True, ref="lua-10x7",
+            note="(c) with the journal on: the journal's cost on the Lua path"),
+    # --- issues 4 and 5: the default ruleset with and without its look-ups.
+    Variant("rules", mxgate=RULES_NONET, postfix={}, metrics=M20, interleave=True,
+            ref="c-nojournal",
+            note="rules.d/ with callout, verify_sender, greylist off and no DNSBL zone; "
+            "Postfix as in baseline, measured in the same rounds"),
+    Variant("dnsbl", mxgate=DNSBL, dns="postfix", metrics=M20, interleave=True,
+            postfix={"smtpd_client_restrictions": "reject_rbl_client zen.test"},
+            ref="rules", target=0.10, issue="issue 4 DNSBL look-ups",
+            note="rules + dnsbl zen.test (ZEN-like: 3 rules) on rbldnsd, client not "
+            "listed; Postfix: reject_rbl_client zen.test, same rbldnsd"),
+    Variant("dnsbl-nocache", mxgate=DNSBL_TTL0, dns="mxgate", metrics=M20, interleave=True,
+            ref="rules",
+            note="as dnsbl but the zone has TTL 0: nothing cached, every dns() call "
+            "is a round trip to rbldnsd (worst case; Postfix's RBL cache ignores TTLs)"),
+    Variant("greylist", mxgate=GREYLIST, setup=_preallow, metrics=M20, interleave=True,
+            ref="rules", target=0.10, issue="issue 5 greylisting",
+            note="rules + greylist { delay = 1 } for a client on the allow list "
+            "(mxgate state add allow 127.0.0.1)"),
+    # --- the cost of one hook call, without the network (bench/hook_bench.c)
+    Variant("hookcost", kind="micro", metrics=[],
+            note="C microbenchmark: ops->decide() per stage, in-process"),
 ]
 
 
@@ -162,32 +236,40 @@ def run_load(server, root, sessions, messages, reuse, opts):
     return dt, warn
 
 
-def measure_tput(server, root, metric, opts):
+def _size_for(rate, seconds, sessions, opts):
+    return int(min(max(rate * seconds, 10 * sessions, 50), opts.max_messages))
+
+
+def warm_up(server, root, metric, opts, max_stages=5):
+    """Warm-up doubles as calibration: runs sized for ~1s until two in a row
+    agree within 15% (Postfix has spawned its processes, caches are warm),
+    at most max_stages of them.  Returns (rate, stages, warnings), or
+    (None, stage, error text) when smtp-source failed."""
     s, reuse = metric.sessions, metric.reuse
-
-    def size_for(rate, seconds):
-        return int(min(max(rate * seconds, 10 * s, 50), opts.max_messages))
-
-    # Warm-up doubles as calibration: runs sized for ~1s until two in a row
-    # agree within 15% (Postfix has spawned its processes, caches are warm),
-    # at most 5 of them.  Each timed run is then sized from the rate of the
-    # run before it, to last ~opts.seconds/opts.repeats.
     n, prev, warns = max(50, 3 * s), None, []
-    for stage in range(1, 6):
+    for stage in range(1, max_stages + 1):
         dt, warn = run_load(server, root, s, n, reuse, opts)
         if any(w.startswith("smtp-source") for w in warn):
-            return {"error": f"warm-up {stage}: " + "; ".join(warn), "warm": n}
+            return None, stage, f"warm-up {stage}: " + "; ".join(warn)
         warns += [f"warm-up: {w}" for w in warn if f"warm-up: {w}" not in warns]
         rate = n / dt
         if prev and dt >= 0.5 and abs(rate - prev) / prev < 0.15:
             break
-        prev, n = rate, size_for(rate, 1.0)
+        prev, n = rate, _size_for(rate, 1.0, s, opts)
+    return rate, stage, warns
+
+
+def measure_tput(server, root, metric, opts):
+    s, reuse = metric.sessions, metric.reuse
+    rate, stage, warns = warm_up(server, root, metric, opts)
+    if rate is None:
+        return {"error": warns, "warm": stage}
     per_run = opts.seconds / opts.repeats
     log(f"  {server.name} {metric.key}: warm {rate:.0f}/s after {stage} runs -> "
         f"{opts.repeats} timed runs of ~{per_run:.1f}s")
     rates, secs, counts, failed = [], [], [], 0
     for i in range(opts.repeats):
-        count = size_for(rate, per_run)
+        count = _size_for(rate, per_run, s, opts)
         dt, warn = run_load(server, root, s, count, reuse, opts)
         warns += [w for w in warn if w not in warns]
         if any(w.startswith("smtp-source") for w in warn):
@@ -295,6 +377,334 @@ def measure_server(name, start_fn, port, metrics, opts):
 
 
 # ---------------------------------------------------------------------------
+# The interleaved matrix: variants whose cost is a ratio to another variant.
+
+class Entry:
+    """One server of the matrix: a variant's mxgate, or its Postfix."""
+
+    def __init__(self, variant, who, make, setup=None):
+        self.v, self.who, self.make, self.setup = variant, who, make, setup
+        self.label = f"{who}[{variant.name}]"
+        self.server, self.error, self.rate = None, None, None
+        self.runs, self.counts, self.secs, self.warns = [], [], [], []
+        self.failed = 0
+        self.parent, self.children = None, []
+        self.ratios = []          # per round: this variant / its parent
+        self.setup_note = ""
+        self.port = None
+
+    def result(self, metric, opts):
+        if self.error:
+            return {"error": self.error}
+        if not self.runs:
+            return {"error": "every timed run failed: " + "; ".join(self.warns)}
+        warns = list(self.warns)
+        if self.failed:
+            warns.insert(0, f"{self.failed}/{self.failed + len(self.runs)} runs failed, "
+                         "median of the rest")
+        med = statistics.median(self.runs)
+        spread = (max(self.runs) - min(self.runs)) / med if med else 0
+        if spread > opts.noisy:
+            warns.append(f"noisy: {min(self.runs):.0f}-{max(self.runs):.0f} over "
+                         f"{len(self.runs)} runs")
+        r = {"value": med, "runs": [round(x, 1) for x in self.runs],
+             "spread": round(spread, 3), "messages": self.counts, "seconds": self.secs,
+             "sessions": metric.sessions, "reuse": metric.reuse, "size": opts.size,
+             "interleaved": True, "setup": self.setup_note, "warn": "; ".join(warns)}
+        if self.parent is not None:
+            r["paired"] = summarize_ratios(self.ratios, self.parent.v.name)
+        return r
+
+
+def summarize_ratios(ratios, ref):
+    ok = [x for x in ratios if x]
+    if not ok:
+        return None
+    return {"ref": ref, "median": statistics.median(ok), "min": min(ok), "max": max(ok),
+            "n": len(ok), "ratios": [round(x, 3) for x in ok]}
+
+
+def sandwich(node, seq, pairs):
+    """Appends node, then each child's own sandwich followed by node again:
+    c E c T J T c R D R G R c. Every child's block has a run of its parent
+    just before and just after it; pairs gets (child, parent, index
+    before, the child's indices in its block, index after)."""
+    seq.append(node)
+    for ch in node.children:
+        before, start = len(seq) - 1, len(seq)
+        sandwich(ch, seq, pairs)
+        own = [k for k in range(start, len(seq)) if seq[k] is ch]
+        seq.append(node)
+        pairs.append((ch, node, before, own, len(seq) - 1))
+
+
+def schedule(roots, rnd):
+    """One round: every root's sandwich; roots rotated by the round number,
+    the whole sequence reversed every other round."""
+    k = rnd % max(1, len(roots))
+    seq, pairs = [], []
+    for root in roots[k:] + roots[:k]:
+        sandwich(root, seq, pairs)
+    if rnd % 2:
+        n = len(seq) - 1
+        seq.reverse()
+        pairs = [(c, p, n - a, [n - x for x in own], n - b) for c, p, b, own, a in pairs]
+    return seq, pairs
+
+
+def measure_matrix(entries, metric, opts):
+    """Every entry's server runs at once (each on its own port and
+    directory; idle ones cost nothing). After a warm-up of each, there are
+    opts.rounds rounds. In a round every variant runs between two runs of
+    its ref (schedule()), each run ~opts.seconds/opts.repeats long with
+    os.sync() before it, so that no run pays for what the one before left
+    dirty. A variant's cost is then its rate over the mean of the two ref
+    runs around it, one ratio per round: bursts of load from the rest of a
+    shared machine hit both sides of a ratio or are caught by the median of
+    the rounds. Returns {(variant name, who): result}."""
+    byvar = {(e.v.name, e.who): e for e in entries}
+    try:
+        for e in entries:
+            log(f"matrix: starting {e.label} on 127.0.0.1:{e.port}")
+            try:
+                e.server = _start(e.make())
+                ACTIVE.append(e.server)
+                if e.setup:
+                    e.setup_note = e.setup(e.server) or ""
+            except SetupError as ex:
+                log(f"{e.label} unavailable: {ex}")
+                e.error = str(ex)
+            except Exception as ex:
+                log(f"{e.label} start crashed:\n{traceback.format_exc()}")
+                e.error = f"start: {ex!r}"
+        os.sync()
+        for e in entries:
+            if e.error:
+                continue
+            rate, stage, warns = warm_up(e.server, opts.root, metric, opts, max_stages=3)
+            if rate is None:
+                e.error = warns
+                log(f"  {e.label}: {warns}")
+                continue
+            e.rate, e.warns = rate, list(warns)
+            log(f"  {e.label} {metric.key}: warm {rate:.0f}/s after {stage} runs")
+        live = [e for e in entries if not e.error]
+        for e in live:
+            p = byvar.get((e.v.ref, e.who)) if e.v.ref else None
+            if p is not None and not p.error:
+                e.parent = p
+                p.children.append(e)
+        roots = [e for e in live if e.parent is None]
+        per_run = opts.seconds / opts.repeats
+        n_runs = len(schedule(roots, 0)[0])
+        log(f"matrix {metric.key}: {opts.rounds} rounds of {n_runs} runs of ~{per_run:.1f}s "
+            f"({len(live)} servers, each variant between two runs of its ref)")
+        for rnd in range(opts.rounds):
+            seq, pairs = schedule(roots, rnd)
+            rates = []
+            for e in seq:
+                os.sync()
+                count = _size_for(e.rate, per_run, metric.sessions, opts)
+                dt, warn = run_load(e.server, opts.root, metric.sessions, count,
+                                    metric.reuse, opts)
+                e.warns += [w for w in warn if w not in e.warns]
+                if any(w.startswith("smtp-source") for w in warn):
+                    e.failed += 1
+                    rates.append(None)
+                    continue
+                e.rate = count / dt
+                rates.append(e.rate)
+                e.runs.append(e.rate)
+                e.counts.append(count)
+                e.secs.append(round(dt, 3))
+            for ch, par, b, own, a in pairs:
+                cv = [rates[k] for k in own if rates[k]]
+                pv = [rates[k] for k in (b, a) if rates[k]]
+                ch.ratios.append(statistics.mean(cv) / statistics.mean(pv)
+                                 if cv and pv else None)
+            log(f"  round {rnd + 1}/{opts.rounds}: " + ", ".join(
+                f"{ch.v.name}/{par.v.name}"
+                f"{'(pf)' if ch.who == 'postfix' else ''} "
+                + (f"{ch.ratios[-1]:.2f}" if ch.ratios[-1] else "n/a")
+                for ch, par, *_ in sorted(pairs, key=lambda p: p[0].label)))
+    finally:
+        for e in entries:
+            if e.server is None:
+                continue
+            if e.server in ACTIVE:
+                ACTIVE.remove(e.server)
+            try:
+                e.server.stop()
+            except Exception as ex:
+                log(f"stopping {e.label} failed: {ex}")
+    return {(e.v.name, e.who): e.result(metric, opts) for e in entries}
+
+
+def _smtp_probe(port, timeout=10):
+    """HELO, MAIL, RCPT as smtp-source sends them; returns the RCPT reply."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test",
+                      timeout=timeout) as c:
+        c.helo("client.test")
+        c.mail(SENDER)
+        code, text = c.rcpt(RCPT)
+        c.rset()
+        return code, text.decode("utf-8", "replace")
+
+
+def preallow_greylist(server):
+    """Puts 127.0.0.1 on the greylist allow list with the operators' CLI
+    (`mxgate state -c CONF add allow 127.0.0.1`); if RCPT is still
+    greylisted, falls back to one greylisted attempt retried after the
+    delay (which also puts the client on the allow list)."""
+    cmd = [server.binary, "state", "-c", server.cfg_path, "add", "allow", "127.0.0.1"]
+    r = subprocess.run(cmd, cwd=server.cwd, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    how = "mxgate state add allow 127.0.0.1"
+    if r.returncode:
+        log(f"  {' '.join(cmd[1:])}: rc={r.returncode} {r.stdout.strip()[-200:]}")
+    code, text = _smtp_probe(server.port)
+    if code != 250:
+        delay = float(server.cfg.get("greylist", {}).get("delay", 60))
+        log(f"  greylist: RCPT {code} after the CLI; retrying once after {delay:g}s")
+        time.sleep(delay + 0.3)
+        code, text = _smtp_probe(server.port)
+        how = "one greylisted RCPT retried after the delay"
+    if code != 250:
+        raise SetupError(f"greylist pre-allow failed: RCPT {code} {text[:120]}")
+    log(f"  greylist: 127.0.0.1 allowed ({how}); RCPT 250")
+    return how
+
+
+def check_postfix_dns(server, dns):
+    """Proof that this Postfix asks our rbldnsd: one RCPT must raise
+    rbldnsd's zen.test query counter (counters are written every second)."""
+    q0 = dns.queries_after(time.time())
+    code, text = _smtp_probe(server.port)
+    q1 = dns.queries_after(time.time())
+    if code != 250:
+        raise SetupError(f"postfix with reject_rbl_client: RCPT {code} {text[:120]}")
+    if q0 is None or q1 is None:
+        log("  rbldnsd query counters unreadable: Postfix's resolver path unverified")
+        return "resolver path unverified"
+    n = q1.get("zen.test", 0) - q0.get("zen.test", 0)
+    if n < 1:
+        raise SetupError("Postfix did not query rbldnsd (private resolv.conf not used?)")
+    log(f"  postfix resolves through rbldnsd {dns.address} ({n} zen.test queries for one RCPT)")
+    return f"resolver verified: {n} zen.test queries for one RCPT"
+
+
+# ---------------------------------------------------------------------------
+# The cost of one hook call: bench/hook_bench.c on the policy API.
+
+HOOK_STAGES = ["connect", "helo", "mail", "rcpt", "predata", "data", "quit"]
+PER_MESSAGE = ["mail", "rcpt", "predata", "data"]   # one message on a reused session
+
+
+def run_hookcost(mx_bin, dns, route_port, opts):
+    import mxgate as mxmod
+    r = subprocess.run(["make", "-s", "-f", "bench/Makefile"], cwd=REPO,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=600)
+    exe = os.path.join(REPO, "build", "bench", "hook_bench")
+    if r.returncode or not os.access(exe, os.X_OK):
+        return {"error": "make -f bench/Makefile failed: " + r.stdout.strip()[-300:]}
+    configs = [("c-nojournal", NOJOURNAL),
+               ("lua-empty", dict(NOJOURNAL, rules=os.path.join(RULESETS, "empty"))),
+               ("lua-10x7", dict(NOJOURNAL, rules=os.path.join(RULESETS, "lookups10"))),
+               ("rules", RULES_NONET)]
+    if dns is not None:
+        configs.append(("dnsbl", mxmod.merge(DNSBL, {"dns": {"servers": dns.address}})))
+    configs.append(("greylist", GREYLIST))
+    out = {}
+    for name, over in configs:
+        base = os.path.join(WORK, "hookbench", name)
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(os.path.join(base, "state", "state"), exist_ok=True)
+        cfg = mxmod.merge(mxmod.base_config(base, 0, route_port), over)
+        path = os.path.join(base, "mxgate.lua")
+        with open(path, "w") as f:
+            f.write(mxmod.render_config(cfg))
+        if name == "greylist":
+            subprocess.run([mx_bin, "state", "-c", path, "add", "allow", "127.0.0.1"],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log(f"hook_bench {name}")
+        try:
+            p = subprocess.run([exe, "-n", str(opts.hook_calls), "-r", "7", path], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=300)
+        except subprocess.TimeoutExpired:
+            out[name] = {"error": "timeout"}
+            continue
+        if p.returncode:
+            out[name] = {"error": (p.stderr or p.stdout).strip()[-200:]}
+            continue
+        stages = {}
+        for line in p.stdout.splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            stages[d["stage"]] = d
+        out[name] = {"stages": stages, "policy": next(iter(stages.values()), {}).get("policy")}
+    return out
+
+
+def _us(x):
+    return f"{x:.3f}" if x < 0.1 else f"{x:.2f}"
+
+
+def print_hookcost(hc, mx_rates, out=sys.stdout):
+    if "error" in hc:
+        print(f"Hook cost: n/a ({hc['error']})", file=out)
+        return
+    print("One hook call, in-process (bench/hook_bench.c: ops->decide() on one session, "
+          "no network; µs per call, median of 7 x N calls):", file=out)
+    head = ["ruleset"] + HOOK_STAGES + ["per message"]
+    lines = []
+    for name, r in hc.items():
+        if "error" in r:
+            lines.append([name, f"n/a ({r['error'][:60]})"] + [""] * (len(head) - 2))
+            continue
+        st = r["stages"]
+        cells = [name]
+        for h in HOOK_STAGES:
+            d = st.get(h)
+            cells.append(_us(d["ns_median"] / 1000) if d else "-")
+        per = sum(st[h]["ns_median"] for h in PER_MESSAGE if h in st) / 1000
+        r["per_message_us"] = per
+        cells.append(_us(per))
+        lines.append(cells)
+    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(head)]
+
+    def row(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    print(row(head), file=out)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
+    for l in lines:
+        print(row(l), file=out)
+    print("per message = mail + rcpt + predata + data, the hooks one more message costs on "
+          "a reused session (connect, helo and quit run once per session).", file=out)
+    e, t = hc.get("lua-empty", {}), hc.get("lua-10x7", {})
+    if "stages" in e and "stages" in t:
+        per_rule = statistics.mean(
+            (t["stages"][h]["ns_median"] - e["stages"][h]["ns_median"]) / 10
+            for h in HOOK_STAGES if h in t["stages"] and h in e["stages"]) / 1000
+        hc["per_rule_us"] = per_rule
+        print(f"one look-up rule ≈ {per_rule:.2f} µs ((lua-10x7 - lua-empty) / 10, mean over "
+              f"hooks); a hook with no rule ≈ {e['stages']['connect']['ns_median'] / 1000:.2f} µs",
+              file=out)
+    ncpu = os.cpu_count() or 1
+    for name in ("lua-empty", "lua-10x7", "rules", "dnsbl", "greylist"):
+        r, rate = hc.get(name, {}), mx_rates.get(name)
+        if "per_message_us" in r and rate:
+            share = r["per_message_us"] * rate / (ncpu * 1e6)
+            r["cpu_share_at_rate"] = share
+            print(f"  {name}: {r['per_message_us']:.1f} µs/message x {rate:.0f} msg/s = "
+                  f"{100 * share:.1f}% of {ncpu} CPUs", file=out)
+
+
+# ---------------------------------------------------------------------------
 # Output
 
 def fmt_value(key, r, width=None):
@@ -315,10 +725,19 @@ def ratio(a, b):
     return a["value"] / b["value"]
 
 
+def fmt_paired(pr, ref):
+    if not pr:
+        return "-"
+    return (f"{pr['median']:.3f}x of {ref} ({pr['min']:.2f}-{pr['max']:.2f}, "
+            f"{pr['n']} rounds)")
+
+
 def print_table(rows, sink, out=sys.stdout):
-    head = ["metric", "mxgate", "postfix", "mxgate/postfix", "warnings"]
+    """rows: (label, key, mxgate result, postfix result[, vs-ref text])."""
+    head = ["metric", "mxgate", "postfix", "mxgate/postfix", "vs ref (paired rounds)",
+            "warnings"]
     lines = []
-    for label, key, mx, pf in rows:
+    for label, key, mx, pf, *rest in rows:
         rt = ratio(mx, pf)
         m = MBYKEY[key]
         rs = "-" if rt is None else f"{rt:.3g}x" + ("" if m.higher_better else " (lower=better)")
@@ -326,9 +745,10 @@ def print_table(rows, sink, out=sys.stdout):
         for who, r in (("mxgate", mx), ("postfix", pf)):
             if r and r.get("warn"):
                 warns.append(f"{who}: {r['warn']}")
-        lines.append([label, fmt_value(key, mx), fmt_value(key, pf), rs, "; ".join(warns)])
+        vs = rest[0] if rest and rest[0] else "-"
+        lines.append([label, fmt_value(key, mx), fmt_value(key, pf), rs, vs, "; ".join(warns)])
     if sink is not None:
-        base = {key: (mx, pf) for label, key, mx, pf in rows if "[" not in label}
+        base = {key: (mx, pf) for label, key, mx, pf, *_ in rows if "[" not in label}
         cells = []
         for r in base.get("msgs_20", (None, None)):
             if r and "value" in r and "value" in sink:
@@ -336,7 +756,7 @@ def print_table(rows, sink, out=sys.stdout):
             else:
                 cells.append("-")
         lines.append([f"smtp-sink ceiling (writes nothing), 20 sessions: "
-                      f"{fmt_value('msgs_20', sink)} msg/s", cells[0], cells[1], "-",
+                      f"{fmt_value('msgs_20', sink)} msg/s", cells[0], cells[1], "-", "-",
                       sink.get("warn", "")])
     widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(head)]
     widths[-1] = len(head[-1])
@@ -350,7 +770,7 @@ def print_table(rows, sink, out=sys.stdout):
 
 
 def summary(rows, sink, why_none):
-    base = {key: (mx, pf) for label, key, mx, pf in rows if "[" not in label}
+    base = {key: (mx, pf) for label, key, mx, pf, *_ in rows if "[" not in label}
     parts = []
     names = {"msgs_1": "msgs/s @1", "msgs_20": "@20", "msgs_100": "@100",
              "conns_20": "new conns/s", "idle_mem": "memory/idle session"}
@@ -383,7 +803,11 @@ def main():
                     help="target timed wall time of each load point, split over "
                     "--repeats runs whose median is reported (default 5)")
     ap.add_argument("--repeats", type=int, default=5,
-                    help="timed runs per load point (default 5)")
+                    help="timed runs per load point (default 5); one run lasts "
+                    "--seconds/--repeats, also in the interleaved matrix")
+    ap.add_argument("--rounds", type=int, default=7,
+                    help="rounds of the interleaved matrix (default 7): one timed "
+                    "run of every interleaved server per round")
     ap.add_argument("--noisy", type=float, default=0.25,
                     help="warn when (max-min)/median of the runs exceeds this")
     ap.add_argument("--idle", type=int, default=1000,
@@ -391,13 +815,16 @@ def main():
     ap.add_argument("--size", type=int, default=2048,
                     help="message body bytes, smtp-source -l (default 2048)")
     ap.add_argument("--max-messages", type=int, default=200000)
+    ap.add_argument("--hook-calls", type=int, default=20000,
+                    help="hook_bench: calls per timing (default 20000)")
     ap.add_argument("--metrics", default=",".join(m.key for m in METRICS),
                     help="comma list of: " + ", ".join(m.key for m in METRICS))
     ap.add_argument("--servers", default="mxgate,postfix,sink",
                     help="comma list of: mxgate, postfix, sink")
     ap.add_argument("--variants", default=None,
-                    help="comma list (default: those marked default): "
-                    + ", ".join(v.name for v in VARIANTS) + ", or 'all'")
+                    help="comma list (default: all): "
+                    + ", ".join(v.name for v in VARIANTS) + ", or 'all'; the ref "
+                    "of a chosen variant is added")
     ap.add_argument("--mxgate", default=os.environ.get(
         "MXGATE_BIN", "bin/mxgate"), help="mxgate binary, relative to the repo "
                     "(default bin/mxgate; env MXGATE_BIN)")
@@ -414,24 +841,35 @@ def main():
     opts.seconds, opts.idle, opts.size = a.seconds, a.idle, a.size
     opts.max_messages = a.max_messages
     opts.repeats, opts.noisy = max(1, a.repeats), a.noisy
+    opts.rounds, opts.hook_calls = max(1, a.rounds), max(100, a.hook_calls)
     metrics = [k for k in a.metrics.split(",") if k in MBYKEY]
     servers = set(a.servers.split(","))
-    if a.variants == "all":
-        variants = VARIANTS
-    elif a.variants:
-        want = a.variants.split(",")
+    byname = {v.name: v for v in VARIANTS}
+    if a.variants and a.variants != "all":
+        want = set(a.variants.split(","))
+        unknown = want - set(byname)
+        if unknown:
+            ap.error("unknown variant(s): " + ", ".join(sorted(unknown)))
+        todo = list(want)
+        while todo:                       # a variant's ref comes along
+            ref = byname[todo.pop()].ref
+            if ref and ref not in want:
+                want.add(ref)
+                todo.append(ref)
         variants = [v for v in VARIANTS if v.name in want]
     else:
         variants = [v for v in VARIANTS if v.default]
+    mx_bin = os.path.join(REPO, a.mxgate)
 
     nofile = idle.raise_nofile(max(65536, a.idle * 2 + 1024))
     os.makedirs(WORK, exist_ok=True)
-    log(f"work dir {WORK}, RLIMIT_NOFILE {nofile}, {os.cpu_count()} cpus")
+    log(f"work dir {WORK}, RLIMIT_NOFILE {nofile}, {os.cpu_count()} cpus, variants "
+        + ",".join(v.name for v in variants))
 
     results = {"time": datetime.datetime.now().isoformat(timespec="seconds"),
                "host": {"cpus": os.cpu_count(), "kernel": platform.release(),
                         "loadavg_start": _loadavg()},
-               "params": {"seconds": a.seconds, "repeats": a.repeats,
+               "params": {"seconds": a.seconds, "repeats": a.repeats, "rounds": a.rounds,
                           "idle_sessions": a.idle,
                           "size": a.size, "rcpt": RCPT, "sender": SENDER,
                           "conns_metric": "one message per new connection, 20 in parallel"},
@@ -447,13 +885,19 @@ def main():
     opts.root = root
 
     exit_code = 0
-    rows = []          # (label, metric key, mxgate result, postfix result)
+    rows = []          # (label, metric key, mxgate result, postfix result[, vs ref])
     sink_res = None
     why_none = None    # why the summary has no ratio at all
     pf_baseline = {}
+    res_by = {}        # variant name -> (mxgate results, postfix results)
+    paired_by = {}     # variant name -> {metric: {"mxgate": .., "postfix": ..}}
+    hookcost = None
+    dns = None
+    dns_why = None
+    notes = set()
     try:
         if root:
-            _stop_stale(root, os.path.join(REPO, a.mxgate))
+            _stop_stale(root, mx_bin)
         _empty_trash()
         taken = set()
 
@@ -465,13 +909,28 @@ def main():
         if route_port != 2626:
             log(f"note: mxgate's route port is {route_port} (nothing listens there)")
 
-        if setup_error is None and "sink" in servers and "msgs_20" in metrics:
+        if any(v.interleave or v.kind == "micro" for v in variants):
+            rulesets.write(RULESETS)
+        if any(v.dns for v in variants) or any(v.kind == "micro" for v in variants):
+            try:
+                dns, dns_why = rbl.start(log)
+                log(f"rbldnsd on {dns.address} (zones {', '.join(rbl.ZONES)})")
+            except Exception as e:
+                dns_why = f"rbldnsd: {e}"
+                log(dns_why)
+
+        # The ceiling belongs to the baseline's table rows and summary.
+        if (setup_error is None and "sink" in servers and "msgs_20" in metrics
+                and any(v.name == "baseline" for v in variants)):
             r = measure_server("smtp-sink", lambda: _start(SmtpSink(root, sink_port, log)),
                                sink_port, ["msgs_20"], opts)
             sink_res = r.get("msgs_20")
             results["sink"] = sink_res
 
+        # 1. Variants measured one after another (baseline: every metric).
         for v in variants:
+            if v.interleave or v.kind != "load":
+                continue
             keys = [k for k in v.metrics if k in metrics]
             if not keys:
                 continue
@@ -499,7 +958,7 @@ def main():
                 else:
                     mx = measure_server(
                         "mxgate",
-                        lambda: _start(MxgateServer(os.path.join(REPO, a.mxgate), os.path.join(WORK, "mxgate"),
+                        lambda: _start(MxgateServer(mx_bin, os.path.join(WORK, "mxgate"),
                                                     mx_port, route_port, v.mxgate, log=log)),
                         mx_port, keys, opts)
             if v.name == "baseline":
@@ -507,16 +966,94 @@ def main():
                     errs = [r["error"] for r in res.values() if "error" in r]
                     if errs and len(errs) == len(res) and not why_none:
                         why_none = f"{who}: {' '.join(errs[0].split())}"
-            results["variants"][v.name] = {"note": v.note, "mxgate": mx, "postfix": pf,
-                                           "mxgate_config_overrides": v.mxgate,
-                                           "postfix_overrides": v.postfix}
-            for k in keys:
-                label = MBYKEY[k].label
-                if k == "idle_mem":
-                    label = f"private KiB per idle session ({a.idle}, after EHLO)"
-                if v.name != "baseline":
-                    label += f" [{v.name}]"
-                rows.append((label, k, mx.get(k), pf.get(k)))
+            res_by[v.name] = (mx, pf)
+
+        # 2. The interleaved matrix: every variant with a ref, and the refs.
+        inter = [v for v in variants if v.interleave]
+        mkeys = [k for k in metrics if any(k in v.metrics for v in inter)]
+        for key in mkeys:
+            metric = MBYKEY[key]
+            vs = [v for v in inter if key in v.metrics]
+            log(f"=== interleaved matrix {key}: {', '.join(v.name for v in vs)}")
+            entries = []
+            for v in vs:
+                base = os.path.join(WORK, f"mxgate-{v.name}")
+                if setup_error or "mxgate" not in servers:
+                    pass
+                elif v.dns and dns is None:
+                    res_by.setdefault(v.name, ({}, {}))[0][key] = {"error": dns_why}
+                else:
+                    over = v.mxgate
+                    if v.dns:
+                        over = mxgate_mod.merge(over, {"dns": {"servers": dns.address}})
+                    e = Entry(v, "mxgate", None)
+                    e.port = port(2725)
+                    e.make = (lambda base=base, p=e.port, over=over:
+                              MxgateServer(mx_bin, base, p, route_port, over, log=log))
+                    if v.setup:
+                        e.setup = (lambda srv, f=v.setup: f(srv, None))
+                    entries.append(e)
+                if v.postfix is not None and "postfix" in servers and not setup_error:
+                    ns = None
+                    if v.dns == "postfix":
+                        if dns is None or dns_why:
+                            res_by.setdefault(v.name, ({}, {}))[1][key] = {
+                                "error": f"no nameserver on port 53 for Postfix: {dns_why}"}
+                            continue
+                        ns = dns.host
+                    e = Entry(v, "postfix", None)
+                    e.port = port(2625)
+                    e.make = (lambda v=v, p=e.port, ns=ns: PostfixServer(
+                        root, os.path.join(WORK, f"postfix-{v.name}"), p, DOMAIN, v.postfix,
+                        smtpd_limit=1100, log=log, nameserver=ns))
+                    if ns:
+                        e.setup = lambda srv: check_postfix_dns(srv, dns)
+                    entries.append(e)
+            got = measure_matrix(entries, metric, opts) if entries else {}
+            for (name, who), r in got.items():
+                mx, pf = res_by.setdefault(name, ({}, {}))
+                (mx if who == "mxgate" else pf)[key] = r
+            if setup_error:
+                for v in vs:
+                    res_by.setdefault(v.name, ({}, {}))[0][key] = {"error": setup_error}
+            # Rows without a Postfix of their own show the matrix's plain Postfix.
+            plain = next((v.name for v in vs if v.postfix == {} and
+                          key in res_by.get(v.name, ({}, {}))[1]), None)
+            for v in vs:
+                mx, pf = res_by.setdefault(v.name, ({}, {}))
+                if key not in pf:
+                    if plain:
+                        pf[key] = res_by[plain][1][key]
+                    elif "postfix" in servers:
+                        pf[key] = pf_baseline.get(key, {"error": "no Postfix run"})
+                    else:
+                        pf[key] = {"error": "skipped (--servers)"}
+                if v.ref:
+                    own_pf = v.postfix is not None and byname[v.ref].postfix is not None
+                    paired_by.setdefault(v.name, {})[key] = {
+                        "ref": v.ref,
+                        "mxgate": (mx.get(key) or {}).get("paired"),
+                        "postfix": (pf.get(key) or {}).get("paired") if own_pf else None}
+            if dns is not None:
+                time.sleep(1.1)
+                results["rbldnsd"] = {"address": dns.address, "queries": dns.queries()[1]}
+            for e in entries:
+                if e.who == "postfix" and e.setup and e.server is not None:
+                    lf = os.path.join(WORK, f"postfix-{e.v.name}", "postfix.log")
+                    try:
+                        with open(lf, errors="replace") as f:
+                            bad = sum(1 for l in f if "RBL lookup error" in l)
+                    except OSError:
+                        bad = 0
+                    if bad:
+                        notes.add(f"postfix[{e.v.name}]: {bad} 'RBL lookup error' lines "
+                                  f"in {lf}")
+
+        # 3. The hook microbenchmark.
+        if any(v.kind == "micro" for v in variants):
+            log("=== hook cost (bench/hook_bench.c)")
+            hookcost = run_hookcost(mx_bin, dns, route_port, opts)
+            results["hookcost"] = hookcost
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) or isinstance(e, SystemExit):
             log(f"interrupted ({e!r}); printing what was measured")
@@ -525,19 +1062,71 @@ def main():
             log("bench crashed:\n" + traceback.format_exc())
     finally:
         _stop_all()
+        if dns is not None:
+            try:
+                dns.stop()
+            except Exception:
+                pass
         if not a.keep:
             _discard_queues()
+
+    # Rows: the table shows every variant that measured something.
+    for v in variants:
+        if v.name not in res_by:
+            continue
+        mx, pf = res_by[v.name]
+        keys = [k for k in TPUT_ORDER + ["idle_mem"] if k in mx or k in pf]
+        keys = [k for k in [m.key for m in METRICS] if k in keys]
+        for k in keys:
+            label = MBYKEY[k].label
+            if k == "idle_mem":
+                label = f"private KiB per idle session ({a.idle}, after EHLO)"
+            if v.name != "baseline":
+                label += f" [{v.name}]"
+            vs = "-"
+            pr = paired_by.get(v.name, {}).get(k)
+            if pr:
+                vs = fmt_paired(pr["mxgate"], pr["ref"])
+                if pr.get("postfix"):
+                    vs += f"; postfix {pr['postfix']['median']:.3f}x"
+            rows.append((label, k, mx.get(k), pf.get(k), vs))
+        results["variants"][v.name] = {"note": v.note, "mxgate": mx, "postfix": pf,
+                                       "ref": v.ref, "paired": paired_by.get(v.name),
+                                       "mxgate_config_overrides": v.mxgate,
+                                       "postfix_overrides": v.postfix}
 
     results["host"]["loadavg_end"] = _loadavg()
     print()
     print(f"mxgate vs Postfix 3.7 smtpd: {os.cpu_count()} cpus, {a.size}-byte bodies, "
-          f"median of {opts.repeats} runs over ~{a.seconds:g}s per load point; "
+          f"median of {opts.repeats} runs over ~{a.seconds:g}s per load point "
+          f"([variant] rows: median of {opts.rounds} interleaved rounds); "
           "both fsync each accepted message and deliver nothing")
     print_table(rows, sink_res)
-    print()
-    print(summary(rows, sink_res, why_none))
-    notes = set()
-    for label, key, mx, pf in rows:
+    if any(v.name == "baseline" for v in variants):
+        print()
+        print(summary(rows, sink_res, why_none))
+    costs = cost_lines(variants, paired_by, res_by)
+    if costs:
+        print()
+        print("Costs, paired per round (variant rate / ref rate in the same round; "
+              "median, range over rounds):")
+        for line in costs:
+            print("  " + line)
+    if hookcost is not None:
+        print()
+        rates = {n: r[0]["msgs_20"]["value"] for n, r in res_by.items()
+                 if "value" in r[0].get("msgs_20", {})}
+        print_hookcost(hookcost, rates)
+    for v in variants:
+        if v.interleave and v.name in res_by:
+            notes.add(f"[{v.name}] {v.note}")
+    if results.get("rbldnsd"):
+        q = results["rbldnsd"]["queries"]
+        notes.add(f"rbldnsd {results['rbldnsd']['address']} answered " + ", ".join(
+            f"{n} {z}" for z, n in q.items() if z != "*") + " queries in all")
+    if dns_why:
+        notes.add(f"DNSBL: {dns_why}")
+    for label, key, mx, pf, *_ in rows:
         for who, r in (("mxgate", mx), ("postfix", pf)):
             if r and "error" in r and len(r["error"]) > 48:
                 notes.add(f"{who}: {' '.join(r['error'].split())}")
@@ -562,6 +1151,37 @@ def main():
     return exit_code
 
 
+def cost_lines(variants, paired_by, res_by):
+    out = []
+    for v in variants:
+        for key, pr in paired_by.get(v.name, {}).items():
+            m = pr.get("mxgate")
+            head = f"{v.name} / {pr['ref']} ({key})"
+            if not m:
+                out.append(f"{head}: n/a")
+                continue
+            cost = 1 - m["median"]
+            line = (f"{head}: {m['median']:.3f}x, cost {100 * cost:+.1f}% "
+                    f"[{m['min']:.2f}-{m['max']:.2f}, {m['n']} rounds]")
+            if v.target is not None:
+                below = sum(1 for r in m["ratios"] if r < 1 - v.target)
+                ok = m["median"] >= 1 - v.target
+                line += (f" -> {v.issue}: target cost <{100 * v.target:.0f}%: "
+                         f"{'MET' if ok else 'NOT MET'}"
+                         f" ({below}/{m['n']} rounds below {1 - v.target:.2f}x)")
+            if m["max"] - m["min"] > 0.25:
+                line += " [noisy]"
+            p = pr.get("postfix")
+            if p:
+                line += (f"; Postfix {v.name}/{pr['ref']}: {p['median']:.3f}x "
+                         f"[{p['min']:.2f}-{p['max']:.2f}]")
+            mx, pf = res_by.get(v.name, ({}, {}))
+            if v.postfix and ratio(mx.get(key), pf.get(key)):
+                line += f"; mxgate/postfix {ratio(mx.get(key), pf.get(key)):.3g}x"
+            out.append(line)
+    return out
+
+
 def _loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -577,11 +1197,16 @@ def _discard_queues():
     next run finishes any leftover before it measures."""
     trash = os.path.join(WORK, "trash", str(os.getpid()))
     moved = False
-    for d in (os.path.join(WORK, "postfix", "queue"), os.path.join(WORK, "mxgate", "state")):
+    dirs = [os.path.join(WORK, "postfix", "queue"), os.path.join(WORK, "mxgate", "state")]
+    # The interleaved matrix's instances: postfix-VARIANT/, mxgate-VARIANT/.
+    dirs += sorted(glob.glob(os.path.join(WORK, "postfix-*", "queue")))
+    dirs += sorted(glob.glob(os.path.join(WORK, "mxgate-*", "state")))
+    for d in dirs:
         if os.path.isdir(d):
             os.makedirs(trash, exist_ok=True)
             try:
-                os.rename(d, os.path.join(trash, os.path.basename(os.path.dirname(d))))
+                os.rename(d, os.path.join(trash, os.path.basename(os.path.dirname(d)) +
+                                          "." + os.path.basename(d)))
                 moved = True
             except OSError:
                 shutil.rmtree(d, ignore_errors=True)
@@ -601,8 +1226,13 @@ def _empty_trash():
 def _stop_stale(root, mxgate_bin):
     """Instances a previous bench run left behind (it was SIGKILLed)."""
     try:
-        PostfixServer(root, os.path.join(WORK, "postfix"), 0, log=log).stop_stale()
-        MxgateServer(mxgate_bin, os.path.join(WORK, "mxgate"), 0, 0, log=log).stop_stale()
+        for d in [os.path.join(WORK, "postfix")] + sorted(
+                glob.glob(os.path.join(WORK, "postfix-*"))):
+            if d != os.path.join(WORK, "postfix-root") and os.path.isdir(d):
+                PostfixServer(root, d, 0, log=log).stop_stale()
+        for d in [os.path.join(WORK, "mxgate")] + sorted(
+                glob.glob(os.path.join(WORK, "mxgate-*"))):
+            MxgateServer(mxgate_bin, d, 0, 0, log=log).stop_stale()
         SmtpSink(root, 0, log=log).stop_stale()
     except Exception as e:
         log(f"stale-instance cleanup failed: {e!r}")

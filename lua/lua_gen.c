@@ -5,7 +5,8 @@
  * A generation is built whole or not at all: SIGHUP builds the next one
  * beside the running one and swaps only when it loaded cleanly. Rule files
  * load as text only (bytecode can crash the VM) into the sandbox that
- * stdlib/mxgate.lua builds; the state's allocator is capped.
+ * stdlib/mxgate.lua builds; the state's allocator is capped, and loading
+ * runs under an instruction budget as rules do.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -181,11 +182,14 @@ load_hook(lua_State *L, lua_Debug *ar)
 	if ((g->load_budget -= LOAD_HOOK_EVERY) >= 0)
 		return;
 	if (!g->load_spent[0]) {
-		if (!lua_getstack(L, 0, &d) || !lua_getinfo(L, "Sl", &d))
-			d.currentline = 0, snprintf(d.short_src, sizeof d.short_src, "?");
+		const char *src = "?";
+		int line = 0;
+		if (lua_getstack(L, 0, &d) && lua_getinfo(L, "Sl", &d)) {
+			src = d.short_src;
+			line = d.currentline;
+		}
 		snprintf(g->load_spent, sizeof g->load_spent,
-		    "%s:%d: loading exceeded its instruction budget (%d x rule_limits.instructions)",
-		    d.short_src, d.currentline, LOAD_BUDGET_FACTOR);
+		    "%s:%d: loading exceeded its instruction budget (rule_limits.instructions)", src, line);
 		lua_sethook(L, load_hook, LUA_MASKCOUNT, 1);
 	}
 	lua_pushstring(L, g->load_spent);

@@ -2,6 +2,7 @@
 sessions get it, sessions already open keep theirs, a broken edit changes
 nothing but the log, and no session is failed or dropped meanwhile."""
 import os
+import select
 import signal
 import smtplib
 import threading
@@ -65,6 +66,33 @@ class Reload(RulesTest):
         self.assertEqual(old.cmd("RCPT TO:<b@example.test>", 550), ["550 5.7.1 old"])
         self.assertEqual(rcpt_text(srv), (550, "5.7.1 newer"))
         old.cmd("QUIT", 221)
+
+    def test_a_session_waiting_in_a_rule_across_reloads_finishes_on_its_generation(self):
+        srv = self.serve({"50-text.lua": '''rule("rcpt", "text", function(s)
+  if s.rcpt == "slow@example.test" then
+    log("asleep in generation one")
+    sleep(1.5)
+  end
+  return deny { text = "generation one" }
+end)
+'''})
+        slow = srv.raw()
+        self.addCleanup(slow.close)
+        slow.expect(220)
+        slow.cmd("EHLO slow.example", 250)
+        slow.cmd("MAIL FROM:<a@sender.test>", 250)
+        slow.send("RCPT TO:<slow@example.test>\r\n")
+        wait_for(lambda: srv.log_has("rule_log", msg="asleep in generation one"), what="the rule to sleep")
+        for n in (2, 3, 4):
+            self.set_rules(srv, {"50-text.lua": text_rule("generation %d" % n)})
+            self.assertEqual(self.reload(srv)["event"], "reloaded")
+            self.assertEqual(rcpt_text(srv), (550, "5.7.1 generation %d" % n))
+        self.assertEqual(select.select([slow.sock], [], [], 0)[0], [], "woke before the reloads were done")
+        self.assertEqual(slow.read_reply(), (550, ["550 5.7.1 generation one"]))
+        self.assertEqual(slow.cmd("RCPT TO:<a@example.test>", 550), ["550 5.7.1 generation one"])
+        slow.cmd("QUIT", 221)
+        self.assertEqual(rcpt_text(srv), (550, "5.7.1 generation 4"))
+        self.assertEqual(srv.events("rule_error"), [])
 
     def test_a_broken_edit_is_logged_with_file_and_line_and_the_old_rules_answer(self):
         srv = self.serve({"10-keep.lua": 'rule("mail", "keep", function(s) end)\n',
