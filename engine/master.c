@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,15 @@ become(uid_t uid, gid_t gid, char *err, size_t errlen)
 static pid_t
 spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
 {
-	pid_t pid = fork();
+	pid_t master = getpid(), pid = fork();
 
 	if (pid == 0) {
 		sigset_t none;
+		/* A master that dies takes its workers along (gracefully): a new
+		 * master could not bind beside orphans, and nobody would restart them. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master)
+			_exit(1);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		_exit(worker_main(index, c, fds, cl, tls));

@@ -178,9 +178,15 @@ reply_text(struct session *s, int code, const char *enh, const char *text, const
 
 		if (n > 480)
 			n = 480;
-		len = snprintf(line, sizeof line, "%03d%c%s%s%.*s\r\n", code, nl ? '-' : ' ',
-		    enh && *enh ? enh : "", enh && *enh ? " " : "", (int)n, p);
-		out_append(s, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+		len = snprintf(line, sizeof line, "%03d%c%s%s", code, nl ? '-' : ' ',
+		    enh && *enh ? enh : "", enh && *enh ? " " : "");
+		/* A rule's text (or a downstream's, quoted in it) must not end the
+		 * line early or smuggle a reply of its own: no control bytes. */
+		for (size_t i = 0; i < n && len < (int)sizeof line - 3; i++)
+			line[len++] = ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) ? ' ' : p[i];
+		line[len++] = '\r';
+		line[len++] = '\n';
+		out_append(s, line, (size_t)len);
 		p = nl ? nl + 1 : NULL;
 	} while (p);
 	if (code >= 400) {

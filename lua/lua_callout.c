@@ -88,6 +88,10 @@ start(lua_State *L, const char *what, const char *route, const char *address)
 		return n;
 	}
 	r->in_call = 0;
+	/* Inside a metamethod or a sort/gsub callback a rule cannot wait: the
+	 * late answer finds no one waiting for its token and is dropped. */
+	if (!lua_isyieldable(L))
+		return luaL_error(L, "%s: cannot wait for an answer here (metamethod or callback)", what);
 	x->wait = token;
 	return lua_yield(L, 0);
 }

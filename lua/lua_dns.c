@@ -112,6 +112,10 @@ l_dns(lua_State *L)
 		free(r);
 		return n;
 	}
+	/* Inside a metamethod or a sort/gsub callback a rule cannot wait: the
+	 * late answer finds no one waiting for its token and is dropped. */
+	if (!lua_isyieldable(L))
+		return luaL_error(L, "dns: cannot wait for an answer here (metamethod or callback)");
 	x->wait = r->token;
 	return lua_yield(L, 0);
 }

@@ -75,6 +75,19 @@ live_remove(struct lpolicy *pol, struct lctx *x)
 		}
 }
 
+/* The session's coroutine and its `s` userdata, anchored in the registry. */
+static int
+new_session_objects(lua_State *L)
+{
+	struct lctx *x = lua_touserdata(L, 1);
+
+	x->co = lua_newthread(L);
+	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lsession_push(L, x);
+	x->sess_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
 static int
 lp_start(void *self, struct session_info *s)
 {
@@ -90,11 +103,20 @@ lp_start(void *self, struct session_info *s)
 	x->s = s;
 	x->key = s->id;
 	g->refs++;
-	x->co = lua_newthread(L);
-	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	x->co_ref = x->sess_ref = LUA_NOREF;
+	/* At the generation's memory cap Lua raises: protected, not an abort. */
+	lua_pushcfunction(L, new_session_objects);
+	lua_pushlightuserdata(L, x);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		log_event("rule_error", "sid", s->sid, "error", lua_tostring(L, -1), NULL);
+		lua_pop(L, 1);
+		luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, x->sess_ref);
+		lgen_unref(g);
+		free(x);
+		return -1;
+	}
 	*(struct lctx **)lua_getextraspace(x->co) = x;
-	lsession_push(L, x);
-	x->sess_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_sethook(x->co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	live_insert(pol, x);
 	s->policy_data = x;
