@@ -91,6 +91,7 @@ void lstate_open(lua_State *L);
 void ljson_open(lua_State *L);
 void ljson_encode(lua_State *L, int idx);          /* pushes the text */
 void ljson_encode_packed(lua_State *L, int idx);   /* table.pack() -> array */
+int  ljson_decode(lua_State *L, const char *s, size_t n); /* pushes, or -1 */
 
 /* lua_callout.c: callout(), verify_sender() into the table on top */
 void lcallout_open(lua_State *L);

@@ -287,7 +287,16 @@ dec_string(struct dec *d)
 {
 	luaL_Buffer b;
 
-	d->p++;                                 /* opening quote */
+	const char *q = ++d->p;                 /* past the opening quote */
+
+	/* The common case, no escape: one push, no buffer. */
+	while (q < d->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+		q++;
+	if (q < d->end && *q == '"') {
+		lua_pushlstring(d->L, d->p, (size_t)(q - d->p));
+		d->p = q + 1;
+		return 0;
+	}
 	luaL_buffinit(d->L, &b);
 	while (d->p < d->end && *d->p != '"') {
 		if ((unsigned char)*d->p < 0x20) {
@@ -441,6 +450,22 @@ dec_value(struct dec *d, int depth)
 	}
 	}
 	d->err = "unexpected character";
+	return -1;
+}
+
+/* Pushes the value JSON text s holds; -1 (nothing pushed) when it is not JSON. */
+int
+ljson_decode(lua_State *L, const char *s, size_t n)
+{
+	struct dec d = { L, s, s + n, NULL };
+	int top = lua_gettop(L);
+
+	if (dec_value(&d, 0) == 0) {
+		skip_ws(&d);
+		if (d.p == d.end)
+			return 0;
+	}
+	lua_settop(L, top);
 	return -1;
 }
 

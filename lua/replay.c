@@ -15,6 +15,7 @@
 
 #include <lauxlib.h>
 
+#include "bridge.h"
 #include "replay.h"
 
 #define ENC_DEPTH 16
@@ -250,246 +251,27 @@ encode_args(lua_State *L, struct replay_world *w, int first)
 
 /* ---------------- JSON results back to Lua values ---------------- */
 
-struct dec {
-	const char *p, *end;
-};
-
-static void
-ws(struct dec *d)
-{
-	while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
-		d->p++;
-}
-
-static int dec_value(lua_State *L, struct dec *d, int depth);
-
-static void
-add_utf8(luaL_Buffer *b, unsigned long cp)
-{
-	if (cp < 0x80)
-		luaL_addchar(b, (char)cp);
-	else if (cp < 0x800) {
-		luaL_addchar(b, (char)(0xc0 | (cp >> 6)));
-		luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
-	} else if (cp < 0x10000) {
-		luaL_addchar(b, (char)(0xe0 | (cp >> 12)));
-		luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
-	} else {
-		luaL_addchar(b, (char)(0xf0 | (cp >> 18)));
-		luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
-		luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
-	}
-}
-
-static int
-dec_string(lua_State *L, struct dec *d)
-{
-	const char *s = ++d->p, *q = s;
-	luaL_Buffer b;
-
-	/* The common case: no escape, one push. */
-	while (q < d->end && *q != '"' && *q != '\\')
-		q++;
-	if (q < d->end && *q == '"') {
-		lua_pushlstring(L, s, (size_t)(q - s));
-		d->p = q + 1;
-		return 0;
-	}
-	luaL_buffinit(L, &b);
-	while (d->p < d->end && *d->p != '"') {
-		if (*d->p != '\\') {
-			luaL_addchar(&b, *d->p++);
-			continue;
-		}
-		if (++d->p >= d->end)
-			return -1;
-		switch (*d->p) {
-		case 'b': luaL_addchar(&b, '\b'); break;
-		case 'f': luaL_addchar(&b, '\f'); break;
-		case 'n': luaL_addchar(&b, '\n'); break;
-		case 'r': luaL_addchar(&b, '\r'); break;
-		case 't': luaL_addchar(&b, '\t'); break;
-		case 'u': {
-			unsigned long cp = 0;
-			if (d->end - d->p < 5)
-				return -1;
-			for (int i = 1; i <= 4; i++) {
-				char c = d->p[i];
-				cp <<= 4;
-				if (c >= '0' && c <= '9') cp |= (unsigned long)(c - '0');
-				else if (c >= 'a' && c <= 'f') cp |= (unsigned long)(c - 'a' + 10);
-				else if (c >= 'A' && c <= 'F') cp |= (unsigned long)(c - 'A' + 10);
-				else return -1;
-			}
-			d->p += 4;
-			add_utf8(&b, cp);
-			break;
-		}
-		default: luaL_addchar(&b, *d->p); break;
-		}
-		d->p++;
-	}
-	if (d->p >= d->end)
-		return -1;
-	d->p++;
-	luaL_pushresult(&b);
-	return 0;
-}
-
-static int
-dec_value(lua_State *L, struct dec *d, int depth)
-{
-	ws(d);
-	if (d->p >= d->end || depth > 32 || !lua_checkstack(L, 4))
-		return -1;
-	switch (*d->p) {
-	case '"':
-		return dec_string(L, d);
-	case '[': {
-		lua_Integer n = 0;
-		d->p++;
-		lua_newtable(L);
-		ws(d);
-		if (d->p < d->end && *d->p == ']') {
-			d->p++;
-			return 0;
-		}
-		for (;;) {
-			if (dec_value(L, d, depth + 1) < 0)
-				return -1;
-			lua_rawseti(L, -2, ++n);     /* null: json_null, the length kept */
-			ws(d);
-			if (d->p < d->end && *d->p == ',') {
-				d->p++;
-				continue;
-			}
-			if (d->p < d->end && *d->p == ']') {
-				d->p++;
-				return 0;
-			}
-			return -1;
-		}
-	}
-	case '{':
-		d->p++;
-		lua_newtable(L);
-		ws(d);
-		if (d->p < d->end && *d->p == '}') {
-			d->p++;
-			return 0;
-		}
-		for (;;) {
-			ws(d);
-			if (d->p >= d->end || *d->p != '"' || dec_string(L, d) < 0)
-				return -1;
-			ws(d);
-			if (d->p >= d->end || *d->p++ != ':')
-				return -1;
-			if (dec_value(L, d, depth + 1) < 0)
-				return -1;
-			if (lua_islightuserdata(L, -1))
-				lua_pop(L, 2);          /* a null member: absent */
-			else
-				lua_rawset(L, -3);
-			ws(d);
-			if (d->p < d->end && *d->p == ',') {
-				d->p++;
-				continue;
-			}
-			if (d->p < d->end && *d->p == '}') {
-				d->p++;
-				return 0;
-			}
-			return -1;
-		}
-	case 't':
-		if (d->end - d->p >= 4 && !memcmp(d->p, "true", 4)) {
-			d->p += 4;
-			lua_pushboolean(L, 1);
-			return 0;
-		}
-		return -1;
-	case 'f':
-		if (d->end - d->p >= 5 && !memcmp(d->p, "false", 5)) {
-			d->p += 5;
-			lua_pushboolean(L, 0);
-			return 0;
-		}
-		return -1;
-	case 'n':
-		if (d->end - d->p >= 4 && !memcmp(d->p, "null", 4)) {
-			d->p += 4;
-			lua_pushlightuserdata(L, NULL);        /* json_null */
-			return 0;
-		}
-		return -1;
-	default: {
-		char buf[64], *e;
-		size_t n = 0;
-		int isint = 1;
-		while (d->p + n < d->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", d->p[n])) {
-			if (strchr(".eE", d->p[n]))
-				isint = 0;
-			n++;
-		}
-		if (!n)
-			return -1;
-		memcpy(buf, d->p, n);
-		buf[n] = '\0';
-		if (isint) {
-			long long v = strtoll(buf, &e, 10);
-			if (*e == '\0') {
-				lua_pushinteger(L, v);
-				d->p += n;
-				return 0;
-			}
-		}
-		double v = strtod(buf, &e);
-		if (*e)
-			return -1;
-		lua_pushnumber(L, v);
-		d->p += n;
-		return 0;
-	}
-	}
-}
-
-/* Pushes the elements of a JSON array (null at the top level: nil). */
+/* Pushes the elements of a JSON array (a null among them: nil); -1 if not one. */
 static int
 push_results(lua_State *L, const char *s, size_t len)
 {
-	struct dec d = { s, s + len };
-	int top = lua_gettop(L), n = 0;
+	int top = lua_gettop(L), t, n;
 
-	ws(&d);
-	if (d.p >= d.end || *d.p != '[')
-		return -1;
-	d.p++;
-	ws(&d);
-	if (d.p < d.end && *d.p == ']')
-		return 0;
-	for (;;) {
-		if (dec_value(L, &d, 1) < 0) {
-			lua_settop(L, top);
-			return -1;
-		}
-		if (lua_islightuserdata(L, -1)) {
-			lua_pop(L, 1);
-			lua_pushnil(L);
-		}
-		n++;
-		ws(&d);
-		if (d.p < d.end && *d.p == ',') {
-			d.p++;
-			continue;
-		}
-		if (d.p < d.end && *d.p == ']')
-			return n;
+	if (ljson_decode(L, s, len) < 0 || !lua_istable(L, -1)) {
 		lua_settop(L, top);
 		return -1;
 	}
+	t = lua_gettop(L);
+	n = (int)lua_rawlen(L, t);
+	luaL_checkstack(L, n, "replay results");
+	for (int i = 1; i <= n; i++) {
+		if (lua_rawgeti(L, t, i) == LUA_TLIGHTUSERDATA) {
+			lua_pop(L, 1);
+			lua_pushnil(L);
+		}
+	}
+	lua_remove(L, t);
+	return n;
 }
 
 /* ---------------- C.replay and C.trace ---------------- */
