@@ -612,7 +612,7 @@ proceed_noop(struct rs *s, struct step *p, struct seg *g, const struct verdict *
 static void
 proceed_vrfy(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
 {
-	add_reply(p, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+	add_reply(p, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void

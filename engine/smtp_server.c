@@ -506,7 +506,7 @@ static void
 proceed_vrfy(struct session *s, const struct verdict *v)
 {
 	/* RFC 5321 3.5.3: 252 neither confirms nor denies; no address harvesting. */
-	reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+	reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void

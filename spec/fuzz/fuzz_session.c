@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +98,19 @@ static const struct policy_ops later_ops = {
 	.reload = later_reload, .free = later_free,
 };
 
+static int
+remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+teardown(void)
+{
+	spool_close(srv.spool);
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 setup(void)
 {
@@ -137,6 +151,7 @@ setup(void)
 		fprintf(stderr, "fuzz_session: %s\n", err);
 		abort();
 	}
+	atexit(teardown);
 }
 
 /* Accepted messages pile up in queue/: empty it between inputs. */

@@ -7,6 +7,7 @@
  * with a policy made up for each test.
  */
 #include <arpa/inet.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,10 +76,24 @@ static const struct policy_ops later_ops = {
 
 /* ---- a session on a socketpair -------------------------------------- */
 
+static char dir[] = "/tmp/mxgate-unit-XXXXXX";
+
+static int
+remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+teardown(void)
+{
+	spool_close(srv.spool);
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 setup(void)
 {
-	static char dir[] = "/tmp/mxgate-unit-XXXXXX";
 	char path[256], err[1024];
 	FILE *f;
 
@@ -105,7 +120,7 @@ setup(void)
 	if (!(srv.spool = spool_open(srv.loop, conf->spool_dir, err, sizeof err)))
 		abort();
 	ev_timer_init(&later, on_later, 0, 0);
-	unlink(path);
+	atexit(teardown);
 }
 
 /* Sends in (the whole session, QUIT included) in one write; returns every reply. */
