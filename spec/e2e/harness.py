@@ -97,9 +97,21 @@ class Mxgate:
     def write_config(self):
         listen = ", ".join(
             f'{{ address = "127.0.0.1", port = {p}, direction = "{d}" }}' for d, p in self.ports.items())
+        # Workers run as "nobody" when the suite runs as root, and the checkout
+        # may sit where nobody cannot read (CI clones anywhere): the server
+        # reads its own copies of stdlib/ and of the default rules.d/.
+        stdlib = os.path.join(self.dir, "stdlib")
+        if not os.path.isdir(stdlib):
+            shutil.copytree(os.path.join(ROOT, "stdlib"), stdlib)
+        default_rules = '"%s"' % os.path.join(ROOT, "rules.d")
+        if self.config.get("rules") == default_rules:
+            copy = os.path.join(self.dir, "default-rules.d")
+            if not os.path.isdir(copy):
+                shutil.copytree(os.path.join(ROOT, "rules.d"), copy)
+            self.config["rules"] = '"%s"' % copy
         lines = [f"listen = {{ {listen} }}", f'state_dir = "{self.dir}/var"',
                  f'log_file = "{self.log_path}"', f"workers = {self.workers}",
-                 f'stdlib = "{ROOT}/stdlib"']
+                 f'stdlib = "{stdlib}"']
         if self.rules is not None:
             rdir = os.path.join(self.dir, "rules.d")
             os.makedirs(rdir, exist_ok=True)
