@@ -16,7 +16,8 @@
 void
 lsession_push(lua_State *L, struct lctx *x)
 {
-	struct lctx **u = lua_newuserdatauv(L, sizeof *u, 1);
+	/* user values: 1 = s.data, 2 = this hook's cache of computed fields */
+	struct lctx **u = lua_newuserdatauv(L, sizeof *u, 2);
 
 	*u = x;
 	luaL_setmetatable(L, SESSION_MT);
@@ -46,16 +47,12 @@ push_domain(lua_State *L, const char *addr)
 		lua_pushnil(L);
 }
 
+/* Pushes field k of the session (or raises for an unknown one). */
 static int
-l_session_index(lua_State *L)
+session_field(lua_State *L, struct lctx *x, const char *k)
 {
-	struct lctx *x = *(struct lctx **)luaL_checkudata(L, 1, SESSION_MT);
-	const char *k = luaL_checkstring(L, 2);
-	struct session_info *i;
+	struct session_info *i = x->s;
 
-	if (!x || !x->s)                        /* kept by a rule past its end */
-		return luaL_error(L, "the session is gone");
-	i = x->s;
 	switch (k[0]) {
 	case 'c':
 		if (!strcmp(k, "client_ip")) { lua_pushstring(L, i->client_ip); return 1; }
@@ -135,6 +132,46 @@ l_session_index(lua_State *L)
 		break;
 	}
 	return luaL_error(L, "session has no field '%s'", k);
+}
+
+/*
+ * A field does not change while a hook runs, and ten rules may read the
+ * same one: the first read computes it (strings are built and interned),
+ * the others find it in a per-hook cache that lua_policy.c drops at each
+ * hook. Tables (s.rcpts, s.data) are not cached: a rule may change them.
+ */
+static int
+l_session_index(lua_State *L)
+{
+	/* Only our userdata has this metamethod (its metatable is locked): no
+	 * luaL_checkudata, whose registry look-up every field read would pay. */
+	struct lctx **u = lua_touserdata(L, 1);
+	struct lctx *x = u ? *u : NULL;
+	const char *k = lua_tostring(L, 2);
+
+	if (!k)
+		return luaL_error(L, "session fields are named by strings");
+
+	if (!x || !x->s)                        /* kept by a rule past its end */
+		return luaL_error(L, "the session is gone");
+	if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
+		lua_pushvalue(L, 2);
+		if (lua_rawget(L, -2) != LUA_TNIL)
+			return 1;
+		lua_pop(L, 2);
+	} else {
+		lua_pop(L, 1);
+		lua_createtable(L, 0, 8);
+		lua_setiuservalue(L, 1, 2);
+	}
+	session_field(L, x, k);
+	if (lua_type(L, -1) != LUA_TTABLE && lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
+		lua_pushvalue(L, 2);
+		lua_pushvalue(L, -3);
+		lua_rawset(L, -3);
+	}
+	lua_settop(L, 3);
+	return 1;
 }
 
 static int

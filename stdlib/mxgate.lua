@@ -329,15 +329,15 @@ local function plain(v, r)
            reason = v.reason, where = r.where, name = r.name }
 end
 
-function M.run(hook, s)
-  for _, r in ipairs(chains[hook]) do
-    local ok, v = pcall(r.fn, s)
-    if not ok then
-      if trace then trace("error", hook, r.name, r.where, "error", tostring(v)) end
-      return { action = "error", where = r.where, name = r.name, text = tostring(v) }
-    end
+-- One hook's chain, run under a single xpcall (a pcall per rule costs as
+-- much as a simple rule). When an error escapes, failed_rule() reads which
+-- rule was running from this function's own locals.
+local function run_chain(hook, chain, s)
+  for i = 1, #chain do              -- not ipairs: this loop is the hot path
+    local r = chain[i]
+    local v = r.fn(s)
     if v ~= nil then
-      if type(v) ~= "table" or not ACTIONS[v.action] then
+      if type(v) ~= "table" or not ACTIONS[rawget(v, "action")] then
         return { action = "error", where = r.where, name = r.name,
                  text = "rule returned " .. tostring(v) .. " (return accept(), deny(...) or nothing)" }
       end
@@ -350,6 +350,36 @@ function M.run(hook, s)
     end
   end
   return nil
+end
+
+local getinfo, getlocal = debug.getinfo, debug.getlocal
+
+-- xpcall's handler, still on the failing stack: find run_chain's frame and
+-- its local `r`, the rule that raised.
+local function failed_rule(err)
+  for level = 2, 200 do
+    local info = getinfo(level, "f")
+    if not info then break end
+    if info.func == run_chain then
+      for n = 1, 20 do
+        local name, value = getlocal(level, n)
+        if not name then break end
+        if name == "r" and type(value) == "table" then return { err = err, rule = value } end
+      end
+      break
+    end
+  end
+  return { err = err }
+end
+
+function M.run(hook, s)
+  local ok, v = xpcall(run_chain, failed_rule, hook, chains[hook], s)
+  if ok then return v end
+  if type(v) ~= "table" then v = { err = v } end   -- the handler itself failed
+  local r = v.rule or { where = "?", name = "?" }
+  local text = tostring(v.err)
+  if trace then trace("error", hook, r.name, r.where, "error", text) end
+  return { action = "error", where = r.where, name = r.name, text = text }
 end
 
 return M
