@@ -765,8 +765,27 @@ class PortalRowsTest(PortalCase):
             self.assertEqual(c.mail(sender)[0], 250)
 
 
-if __name__ == "__main__":
-    unittest.main()
+    # --- every session above, replayed ----------------------------------
+    def test_zz_every_recorded_session_replays_exactly(self):
+        """The journal of every row's sessions, replayed by ruletest with the
+        same config and rules, gives the same reply to every command (runs
+        last: unittest orders tests by name)."""
+        mx = self.world.mx
+        jdir = os.path.join(mx.dir, "var", "journal")
+        # A record is written when its session ends: wait for every closed one.
+        closed = lambda: len(mx.events("close"))
+        def recorded():
+            n = 0
+            for f in os.listdir(jdir) if os.path.isdir(jdir) else []:
+                with open(os.path.join(jdir, f)) as fh:
+                    n += sum(1 for _ in fh)
+            return n
+        wait_for(lambda: recorded() >= closed() > 0, what="journal records")
+        files = sorted(os.path.join(jdir, f) for f in os.listdir(jdir))
+        exe = os.path.join(os.path.dirname(binary()), "ruletest")
+        p = subprocess.run([exe, "-c", mx.conf_path, "--diff"] + files, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-2000:])
 
 
 class WildcardListenerTest(PortalCase):
@@ -904,3 +923,7 @@ class PortalReportTest(PortalCase):
             self.assertIn("--since", p.stderr)
         p = self.run_report("/nonexistent/mxgate.log")
         self.assertEqual(p.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
