@@ -161,3 +161,44 @@ def wait_gone(pids, timeout, kill=False):
                     pass
         wait_gone(pids, 5.0)
     return False
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(pids):
+    """(user, system) CPU seconds of pids, each with what their reaped
+    children used (cutime, cstime)."""
+    u = k = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        rest = data[data.rfind(")") + 2:].split()
+        try:
+            u += int(rest[11]) + int(rest[13])
+            k += int(rest[12]) + int(rest[14])
+        except (IndexError, ValueError):
+            pass
+    return u / CLK_TCK, k / CLK_TCK
+
+
+def cpu_seconds(pids):
+    """CPU time (user + system, in seconds) of pids plus that of their
+    children they have reaped (cutime + cstime): a process that exits
+    during a measurement still counts, in its parent's reaped total."""
+    tot = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        rest = data[data.rfind(")") + 2:].split()
+        try:
+            tot += sum(int(x) for x in rest[11:15])   # utime stime cutime cstime
+        except (IndexError, ValueError):
+            pass
+    return tot / CLK_TCK
