@@ -32,6 +32,7 @@
 #include "reply.h"
 #include "ruletest.h"
 #include "session.h"
+#include "smtp_grammar.h"
 #include "smtp_parse.h"
 
 #define MAX_REPLIES 16          /* per step, recorded or new */
@@ -112,8 +113,8 @@ struct rt {
 	int             ncounts, countcap;
 };
 
-enum rstate { R_CONNECT, R_INIT, R_HELO, R_MAIL, R_RCPT, R_CLOSED };
-#define ST(x) (1u << (x))
+enum rstate { R_CONNECT = PHASE_CONNECT, R_INIT = PHASE_INIT, R_HELO = PHASE_HELO,
+	R_MAIL = PHASE_MAIL, R_RCPT = PHASE_RCPT, R_CLOSED };
 
 /* One session being replayed. info first: the policy's resume finds us. */
 struct rs {
@@ -397,10 +398,6 @@ decide(struct rs *s, enum stage st, struct verdict *v)
 /* ---------------- commands: smtp_server.c's table, replayed ---------------- */
 
 struct rcommand {
-	enum smtp_verb verb;
-	unsigned       states;
-	const char    *sequence_error;
-	enum stage     stage;
 	const char  *(*check)(struct rs *, const char *args);
 	void         (*proceed)(struct rs *, struct step *, struct seg *, const struct verdict *);
 };
@@ -697,63 +694,57 @@ proceed_starttls(struct rs *s, struct step *p, struct seg *g, const struct verdi
 	s->state = R_INIT;
 }
 
-/* Keep in step with smtp_server.c's commands[] (test_ruletest.py replays real sessions to prove it). */
-#define ANY_GREETED (ST(R_INIT) | ST(R_HELO) | ST(R_MAIL) | ST(R_RCPT))
-
-static const struct rcommand commands[] = {
-	{ CMD_EHLO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
-	{ CMD_HELO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
-	{ CMD_STARTTLS, ST(R_HELO), "503 5.5.1 Error: send EHLO first, outside a transaction",
-	  STAGE_STARTTLS, check_starttls, proceed_starttls },
-	{ CMD_MAIL, ST(R_HELO), "503 5.5.1 Error: send HELO/EHLO first, or nested MAIL command",
-	  STAGE_MAIL, check_mail, proceed_mail },
-	{ CMD_RCPT, ST(R_MAIL) | ST(R_RCPT), "503 5.5.1 Error: need MAIL command",
-	  STAGE_RCPT, check_rcpt, proceed_rcpt },
-	{ CMD_DATA, ST(R_RCPT), "503 5.5.1 Error: need RCPT command",
-	  STAGE_PREDATA, check_data, proceed_data },
-	{ CMD_RSET, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_rset },
-	{ CMD_NOOP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_noop },
-	{ CMD_VRFY, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_vrfy },
-	{ CMD_EXPN, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_expn },
-	{ CMD_HELP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_help },
-	{ CMD_QUIT, ANY_GREETED, NULL, STAGE_QUIT, check_none, proceed_quit },
-	{ CMD_AUTH, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
-	{ CMD_BDAT, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+/* What each command does in a replay; where it is allowed is smtp_grammar.c's,
+ * the table the server itself follows. */
+static const struct rcommand handlers[CMD_MAX] = {
+	[CMD_EHLO] = { check_helo, proceed_helo },
+	[CMD_HELO] = { check_helo, proceed_helo },
+	[CMD_STARTTLS] = { check_starttls, proceed_starttls },
+	[CMD_MAIL] = { check_mail, proceed_mail },
+	[CMD_RCPT] = { check_rcpt, proceed_rcpt },
+	[CMD_DATA] = { check_data, proceed_data },
+	[CMD_RSET] = { check_none, proceed_rset },
+	[CMD_NOOP] = { check_none, proceed_noop },
+	[CMD_VRFY] = { check_none, proceed_vrfy },
+	[CMD_EXPN] = { check_none, proceed_expn },
+	[CMD_HELP] = { check_none, proceed_help },
+	[CMD_QUIT] = { check_none, proceed_quit },
+	[CMD_AUTH] = { check_unimplemented, NULL },
+	[CMD_BDAT] = { check_unimplemented, NULL },
 };
 
 static void
 command(struct rs *s, struct step *p, struct seg *g, const char *line)
 {
-	const struct rcommand *c = NULL;
+	const struct rcommand *c;
 	const char *args, *why;
 	enum smtp_verb verb = smtp_parse_verb(line, &args);
+	const struct smtp_grammar *gr = smtp_grammar(verb);
 	struct verdict v;
 	int first;
 
 	s->cmd = verb;
-	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-		if (commands[i].verb == verb)
-			c = &commands[i];
-	if (!c) {
+	if (!gr) {
 		reply_error(s, p, "500 5.5.2 Error: command not recognized");
 		return;
 	}
-	if (!(c->states & ST(s->state))) {
-		reply_error(s, p, c->sequence_error ? c->sequence_error : "503 5.5.1 Error: bad sequence of commands");
+	if (!(gr->phases & PHASE_BIT(s->state))) {
+		reply_error(s, p, gr->sequence_error);
 		return;
 	}
+	c = &handlers[verb];
 	if ((why = c->check(s, args)) != NULL) {
 		reply_error(s, p, why);
 		return;
 	}
-	if (c->stage == STAGE_MAX) {
+	if (gr->stage == STAGE_MAX) {
 		if (c->proceed)
 			c->proceed(s, p, g, &(struct verdict){ .action = V_NONE });
 		return;
 	}
-	decide(s, c->stage, &v);
+	decide(s, gr->stage, &v);
 	if (s->diverged && !s->got && v.action == V_DEFER && !strcmp(v.reason, "rule_error")) {
-		reply_verdict(s, p, c->stage, &v);
+		reply_verdict(s, p, gr->stage, &v);
 		return;
 	}
 	first = p->n;

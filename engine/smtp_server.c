@@ -29,6 +29,7 @@
 #include "log.h"
 #include "reply.h"
 #include "session.h"
+#include "smtp_grammar.h"
 #include "smtp_parse.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -39,11 +40,11 @@
 #define HDR_MAX   65536  /* header section kept for the data stage */
 
 enum state {
-	S_CONNECT,      /* connect hook, greeting not yet sent */
-	S_INIT,         /* greeted; no HELO/EHLO yet (also after STARTTLS) */
-	S_HELO,         /* HELO/EHLO done, no transaction */
-	S_MAIL,         /* MAIL accepted */
-	S_RCPT,         /* at least one RCPT accepted */
+	S_CONNECT = PHASE_CONNECT, /* connect hook, greeting not yet sent */
+	S_INIT = PHASE_INIT,       /* greeted; no HELO/EHLO yet (also after STARTTLS) */
+	S_HELO = PHASE_HELO,       /* HELO/EHLO done, no transaction */
+	S_MAIL = PHASE_MAIL,       /* MAIL accepted */
+	S_RCPT = PHASE_RCPT,       /* at least one RCPT accepted */
 	S_DATA,         /* reading the message */
 	S_EOM,          /* message read; data hook or commit pending */
 	S_TLS,          /* TLS handshake */
@@ -55,7 +56,6 @@ static const char *state_names[S_NSTATES] = {
 	"connect", "init", "helo", "mail", "rcpt", "data", "eom", "tls", "quit",
 };
 
-#define ST(x) (1u << (x))
 
 struct session {
 	struct session_info info;        /* first: what the policy sees */
@@ -94,10 +94,6 @@ struct session {
 };
 
 struct command {
-	enum smtp_verb verb;
-	unsigned       states;                     /* where it is allowed */
-	const char    *sequence_error;             /* reply elsewhere */
-	enum stage     stage;                      /* STAGE_MAX: no hook */
 	const char  *(*check)(struct session *, const char *args);
 	void         (*proceed)(struct session *, const struct verdict *);
 };
@@ -305,14 +301,13 @@ decide(struct session *s, enum stage st, void (*proceed)(struct session *, const
 	proceed(s, &v);
 }
 
-static const struct command *find_command(enum smtp_verb v);
+static const struct command handlers[CMD_MAX];
 
 /* s->info.resume: a pending verdict arrives. info is our first member. */
 static void
 session_resume(struct session_info *i, const struct verdict *v)
 {
 	struct session *s = (struct session *)i;
-	const struct command *c;
 
 	if (!s->waiting)
 		return;
@@ -327,8 +322,8 @@ session_resume(struct session_info *i, const struct verdict *v)
 			smtp_after_connect(s, v);
 		else
 			smtp_after_data(s, v);
-	} else if ((c = find_command(s->cmd)) != NULL && c->proceed)
-		c->proceed(s, v);
+	} else if (s->cmd > CMD_UNKNOWN && s->cmd < CMD_MAX && handlers[s->cmd].proceed)
+		handlers[s->cmd].proceed(s, v);
 	if (!s->closing)
 		process(s);
 	session_io(s);
@@ -569,68 +564,56 @@ check_none(struct session *s, const char *args)
 	return NULL;
 }
 
-#define ANY_GREETED (ST(S_INIT) | ST(S_HELO) | ST(S_MAIL) | ST(S_RCPT))
-
-static const struct command commands[] = {
-	{ CMD_EHLO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
-	{ CMD_HELO, ANY_GREETED, NULL, STAGE_HELO, check_helo, proceed_helo },
-	{ CMD_STARTTLS, ST(S_HELO), "503 5.5.1 Error: send EHLO first, outside a transaction",
-	  STAGE_STARTTLS, check_starttls, proceed_starttls },
-	{ CMD_MAIL, ST(S_HELO), "503 5.5.1 Error: send HELO/EHLO first, or nested MAIL command",
-	  STAGE_MAIL, check_mail, proceed_mail },
-	{ CMD_RCPT, ST(S_MAIL) | ST(S_RCPT), "503 5.5.1 Error: need MAIL command",
-	  STAGE_RCPT, check_rcpt, proceed_rcpt },
-	{ CMD_DATA, ST(S_RCPT), "503 5.5.1 Error: need RCPT command",
-	  STAGE_PREDATA, check_data, proceed_data },
-	{ CMD_RSET, ANY_GREETED, NULL, STAGE_MAX, check_rset, proceed_rset },
-	{ CMD_NOOP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_noop },
-	{ CMD_VRFY, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_vrfy },
-	{ CMD_EXPN, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_expn },
-	{ CMD_HELP, ANY_GREETED, NULL, STAGE_MAX, check_none, proceed_help },
-	{ CMD_QUIT, ANY_GREETED, NULL, STAGE_QUIT, check_none, proceed_quit },
-	{ CMD_AUTH, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
-	{ CMD_BDAT, ANY_GREETED, NULL, STAGE_MAX, check_unimplemented, NULL },
+/* What each command does here; where it is allowed is smtp_grammar.c's. */
+static const struct command handlers[CMD_MAX] = {
+	[CMD_EHLO] = { check_helo, proceed_helo },
+	[CMD_HELO] = { check_helo, proceed_helo },
+	[CMD_STARTTLS] = { check_starttls, proceed_starttls },
+	[CMD_MAIL] = { check_mail, proceed_mail },
+	[CMD_RCPT] = { check_rcpt, proceed_rcpt },
+	[CMD_DATA] = { check_data, proceed_data },
+	[CMD_RSET] = { check_rset, proceed_rset },
+	[CMD_NOOP] = { check_none, proceed_noop },
+	[CMD_VRFY] = { check_none, proceed_vrfy },
+	[CMD_EXPN] = { check_none, proceed_expn },
+	[CMD_HELP] = { check_none, proceed_help },
+	[CMD_QUIT] = { check_none, proceed_quit },
+	[CMD_AUTH] = { check_unimplemented, NULL },
+	[CMD_BDAT] = { check_unimplemented, NULL },
 };
-
-static const struct command *
-find_command(enum smtp_verb v)
-{
-	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-		if (commands[i].verb == v)
-			return &commands[i];
-	return NULL;
-}
 
 static void
 command(struct session *s, char *line)
 {
 	const char *args, *why;
+	const struct smtp_grammar *g;
 	const struct command *c;
 
 	s->cmd = smtp_parse_verb(line, &args);
 	journal_cmd(s->info.journal, line);
 	if (log_debug)
 		log_event("command", "sid", s->info.sid, "line", line, NULL);
-	c = find_command(s->cmd);
-	s->stage = c ? c->stage : STAGE_MAX;
-	if (!c) {
+	g = smtp_grammar(s->cmd);
+	s->stage = g ? g->stage : STAGE_MAX;
+	if (!g) {
 		reply_error(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
-	if (!(c->states & ST(s->state))) {
-		reply_error(s, c->sequence_error ? c->sequence_error : "503 5.5.1 Error: bad sequence of commands");
+	if (!(g->phases & PHASE_BIT(s->state))) {
+		reply_error(s, g->sequence_error);
 		return;
 	}
+	c = &handlers[s->cmd];
 	if ((why = c->check(s, args)) != NULL) {
 		reply_error(s, why);
 		return;
 	}
-	if (c->stage == STAGE_MAX) {
+	if (g->stage == STAGE_MAX) {
 		if (c->proceed)
 			c->proceed(s, &(struct verdict){ .action = V_NONE });
 		return;
 	}
-	decide(s, c->stage, c->proceed);
+	decide(s, g->stage, c->proceed);
 }
 
 /* ------------------------------------------------------------------ */
