@@ -182,6 +182,17 @@ master_main(struct conf *c)
 		(void)!chown(c->log_file, uid, gid);
 	if (become(uid, gid, err, sizeof err) < 0)
 		goto fatal;
+	/* Workers load the rules as this user: say so now, not in a restart loop. */
+	if (c->rules[0]) {
+		char lib[600];
+		snprintf(lib, sizeof lib, "%s/mxgate.lua", c->stdlib);
+		if (access(c->rules, R_OK | X_OK) < 0 || access(lib, R_OK) < 0) {
+			snprintf(err, sizeof err, "user \"%.60s\" cannot read %.300s or %.300s (%s): set `user`, "
+			    "or keep the rules where that user can read them", c->user, c->rules, lib,
+			    strerror(errno));
+			goto fatal;
+		}
+	}
 	if (!(cl = connlimit_new(n))) {
 		snprintf(err, sizeof err, "shared memory: %s", strerror(errno));
 		goto fatal;
