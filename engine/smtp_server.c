@@ -75,7 +75,8 @@ struct session {
 	int                 discard_line;/* inside an overlong command line */
 	int                 eof;
 	int                 policy_started;
-	const char         *rule_where;  /* the rule behind the reply being logged */
+	const char         *rule_where;
+	const char         *close_why;   /* a literal, from session_close() */  /* the rule behind the reply being logged */
 	enum smtp_verb      cmd;         /* the command awaiting its decision */
 	enum stage          stage;
 	const struct conf_listener *listener;
@@ -1126,7 +1127,7 @@ session_close(struct session *s, const char *why)
 	ev_timer_stop(s->srv->loop, &s->timer);
 	s->timer.repeat = 5;
 	ev_timer_again(s->srv->loop, &s->timer);
-	log_event("close", "sid", s->info.sid, "why", why, NULL);
+	s->close_why = why;             /* logged when the session is gone */
 }
 
 /* Frees the session once nothing refers to it any more. */
@@ -1169,6 +1170,8 @@ session_settle(struct session *s)
 	conf_release(s->conf);
 	if (srv->closed)
 		srv->closed(srv, (struct sockaddr *)&s->info.client_sa);
+	/* Logged last: once "close" is in the log, the connection no longer counts. */
+	log_event("close", "sid", s->info.sid, "why", s->close_why, NULL);
 	free(s);
 }
 

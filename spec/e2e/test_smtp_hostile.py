@@ -88,7 +88,7 @@ class TooManyErrors(MxgateTest):
             r.cmd("RCPT TO:<alice@example.test>", 503)
             r.send("MAIL FROM:bob\r\nNOOP\r\n")
             self.assertEqual([c for c, _ in r.replies()], [501, 421])
-        self.assertTrue(self.server.log_has("close", why="too many errors"))
+        wait_for(lambda: self.server.log_has("close", why="too many errors"), what="the close")
 
 
 class TextLines(MxgateTest):
