@@ -99,6 +99,7 @@ void lcallout_open(lua_State *L);
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
 void lsession_open(lua_State *L);                  /* its metatable */
+void lsession_proxy(lua_State *L);                 /* anchor on top -> a hook's `s` */
 
 /* lua_prim.c */
 void lprim_open(lua_State *L);                     /* registers primitives */

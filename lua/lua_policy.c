@@ -282,8 +282,7 @@ lp_decide(void *self, struct session_info *s, enum stage st, struct verdict *v)
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->gen->run_ref);
 	lua_pushstring(co, stage_name(st));
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);
-	lua_pushnil(co);                        /* a new hook: drop the field cache */
-	lua_setiuservalue(co, -2, 2);
+	lsession_proxy(co);                     /* a new hook: a fresh `s` */
 	rc = lua_resume(co, NULL, 2, &nres);
 	return settle(x, rc, nres, v);
 }

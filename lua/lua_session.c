@@ -1,8 +1,13 @@
 /*
- * lua_session.c - the session as rules see it: a read-only userdata whose
- * fields are read from the engine's session_info on access, so a hook call
- * builds nothing it does not use. s.data is the one writable corner: a
- * table a rule can leave notes in for a later hook (Exim's acl_m_*).
+ * lua_session.c - the session as rules see it.
+ *
+ * Each hook gets `s`, a fresh, read-only table whose fields are computed
+ * from the engine's session_info on first read and then stored in it, so a
+ * hook builds nothing it does not use and ten rules reading s.ip pay for
+ * one C call, not ten. The table points at the session's anchor, a
+ * userdata that lives as long as the session (it holds s.data, the one
+ * writable corner, and is cut loose when the session ends, so an `s` a rule
+ * kept past its session reads as gone, never as freed memory).
  */
 #include <string.h>
 
@@ -12,12 +17,15 @@
 #include "session.h"
 
 #define SESSION_MT "mxgate.session"
+#define PROXY_MT   "mxgate.session.proxy"
+
+static char anchor_key;             /* its address keys the anchor in `s` */
 
 void
 lsession_push(lua_State *L, struct lctx *x)
 {
-	/* user values: 1 = s.data, 2 = this hook's cache of computed fields */
-	struct lctx **u = lua_newuserdatauv(L, sizeof *u, 2);
+	/* user value 1: s.data */
+	struct lctx **u = lua_newuserdatauv(L, sizeof *u, 1);
 
 	*u = x;
 	luaL_setmetatable(L, SESSION_MT);
@@ -47,9 +55,10 @@ push_domain(lua_State *L, const char *addr)
 		lua_pushnil(L);
 }
 
-/* Pushes field k of the session (or raises for an unknown one). */
+/* Pushes field k of the session (or raises for an unknown one); the
+ * session's anchor userdata is at stack index anchor. */
 static int
-session_field(lua_State *L, struct lctx *x, const char *k)
+session_field(lua_State *L, struct lctx *x, int anchor, const char *k)
 {
 	struct session_info *i = x->s;
 
@@ -61,11 +70,11 @@ session_field(lua_State *L, struct lctx *x, const char *k)
 	case 'd':
 		if (!strcmp(k, "direction")) { lua_pushstring(L, direction_str(i->direction)); return 1; }
 		if (!strcmp(k, "data")) {
-			if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+			if (lua_getiuservalue(L, anchor, 1) != LUA_TTABLE) {
 				lua_pop(L, 1);
 				lua_newtable(L);
 				lua_pushvalue(L, -1);
-				lua_setiuservalue(L, 1, 1);
+				lua_setiuservalue(L, anchor, 1);
 			}
 			return 1;
 		}
@@ -135,43 +144,42 @@ session_field(lua_State *L, struct lctx *x, const char *k)
 }
 
 /*
- * A field does not change while a hook runs, and ten rules may read the
- * same one: the first read computes it (strings are built and interned),
- * the others find it in a per-hook cache that lua_policy.c drops at each
- * hook. Tables (s.rcpts, s.data) are not cached: a rule may change them.
+ * __index of a hook's `s`: only reached for a field not read yet in this
+ * hook. Tables (s.rcpts, s.data) are not stored: a rule may change them.
  */
 static int
-l_session_index(lua_State *L)
+l_proxy_index(lua_State *L)
 {
-	/* Only our userdata has this metamethod (its metatable is locked): no
-	 * luaL_checkudata, whose registry look-up every field read would pay. */
-	struct lctx **u = lua_touserdata(L, 1);
-	struct lctx *x = u ? *u : NULL;
 	const char *k = lua_tostring(L, 2);
+	struct lctx **u, *x;
 
 	if (!k)
 		return luaL_error(L, "session fields are named by strings");
-
+	lua_pushlightuserdata(L, &anchor_key);
+	lua_rawget(L, 1);                       /* 3: the anchor */
+	u = lua_touserdata(L, 3);
+	x = u ? *u : NULL;
 	if (!x || !x->s)                        /* kept by a rule past its end */
 		return luaL_error(L, "the session is gone");
-	if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
+	session_field(L, x, 3, k);              /* 4 */
+	if (!lua_istable(L, 4)) {
 		lua_pushvalue(L, 2);
-		if (lua_rawget(L, -2) != LUA_TNIL)
-			return 1;
-		lua_pop(L, 2);
-	} else {
-		lua_pop(L, 1);
-		lua_createtable(L, 0, 8);
-		lua_setiuservalue(L, 1, 2);
+		lua_pushvalue(L, 4);
+		lua_rawset(L, 1);
 	}
-	session_field(L, x, k);
-	if (lua_type(L, -1) != LUA_TTABLE && lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
-		lua_pushvalue(L, 2);
-		lua_pushvalue(L, -3);
-		lua_rawset(L, -3);
-	}
-	lua_settop(L, 3);
 	return 1;
+}
+
+/* A hook's `s` for the session anchored at the top of the stack (replaced). */
+void
+lsession_proxy(lua_State *L)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushlightuserdata(L, &anchor_key);
+	lua_pushvalue(L, -3);
+	lua_rawset(L, -3);
+	luaL_setmetatable(L, PROXY_MT);
+	lua_replace(L, -2);
 }
 
 static int
@@ -183,7 +191,12 @@ l_session_newindex(lua_State *L)
 static int
 l_session_tostring(lua_State *L)
 {
-	struct lctx *x = *(struct lctx **)luaL_checkudata(L, 1, SESSION_MT);
+	struct lctx **u, *x;
+
+	lua_pushlightuserdata(L, &anchor_key);
+	lua_rawget(L, 1);
+	u = lua_touserdata(L, -1);
+	x = u ? *u : NULL;
 
 	lua_pushfstring(L, "session %s", x && x->s ? x->s->sid : "(gone)");
 	return 1;
@@ -193,13 +206,18 @@ void
 lsession_open(lua_State *L)
 {
 	static const luaL_Reg meta[] = {
-		{ "__index", l_session_index },
+		{ "__index", l_proxy_index },
 		{ "__newindex", l_session_newindex },
 		{ "__tostring", l_session_tostring },
 		{ NULL, NULL },
 	};
 
+	/* The anchor: no metamethods, no way in from a rule. */
 	luaL_newmetatable(L, SESSION_MT);
+	lua_pushliteral(L, "session");
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, PROXY_MT);
 	luaL_setfuncs(L, meta, 0);
 	lua_pushliteral(L, "session");
 	lua_setfield(L, -2, "__metatable");
