@@ -99,7 +99,9 @@ void lcallout_open(lua_State *L);
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
 void lsession_open(lua_State *L);                  /* its metatable */
-void lsession_proxy(lua_State *L);                 /* anchor on top -> a hook's `s` */
+void lsession_proxy(lua_State *L);                 /* anchor on top -> the session's `s` */
+void lsession_forget(lua_State *L, int idx);       /* a new hook: drop stored fields */
+void lsession_cut(lua_State *L, int idx);          /* the session ended */
 
 /* lua_prim.c */
 void lprim_open(lua_State *L);                     /* registers primitives */

@@ -84,6 +84,7 @@ new_session_objects(lua_State *L)
 	x->co = lua_newthread(L);
 	x->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lsession_push(L, x);
+	lsession_proxy(L);                      /* sess_ref holds `s`, which holds the anchor */
 	x->sess_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
@@ -141,7 +142,7 @@ lp_end(void *self, struct session_info *s)
 	*(struct lctx **)lua_getextraspace(x->co) = NULL;
 	/* A rule may have kept s in a global: it finds the session gone, not freed memory. */
 	lua_rawgeti(L, LUA_REGISTRYINDEX, x->sess_ref);
-	*(struct lctx **)lua_touserdata(L, -1) = NULL;
+	lsession_cut(L, -1);
 	lua_pop(L, 1);
 	luaL_unref(L, LUA_REGISTRYINDEX, x->sess_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
@@ -281,8 +282,8 @@ lp_decide(void *self, struct session_info *s, enum stage st, struct verdict *v)
 	lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->gen->run_ref);
 	lua_pushstring(co, stage_name(st));
-	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);
-	lsession_proxy(co);                     /* a new hook: a fresh `s` */
+	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);  /* `s`: fields of the last hook dropped */
+	lsession_forget(co, -1);
 	rc = lua_resume(co, NULL, 2, &nres);
 	return settle(x, rc, nres, v);
 }

@@ -170,7 +170,7 @@ l_proxy_index(lua_State *L)
 	return 1;
 }
 
-/* A hook's `s` for the session anchored at the top of the stack (replaced). */
+/* The session's `s`, for the session anchored at the top of the stack (replaced). */
 void
 lsession_proxy(lua_State *L)
 {
@@ -180,6 +180,22 @@ lsession_proxy(lua_State *L)
 	lua_rawset(L, -3);
 	luaL_setmetatable(L, PROXY_MT);
 	lua_replace(L, -2);
+}
+
+/* A new hook: forget the fields `s` (at idx) stored, keep its anchor. */
+void
+lsession_forget(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TLIGHTUSERDATA) {
+			lua_pushvalue(L, -1);
+			lua_pushnil(L);
+			lua_rawset(L, idx);         /* clearing a field during next() is allowed */
+		}
+	}
 }
 
 static int
@@ -221,5 +237,20 @@ lsession_open(lua_State *L)
 	luaL_setfuncs(L, meta, 0);
 	lua_pushliteral(L, "session");
 	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
+}
+
+/* The session ended: an `s` a rule kept now reads as gone. */
+void
+lsession_cut(lua_State *L, int idx)
+{
+	struct lctx **u;
+
+	idx = lua_absindex(L, idx);
+	lsession_forget(L, idx);
+	lua_pushlightuserdata(L, &anchor_key);
+	lua_rawget(L, idx);
+	if ((u = lua_touserdata(L, -1)) != NULL)
+		*u = NULL;
 	lua_pop(L, 1);
 }
