@@ -402,19 +402,13 @@ struct rcommand {
 	void         (*proceed)(struct rs *, struct step *, struct seg *, const struct verdict *);
 };
 
-static int
-helo_name_ok(const char *a)
-{
-	if (!*a || strchr(a, ' '))
-		return 0;
-	return smtp_valid_domain(a, 1);
-}
-
 static const char *
 check_helo(struct rs *s, const char *args)
 {
-	if (!helo_name_ok(args))
-		return "501 5.5.4 Syntax: EHLO hostname";
+	const char *why = smtp_check_helo(args);
+
+	if (why)
+		return why;
 	reset_transaction(s);
 	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
 	s->info.esmtp = (s->cmd == CMD_EHLO);
@@ -447,13 +441,7 @@ proceed_helo(struct rs *s, struct step *p, struct seg *g, const struct verdict *
 static const char *
 check_mail(struct rs *s, const char *args)
 {
-	const char *why = smtp_parse_mail(args, &s->info.mail);
-
-	if (why)
-		return why;
-	if (s->info.mail.size > 0 && (size_t)s->info.mail.size > s->info.conf->limits.max_message_size)
-		return "552 5.3.4 Message size exceeds fixed limit";
-	return NULL;
+	return smtp_check_mail(&s->info, args);
 }
 
 static void
@@ -472,18 +460,7 @@ proceed_mail(struct rs *s, struct step *p, struct seg *g, const struct verdict *
 static const char *
 check_rcpt(struct rs *s, const char *args)
 {
-	const char *why = smtp_parse_rcpt(args, &s->info.rcpt);
-	const unsigned char *q;
-
-	if (why)
-		return why;
-	for (q = (const unsigned char *)s->info.rcpt.addr; *q && *q < 0x80; q++)
-		;
-	if (*q && !s->info.mail.smtputf8)
-		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
-	if (s->info.nrcpts >= s->info.conf->limits.max_recipients)
-		return "452 4.5.3 Error: too many recipients";
-	return NULL;
+	return smtp_check_rcpt(&s->info, args);
 }
 
 static void

@@ -4,7 +4,9 @@
  * transaction).
  */
 #include <stddef.h>
+#include <string.h>
 
+#include "session.h"
 #include "smtp_grammar.h"
 
 #define GREETED (PHASE_BIT(PHASE_INIT) | PHASE_BIT(PHASE_HELO) | PHASE_BIT(PHASE_MAIL) | PHASE_BIT(PHASE_RCPT))
@@ -36,5 +38,43 @@ smtp_grammar(enum smtp_verb v)
 	for (size_t i = 0; i < sizeof grammar / sizeof *grammar; i++)
 		if (grammar[i].verb == v)
 			return &grammar[i];
+	return NULL;
+}
+
+const char *
+smtp_check_helo(const char *name)
+{
+	/* a name or an address literal, one word */
+	if (!*name || strchr(name, ' ') || !smtp_valid_domain(name, 1))
+		return "501 5.5.4 Syntax: EHLO hostname";
+	return NULL;
+}
+
+const char *
+smtp_check_mail(struct session_info *i, const char *args)
+{
+	const char *why = smtp_parse_mail(args, &i->mail);
+
+	if (why)
+		return why;
+	if (i->mail.size > 0 && (size_t)i->mail.size > i->conf->limits.max_message_size)
+		return "552 5.3.4 Message size exceeds fixed limit";
+	return NULL;
+}
+
+const char *
+smtp_check_rcpt(struct session_info *i, const char *args)
+{
+	const char *why = smtp_parse_rcpt(args, &i->rcpt);
+	const unsigned char *p;
+
+	if (why)
+		return why;
+	for (p = (const unsigned char *)i->rcpt.addr; *p && *p < 0x80; p++)
+		;
+	if (*p && !i->mail.smtputf8)
+		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
+	if (i->nrcpts >= i->conf->limits.max_recipients)
+		return "452 4.5.3 Error: too many recipients";
 	return NULL;
 }

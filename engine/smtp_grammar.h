@@ -24,4 +24,13 @@ struct smtp_grammar {
 /* NULL for a verb we do not know (500). */
 const struct smtp_grammar *smtp_grammar(enum smtp_verb v);
 
+/*
+ * The argument checks both follow too: NULL, or the error reply. MAIL and
+ * RCPT parse into i->mail and i->rcpt and apply i->conf's limits.
+ */
+struct session_info;
+const char *smtp_check_helo(const char *name);
+const char *smtp_check_mail(struct session_info *i, const char *args);
+const char *smtp_check_rcpt(struct session_info *i, const char *args);
+
 #endif

@@ -334,19 +334,13 @@ session_resume(struct session_info *i, const struct verdict *v)
 /* ------------------------------------------------------------------ */
 /* commands: check (syntax and state) then proceed (after the policy) */
 
-static int
-helo_name_ok(const char *a)
-{
-	if (!*a || strchr(a, ' '))
-		return 0;
-	return smtp_valid_domain(a, 1);         /* a name or an address literal */
-}
-
 static const char *
 check_helo(struct session *s, const char *args)
 {
-	if (!helo_name_ok(args))
-		return "501 5.5.4 Syntax: EHLO hostname";
+	const char *why = smtp_check_helo(args);
+
+	if (why)
+		return why;
 	reset_transaction(s);
 	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
 	s->info.esmtp = (s->cmd == CMD_EHLO);
@@ -377,13 +371,7 @@ proceed_helo(struct session *s, const struct verdict *v)
 static const char *
 check_mail(struct session *s, const char *args)
 {
-	const char *why = smtp_parse_mail(args, &s->info.mail);
-
-	if (why)
-		return why;
-	if (s->info.mail.size > 0 && (size_t)s->info.mail.size > s->conf->limits.max_message_size)
-		return "552 5.3.4 Message size exceeds fixed limit";
-	return NULL;
+	return smtp_check_mail(&s->info, args);
 }
 
 static void
@@ -402,18 +390,7 @@ proceed_mail(struct session *s, const struct verdict *v)
 static const char *
 check_rcpt(struct session *s, const char *args)
 {
-	const char *why = smtp_parse_rcpt(args, &s->info.rcpt);
-	const unsigned char *p;
-
-	if (why)
-		return why;
-	for (p = (const unsigned char *)s->info.rcpt.addr; *p && *p < 0x80; p++)
-		;
-	if (*p && !s->info.mail.smtputf8)
-		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
-	if (s->info.nrcpts >= s->conf->limits.max_recipients)
-		return "452 4.5.3 Error: too many recipients";
-	return NULL;
+	return smtp_check_rcpt(&s->info, args);
 }
 
 static void
