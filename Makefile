@@ -5,36 +5,54 @@ PKGS     := lua5.4 libcares openssl lmdb
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Iengine -Ilua $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
-# Every engine/ and lua/ file but main.c goes into one archive so that unit
-# tests and tools link against exactly what the server runs.
-SRC      := $(sort $(wildcard engine/*.c lua/*.c))
-LIBSRC   := $(filter-out engine/main.c,$(SRC))
+# Layers, lowest first. Each folder is one archive; programs link them in
+# the reverse order (highest first), so a lower layer that calls up into a
+# higher one fails to link. `make check-layers` proves it symbol by symbol.
+#   engine/lib    log, config, the shared vocabulary
+#   engine/store  spool, state
+#   engine/net    DNS, TLS, SMTP client, callouts
+#   engine/smtp   the SMTP protocol, the server, the policy seam, the journal
+#   lua           the rules bridge
+#   engine/proc   master, workers, connection limits
+#   tools         ruletest, report, the state CLI, the journal reader
+LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/proc tools
+CPPFLAGS += -D_GNU_SOURCE $(addprefix -I,$(LAYERS)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 B        ?= build
 BIN      ?= bin
-LIBOBJ   := $(LIBSRC:%.c=$(B)/%.o)
+layer_a   = $(B)/lib$(notdir $(1)).a
+reverse   = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+ARCHIVES := $(foreach l,$(call reverse,$(LAYERS)),$(call layer_a,$(l)))
+ALLOBJ   :=
+
+define layer_rule
+$(1)_OBJ := $$(patsubst %.c,$$(B)/%.o,$$(sort $$(wildcard $(1)/*.c)))
+ALLOBJ   += $$($(1)_OBJ)
+$$(call layer_a,$(1)): $$($(1)_OBJ)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
+
 UNITSRC  := $(wildcard spec/unit/test_*.c)
 UNITBIN  := $(UNITSRC:spec/unit/%.c=$(B)/unit/%)
 # Small drivers that e2e tests run against real servers (spec/tools/*.c).
 TOOLSRC  := $(wildcard spec/tools/*.c)
 TOOLBIN  := $(TOOLSRC:spec/tools/%.c=$(B)/tools/%)
 
-.PHONY: all asan fuzz test test-unit test-e2e test-asan run deps bench clean check-config
+.PHONY: archives all asan fuzz test test-unit test-e2e test-asan run deps bench clean check-config check-layers
 
 all: $(BIN)/mxgate $(BIN)/ruletest
 
-$(B)/%.o: %.c $(wildcard engine/*.h lua/*.h)
+# -MMD: each object depends on the headers it includes, nothing more.
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+-include $(ALLOBJ:.o=.d) $(B)/engine/main.d
 
-$(B)/libmxgate.a: $(LIBOBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(BIN)/mxgate: $(B)/engine/main.o $(B)/libmxgate.a
+$(BIN)/mxgate: $(B)/engine/main.o $(ARCHIVES)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -42,13 +60,18 @@ $(BIN)/mxgate: $(B)/engine/main.o $(B)/libmxgate.a
 $(BIN)/ruletest: $(BIN)/mxgate
 	ln -sf mxgate $@
 
-$(B)/unit/%: spec/unit/%.c $(B)/libmxgate.a spec/unit/unit.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Ispec/unit -o $@ $< $(B)/libmxgate.a $(LDLIBS)
+archives: $(ARCHIVES)
 
-$(B)/tools/%: spec/tools/%.c $(B)/libmxgate.a
+check-layers: $(ARCHIVES)
+	/usr/bin/python3 spec/layers.py $(foreach l,$(LAYERS),$(call layer_a,$(l)))
+
+$(B)/unit/%: spec/unit/%.c $(ARCHIVES) spec/unit/unit.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(B)/libmxgate.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Ispec/unit -o $@ $< $(ARCHIVES) $(LDLIBS)
+
+$(B)/tools/%: spec/tools/%.c $(ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(ARCHIVES) $(LDLIBS)
 
 # AddressSanitizer + UBSan build of the same sources, in its own tree.
 asan:
@@ -57,9 +80,9 @@ asan:
 # libFuzzer target over the session state machine (clang). Seeds live in
 # spec/fuzz/seeds/; what the fuzzer finds grows spec/fuzz/corpus/ (ignored).
 fuzz:
-	$(MAKE) CC=clang B=build-fuzz BIN=bin-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libmxgate.a
+	$(MAKE) CC=clang B=build-fuzz BIN=bin-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" archives
 	@mkdir -p bin-fuzz spec/fuzz/corpus
-	clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o bin-fuzz/fuzz_session spec/fuzz/fuzz_session.c build-fuzz/libmxgate.a $(LDLIBS)
+	clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o bin-fuzz/fuzz_session spec/fuzz/fuzz_session.c $(subst $(B)/,build-fuzz/,$(ARCHIVES)) $(LDLIBS)
 	cp -n spec/fuzz/seeds/* spec/fuzz/corpus/
 	bin-fuzz/fuzz_session -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 -dict=spec/fuzz/smtp.dict spec/fuzz/corpus
 
@@ -67,7 +90,7 @@ deps:
 	@sh .ci/deps.sh
 
 test: deps
-	$(MAKE) all asan $(UNITBIN) $(TOOLBIN)
+	$(MAKE) all asan check-layers $(UNITBIN) $(TOOLBIN)
 	/usr/bin/python3 spec/run.py
 
 run: deps all

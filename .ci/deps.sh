@@ -3,7 +3,8 @@
 # one is missing, so `make test` and `make run` work on a fresh machine.
 set -e
 PKGS="build-essential pkg-config clang liblua5.4-dev lua5.4 libc-ares-dev libssl-dev liblmdb-dev
-      libev-dev openssl python3 python3-aiosmtpd swaks rbldnsd nsd dnsutils lmdb-utils"
+      libev-dev openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl
+      rbldnsd nsd dnsutils lmdb-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

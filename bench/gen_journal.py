@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes a session journal (engine/journal.h, v1) of N sessions, as mxgate
+"""Writes a session journal (engine/smtp/journal.h, v1) of N sessions, as mxgate
 running the default rules.d/ with CONFIG below would have recorded them,
 for bench/replay_bench.py. The mix:
 

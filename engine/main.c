@@ -52,7 +52,7 @@ main(int argc, char **argv)
 	int opt, test = 0;
 
 	if (strcmp(prog, "ruletest") == 0)
-		return ruletest_main(argc, argv);       /* engine/ruletest.c */
+		return ruletest_main(argc, argv);       /* tools/ruletest.c */
 	if (argc > 1 && strcmp(argv[1], "state") == 0) {
 		/* `mxgate state -c FILE ...`: the store of that config. */
 		if (argc > 3 && strcmp(argv[2], "-c") == 0) {

@@ -1,4 +1,4 @@
-"""engine/callout.c against real SMTP servers (aiosmtpd) and NSD, through
+"""engine/net/callout.c against real SMTP servers (aiosmtpd) and NSD, through
 spec/tools/callout.
 
 Run: /usr/bin/python3 -m unittest spec.e2e.test_callout -v   (from the repo

@@ -1,4 +1,4 @@
-"""engine/dns.c against real servers (NSD, rbldnsd), through spec/tools/dnsq.
+"""engine/net/dns.c against real servers (NSD, rbldnsd), through spec/tools/dnsq.
 
 Run: /usr/bin/python3 -m unittest spec.e2e.test_dns -v   (from the repo root,
 after `make build/tools/dnsq`). MXGATE_BUILD names the build tree (default

@@ -1,5 +1,5 @@
 /*
- * callout - drives engine/callout.c against real SMTP servers, for spec/e2e.
+ * callout - drives engine/net/callout.c against real SMTP servers, for spec/e2e.
  *
  *   callout [options] ROUTE|- ADDRESS [ADDRESS ...]
  *

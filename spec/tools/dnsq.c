@@ -1,5 +1,5 @@
 /*
- * dnsq - drives engine/dns.c against a real server, for spec/e2e.
+ * dnsq - drives engine/net/dns.c against a real server, for spec/e2e.
  *
  *   dnsq [options] SERVER NAME TYPE [NAME TYPE ...]
  *   dnsq [options] --stdin SERVER

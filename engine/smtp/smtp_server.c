@@ -125,22 +125,6 @@ conf_release(struct conf *c)
 	}
 }
 
-const char *
-stage_name(enum stage st)
-{
-	static const char *n[STAGE_MAX] = {
-		"connect", "helo", "starttls", "mail", "rcpt", "predata", "data", "quit",
-	};
-	return st < STAGE_MAX ? n[st] : "-";
-}
-
-const char *
-action_name(enum action a)
-{
-	static const char *n[] = { "none", "accept", "deny", "defer", "drop" };
-	return a <= V_DROP ? n[a] : "?";
-}
-
 /* ------------------------------------------------------------------ */
 /* replies: every byte the client sees goes through reply()           */
 

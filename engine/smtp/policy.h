@@ -13,30 +13,10 @@
 
 #include <stddef.h>
 
+#include "vocab.h"
+
 struct session_info;
 struct conf;
-
-enum stage {
-	STAGE_CONNECT, STAGE_HELO, STAGE_STARTTLS, STAGE_MAIL, STAGE_RCPT,
-	STAGE_PREDATA, STAGE_DATA, STAGE_QUIT, STAGE_MAX
-};
-
-enum action {
-	V_NONE = 0,     /* no rule decided: the stage's default */
-	V_ACCEPT,
-	V_DENY,         /* 5xx */
-	V_DEFER,        /* 4xx */
-	V_DROP,         /* reply, then close the connection */
-};
-
-struct verdict {
-	enum action action;
-	int         code;           /* 0: the default for action and stage */
-	char        enhanced[16];   /* "": default */
-	char        text[512];      /* "": default; may hold '\n' for multi-line */
-	char        reason[128];    /* reason key: logs and the portal report */
-	char        where[160];     /* rule (file:line) that decided, for logs */
-};
 
 enum { POLICY_DONE = 0, POLICY_PENDING = 1 };
 
@@ -55,9 +35,6 @@ struct policy {
 	const struct policy_ops *ops;
 	void                    *self;
 };
-
-const char *stage_name(enum stage st);
-const char *action_name(enum action a);
 
 /* The built-in C policy: hosted domains inbound, relay networks outbound. */
 int  policy_builtin(struct policy *p, const struct conf *c);
