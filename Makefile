@@ -42,7 +42,7 @@ UNITBIN  := $(UNITSRC:spec/unit/%.c=$(B)/unit/%)
 TOOLSRC  := $(wildcard spec/tools/*.c)
 TOOLBIN  := $(TOOLSRC:spec/tools/%.c=$(B)/tools/%)
 
-.PHONY: archives all asan fuzz test test-unit test-e2e test-asan run deps bench clean check-config check-layers
+.PHONY: build-tests archives all asan fuzz test test-unit test-e2e test-asan run deps bench clean check-config check-layers
 
 all: $(BIN)/mxgate $(BIN)/ruletest
 
@@ -89,8 +89,12 @@ fuzz:
 deps:
 	@sh .ci/deps.sh
 
+# Everything the tests run, without running them (then spec/run.py -k PATTERN).
+build-tests: all check-layers $(UNITBIN) $(TOOLBIN)
+	$(MAKE) asan
+
 test: deps
-	$(MAKE) all asan check-layers $(UNITBIN) $(TOOLBIN)
+	$(MAKE) build-tests
 	/usr/bin/python3 spec/run.py
 
 run: deps all
