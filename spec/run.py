@@ -6,6 +6,8 @@ again against the ASan/UBSan build (bin-asan/mxgate).
     spec/run.py [-k PATTERN] [--no-asan]
 
 Ends with the line "N passed, N failed"; exits 1 when anything failed.
+First, spec/preflight.py checks every external tool the tests use: a missing
+one stops the run (exit 2) with one line naming its Debian package.
 """
 import argparse
 import glob
@@ -137,6 +139,9 @@ def main():
     ap.add_argument("--no-asan", action="store_true")
     args = ap.parse_args()
     os.chdir(ROOT)
+    from spec import preflight
+    if preflight.main():
+        sys.exit(2)            # one line on stderr named the package
     p1, f1 = run_units(args.pattern)
     pr, fr = run_ruletest(args.pattern)
     p2, f2 = run_e2e(args.pattern, asan=False)
