@@ -2,6 +2,7 @@
  * main.c - command line: the server, the config check, and the operators'
  * subcommands. Run as `ruletest`, the same binary is the dry-run tool.
  */
+#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +16,21 @@
 #include "ruletest.h"
 #include "report.h"
 #include "state_cli.h"
+#include "version.h"
 
+/* The convention of every command and subcommand: --help prints the usage on
+ * stdout and exits 0; a usage error prints it on stderr and exits 2. */
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: mxgate [-c FILE]         run the server (default etc/mxgate.lua)\n"
 	    "       mxgate -t [-c FILE]      check the config and the rules, exit 0 or 1\n"
 	    "       mxgate state ...         list, look up, add, delete greylist/rate-limit records\n"
-	    "       mxgate report [...]      the portal's rejection table from the log\n");
-	exit(2);
+	    "       mxgate report [...]      the portal's rejection table from the log\n"
+	    "       mxgate --help | --version\n"
+	    "Each subcommand takes --help. See mxgate(8).\n");
+	exit(code);
 }
 
 /* The same check SIGHUP runs: config, then a full load of the rules. */
@@ -46,6 +52,11 @@ check(struct conf *c)
 int
 main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *path = "etc/mxgate.lua", *prog = basename(argv[0]);
 	struct conf *c;
 	char err[1024];
@@ -55,7 +66,7 @@ main(int argc, char **argv)
 		return ruletest_main(argc, argv);       /* tools/ruletest.c */
 	if (argc > 1 && strcmp(argv[1], "state") == 0) {
 		/* `mxgate state -c FILE ...`: the store of that config. */
-		if (argc > 3 && strcmp(argv[2], "-c") == 0) {
+		if (argc > 3 && strcmp(argv[2], "-c") == 0 && argv[3][0] != '-') {
 			struct conf sc;
 			char dir[600];
 			if (conf_load(&sc, argv[3], err, sizeof err) < 0) {
@@ -72,15 +83,19 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "report") == 0)
 		return report_main(argc - 1, argv + 1);
-	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 't': test = 1; break;
-		default: usage();
+		case 'h': usage(0); break;
+		case 'V': printf("mxgate %s\n", MXGATE_VERSION); return 0;
+		default: usage(2);
 		}
 	}
-	if (optind != argc)
-		usage();
+	if (optind != argc) {
+		fprintf(stderr, "mxgate: unexpected argument: %s\n", argv[optind]);
+		usage(2);
+	}
 	if (!(c = calloc(1, sizeof *c)))
 		return 1;
 	if (conf_load(c, path, err, sizeof err) < 0) {

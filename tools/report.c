@@ -28,6 +28,7 @@
 
 #include "conf.h"
 #include "report.h"
+#include "version.h"
 
 #define REPORT_FIELDS  32          /* key=value pairs read per log line */
 #define RULES_BUDGET   1000000     /* instructions per rule file read for reason() */
@@ -69,16 +70,23 @@ struct kv {
 	const char *k, *v;
 };
 
+/* why == NULL and code 0: --help (stdout); otherwise a usage error (stderr, 2). */
 static int
-usage(const char *why)
+usage_to(const char *why, int code)
 {
 	if (why)
 		fprintf(stderr, "mxgate report: %s\n", why);
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: mxgate report [-c CONF] [--since TIME] [--until TIME] [--match TEXT]\n"
 	    "                     [--json] [--stdlib DIR] [--rules DIR] [LOGFILE | -]\n"
 	    "TIME: 2026-11-28T04:00 (UTC), 2026-11-28, an epoch, or an age: 90s 30m 1h 2d 1w\n");
-	return 2;
+	return code;
+}
+
+static int
+usage(const char *why)
+{
+	return usage_to(why, 2);
 }
 
 /* ------------------------------------------------------------------ */
@@ -802,6 +810,7 @@ report_main(int argc, char **argv)
 		{ "stdlib", required_argument, NULL, 'S' },
 		{ "rules", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct report rp = { 0 };
@@ -821,6 +830,8 @@ report_main(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 'S': snprintf(stdlib, sizeof stdlib, "%s", optarg); break;
 		case 'R': snprintf(rules, sizeof rules, "%s", optarg); break;
+		case 'h': return usage_to(NULL, 0);
+		case 'V': printf("mxgate report %s\n", MXGATE_VERSION); return 0;
 		default: return usage(NULL);
 		}
 	}

@@ -31,6 +31,7 @@
 #include "replay.h"
 #include "reply.h"
 #include "ruletest.h"
+#include "version.h"
 #include "session.h"
 #include "smtp_grammar.h"
 #include "smtp_parse.h"
@@ -1293,17 +1294,19 @@ summary(struct rt *rt)
 		    rt->counts[i].recorded != rt->counts[i].now ? "  *" : "");
 }
 
+/* --help: stdout, exit 0; a usage error: stderr, exit 2 (every mxgate command). */
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff] [--quiet] JOURNAL.jsonl... CASE.session...\n"
 	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
 	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
 	    "  offline: world primitives answer from the record. --diff shows only sessions whose\n"
-	    "  replies would change and exits 1 if any would (or could not be decided).\n");
-	exit(2);
+	    "  replies would change and exits 1 if any would (or could not be decided).\n"
+	    "       ruletest --help | --version          (see ruletest(8))\n");
+	exit(code);
 }
 
 /* --answer dns:NAME=ADDR[,ADDR] (short form) or 'dns NAME -> ADDR ADDR'. */
@@ -1347,6 +1350,7 @@ ruletest_main(int argc, char **argv)
 		{ "answer", required_argument, NULL, 'A' },
 		{ "tls", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL;
@@ -1376,11 +1380,13 @@ ruletest_main(int argc, char **argv)
 			else if (!strcmp(optarg, "outbound"))
 				dir = DIR_OUTBOUND;
 			else
-				usage();
+				usage(2);
 			break;
 		case 'A': answers[nanswers++] = optarg; break;
 		case 'T': tls = optarg; break;
-		default: usage();
+		case 'h': usage(0); break;
+		case 'V': printf("ruletest (mxgate) %s\n", MXGATE_VERSION); free(answers); return 0;
+		default: usage(2);
 		}
 	}
 	if (live) {
@@ -1390,9 +1396,9 @@ ruletest_main(int argc, char **argv)
 		return 2;
 	}
 	if (!client && optind == argc)
-		usage();
+		usage(2);
 	if (client && optind != argc)
-		usage();
+		usage(2);
 	/* Rule errors, rule logs and warnings are in the trace; the log stays quiet. */
 	log_open("/dev/null");
 	if (!(rt.conf = calloc(1, sizeof *rt.conf)) || conf_load(rt.conf, path, err, sizeof err) < 0) {

@@ -12,24 +12,32 @@
 
 #include "state.h"
 #include "state_cli.h"
+#include "version.h"
 
 #define CLI_VALUE_MAX 2048       /* a rendered value: callout text is <= 1024 */
 #define CLI_DEFAULT_ALLOW "expires=+35d"
 
 enum { EXIT_DONE = 0, EXIT_NOTFOUND = 1, EXIT_ERROR = 2 };
 
-static int usage(const char *why)
+/* why == NULL and code 0: --help (stdout); otherwise a usage error (stderr, 2). */
+static int usage_to(const char *why, int code)
 {
 	if (why)
 		fprintf(stderr, "mxgate state: %s\n", why);
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: mxgate state [-d DIR] list DB\n"
 	    "       mxgate state [-d DIR] get DB KEY\n"
 	    "       mxgate state [-d DIR] add DB KEY [VALUE]\n"
 	    "       mxgate state [-d DIR] del DB KEY\n"
 	    "       mxgate state [-d DIR] sweep\n"
-	    "DB: greylist | allow | ratelimit | callout\n");
-	return EXIT_ERROR;
+	    "DB: greylist | allow | ratelimit | callout\n"
+	    "(mxgate state -c CONFIG ... reads that config's state_dir)\n");
+	return code;
+}
+
+static int usage(const char *why)
+{
+	return usage_to(why, EXIT_ERROR);
 }
 
 /* Keys hold whatever an SMTP client sent: never let one drive the terminal. */
@@ -190,7 +198,9 @@ int state_cli_main(int argc, char **argv)
 		if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
 			dir = argv[++i];
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-			return usage(NULL), EXIT_DONE;
+			return usage_to(NULL, EXIT_DONE);
+		else if (strcmp(argv[i], "--version") == 0)
+			return printf("mxgate state %s\n", MXGATE_VERSION), EXIT_DONE;
 		else
 			return usage("unknown option");
 	}
