@@ -9,7 +9,7 @@
 -- answer matching any entry is a listing. No list: any listing counts.
 -- Spamhaus's refusal answers (127.255.255.252/254/255: typo'd zone, query
 -- through a public resolver, over the free limit) and anything outside
--- 127.0.0.0/8 are errors, never listings (PORTAL.md).
+-- 127.0.0.0/8 are errors, never listings (docs/PORTAL.md).
 
 local M = {}
 

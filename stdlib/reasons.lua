@@ -4,7 +4,7 @@
 -- it. `cause` is what the portal shows customers. Change a message with one
 -- line in rules.d/00-reasons.lua:  reason("xbl", { text = "..." })
 return {
-  -- The hosting portal's table (../shared/PORTAL.md), row by row.
+  -- The hosting portal's table (docs/PORTAL.md), row by row.
   not_hosted = { row = 1, dir = "in", code = 550, enhanced = "5.7.1",
     text = "Your domain is not configured to use this MX host.",
     cause = "Sending to inbound MX records to a domain which is not on the system" },

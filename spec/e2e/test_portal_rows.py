@@ -1,4 +1,4 @@
-"""The portal's 14 rows, end to end (../shared/PORTAL.md).
+"""The portal's 14 rows, end to end (docs/PORTAL.md).
 
 A real client (smtplib, from distinct 127.0.0.x source addresses) talks to
 mxgate running the default ruleset, rules.d/, in a small world of real
