@@ -2,6 +2,7 @@
  * main.c - command line: the server, the config check, and the operators'
  * subcommands. Run as `ruletest`, the same binary is the dry-run tool.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -73,6 +74,12 @@ main(int argc, char **argv)
 				fprintf(stderr, "%s\n", err);
 				return 2;
 			}
+			/* The store is the user's: root would create files there that
+			 * the workers cannot open, through links that user planted. */
+			if (master_run_as(&sc, err, sizeof err) < 0) {
+				fprintf(stderr, "mxgate: %s\n", err);
+				return 2;
+			}
 			snprintf(dir, sizeof dir, "%s/state", sc.state_dir);
 			setenv("MXGATE_STATE_DIR", dir, 1);
 			conf_free(&sc);
@@ -105,7 +112,8 @@ main(int argc, char **argv)
 	if (test)
 		return check(c);
 	if (log_open(c->log_file) < 0) {
-		fprintf(stderr, "mxgate: cannot open log file %s\n", c->log_file);
+		fprintf(stderr, "mxgate: cannot open log file %s: %s (it must be a plain file, "
+		    "not a link)\n", c->log_file, strerror(errno));
 		return 1;
 	}
 	c->refs = 1;

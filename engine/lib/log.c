@@ -1,16 +1,19 @@
 /*
  * log.c - logfmt lines on one append-only descriptor.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "safepath.h"
 
 #define LOG_LINE 4096
 
@@ -21,6 +24,7 @@ int log_debug;
 int
 log_open(const char *path)
 {
+	struct stat st;
 	int fd;
 
 	log_debug = getenv("MXGATE_DEBUG") != NULL;
@@ -29,14 +33,34 @@ log_open(const char *path)
 		log_path[0] = '\0';
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	/* Root opens it before dropping privileges, maybe in a directory the
+	 * unprivileged user can write: no planted link, no hard link to a
+	 * file elsewhere, nothing but a plain file (or a device: /dev/null). */
+	fd = safe_open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_NONBLOCK, 0640);
 	if (fd < 0)
 		return -1;
+	if (fstat(fd, &st) < 0 || !(S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1))) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	fcntl(fd, F_SETFL, O_APPEND);
 	if (log_fd > 2)
 		close(log_fd);
 	log_fd = fd;
 	snprintf(log_path, sizeof log_path, "%s", path);
 	return 0;
+}
+
+/* The master, before dropping root: the file becomes the user's (by descriptor). */
+int
+log_chown(uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (log_fd <= 2 || fstat(log_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	return safe_own(log_fd, uid, gid, 0);
 }
 
 /* After logrotate moved the file: SIGHUP reopens it by name. */

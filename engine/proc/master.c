@@ -25,6 +25,7 @@
 #include "connlimit.h"
 #include "log.h"
 #include "master.h"
+#include "safepath.h"
 #include "spool.h"
 #include "tls.h"
 #include "worker.h"
@@ -99,6 +100,17 @@ become(uid_t uid, gid_t gid, char *err, size_t errlen)
 	return 0;
 }
 
+int
+master_run_as(const struct conf *c, char *err, size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (drop_privileges(c, &uid, &gid, err, errlen) < 0)
+		return -1;
+	return become(uid, gid, err, errlen);
+}
+
 static pid_t
 spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
 {
@@ -132,7 +144,7 @@ raise_nofile(int want)
 int
 master_main(struct conf *c)
 {
-	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive;
+	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive, sfd;
 	struct child kids[MAX_WORKERS];
 	struct connlimit *cl;
 	SSL_CTX *tls;
@@ -159,29 +171,33 @@ master_main(struct conf *c)
 
 	if (drop_privileges(c, &uid, &gid, err, sizeof err) < 0)
 		goto fatal;
-	if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST) {
+	/* Everything under state_dir is the user's to change: root reaches it
+	 * through descriptors that refuse planted links (safepath.h). */
+	if ((sfd = safe_mkdir(c->state_dir, 0750)) < 0 || safe_own(sfd, uid, gid, 0) < 0) {
 		snprintf(err, sizeof err, "%s: %s", c->state_dir, strerror(errno));
+		if (sfd >= 0)
+			close(sfd);
 		goto fatal;
 	}
-	if (uid != (uid_t)-1 && chown(c->state_dir, uid, gid) < 0) {
-		snprintf(err, sizeof err, "chown %s: %s", c->state_dir, strerror(errno));
-		goto fatal;
-	}
+	close(sfd);
 	if (spool_prepare(c->spool_dir, uid, gid) < 0) {
 		snprintf(err, sizeof err, "%s: %s", c->spool_dir, strerror(errno));
 		goto fatal;
 	}
-	spool_clean_tmp(c->spool_dir, 0);
 	snprintf(tlsdir, sizeof tlsdir, "%s/tls", c->state_dir);
 	if (!(tls = tls_server_ctx(c->tls_cert, c->tls_key, tlsdir, c->hostname, err, sizeof err)))
 		goto fatal;
 	for (int i = 0; i < c->nlisten; i++)
 		if ((fds[i] = bind_listener(&c->listen[i], err, sizeof err)) < 0)
 			goto fatal;
-	if (c->log_file[0] && uid != (uid_t)-1)
-		(void)!chown(c->log_file, uid, gid);
+	if (uid != (uid_t)-1 && log_chown(uid, gid) < 0) {
+		snprintf(err, sizeof err, "chown %s: %s", c->log_file, strerror(errno));
+		goto fatal;
+	}
 	if (become(uid, gid, err, sizeof err) < 0)
 		goto fatal;
+	/* As the user: what a dead run left in tmp/ is that user's to remove. */
+	spool_clean_tmp(c->spool_dir, 0);
 	/* Workers load the rules as this user: say so now, not in a restart loop. */
 	if (c->rules[0]) {
 		char lib[600];

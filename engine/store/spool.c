@@ -30,6 +30,7 @@
 
 #include <ev.h>
 
+#include "safepath.h"
 #include "spool.h"
 
 #define LENGTH_FIELD "{\"length\":\"00000000000000000000\","
@@ -60,28 +61,69 @@ struct spool {
 	long              pending;            /* committed but not yet called back */
 };
 
-static int
-mkdir_owned(const char *path, uid_t uid, gid_t gid)
+/*
+ * Files left from an earlier owner (another `user`, the old 0640 mode)
+ * become ours and private. Only plain files with one link: a link to a
+ * file elsewhere, planted by whoever could write here, is left alone.
+ */
+static void
+own_files(int dfd, uid_t uid, gid_t gid)
 {
-	if (mkdir(path, 0750) < 0 && errno != EEXIST)
-		return -1;
-	if (uid != (uid_t)-1 && chown(path, uid, gid) < 0)
-		return -1;
-	return 0;
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		int f;
+		if (de->d_name[0] == '.' ||
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_nlink != 1 || ((uid == (uid_t)-1 || st.st_uid == uid) && (st.st_mode & 0777) == 0600))
+			continue;
+		f = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		if (fstat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1)
+			(void)safe_own(f, uid, gid, 0600);
+		close(f);
+	}
+	closedir(d);
 }
 
+/* dir (made when missing), then tmp/ and queue/ in it, each 0700 and ours. */
 int
 spool_prepare(const char *dir, uid_t uid, gid_t gid)
 {
-	char p[1024];
+	const char *sub[] = { "tmp", "queue" };
+	int dfd = safe_mkdir(dir, 0700), rc = -1, e;
 
-	if (mkdir_owned(dir, uid, gid) < 0)
-		return -1;
-	snprintf(p, sizeof p, "%s/tmp", dir);
-	if (mkdir_owned(p, uid, gid) < 0)
-		return -1;
-	snprintf(p, sizeof p, "%s/queue", dir);
-	return mkdir_owned(p, uid, gid);
+	if (dfd < 0 || safe_own(dfd, uid, gid, 0700) < 0)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		int fd = safe_mkdirat(dfd, sub[i], 0700);
+		if (fd < 0)
+			goto out;
+		if (safe_own(fd, uid, gid, 0700) < 0) {
+			e = errno;
+			close(fd);
+			errno = e;
+			goto out;
+		}
+		own_files(fd, uid, gid);
+		close(fd);
+	}
+	rc = 0;
+out:
+	e = errno;
+	if (dfd >= 0)
+		close(dfd);
+	errno = e;
+	return rc;
 }
 
 void
@@ -94,9 +136,12 @@ spool_clean_tmp(const char *dir, pid_t pid)
 
 	snprintf(p, sizeof p, "%s/tmp", dir);
 	snprintf(prefix, sizeof prefix, "%d.", (int)pid);
-	if (!(d = opendir(p)))
+	if ((dfd = safe_open(p, O_RDONLY | O_DIRECTORY, 0)) < 0)
 		return;
-	dfd = dirfd(d);
+	if (!(d = fdopendir(dfd))) {
+		close(dfd);
+		return;
+	}
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -151,7 +196,7 @@ spool_create(struct spool *sp, const char *qid)
 	m->sp = sp;
 	snprintf(m->qid, sizeof m->qid, "%s", qid);
 	tmpname(name, sizeof name, qid);
-	m->fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	m->fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (m->fd < 0) {
 		free(m);
 		return NULL;
