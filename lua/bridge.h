@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "policy.h"
+#include "json.h"
 
 struct session_info;
 struct lpolicy;
@@ -87,10 +88,14 @@ void ldns_open(lua_State *L);
 /* lua_state.c: greylist(), ratelimit() into the table on top */
 void lstate_open(lua_State *L);
 
-/* lua_json.c: json_encode(), json_decode(), json_null into the table on top */
+/* lua_json.c: json_encode(), json_decode(), json_null into the table on top;
+ * the writers return NULL, or why the value cannot be JSON. */
+#define LJSON_CANONICAL 1   /* replay.h's form: sorted keys, the unencodable as null */
 void ljson_open(lua_State *L);
-void ljson_encode(lua_State *L, int idx);          /* pushes the text */
-void ljson_encode_packed(lua_State *L, int idx);   /* table.pack() -> array */
+const char *ljson_write(lua_State *L, struct buf *b, int idx, int flags);
+const char *ljson_write_list(lua_State *L, struct buf *b, int first, int last, int flags);
+const char *ljson_write_packed(lua_State *L, struct buf *b, int idx, int flags); /* table.pack() */
+void ljson_push(lua_State *L, const json_t *v);     /* a jansson value as Lua values */
 int  ljson_decode(lua_State *L, const char *s, size_t n); /* pushes, or -1 */
 
 /* lua_callout.c: callout(), verify_sender() into the table on top */

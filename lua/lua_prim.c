@@ -143,28 +143,27 @@ static int
 l_journal_call(lua_State *L)
 {
 	struct lctx *x = lctx_of(L);
-	luaL_Buffer b;
+	struct buf b = BUF_INIT(0);
 	size_t n;
-	const char *s;
+	const char *name, *err;
 
 	if (!x || !x->s || !x->s->journal)
 		return 0;
+	name = luaL_checklstring(L, 1, &n);
 	luaL_checktype(L, 2, LUA_TTABLE);
 	luaL_checktype(L, 3, LUA_TTABLE);
-	ljson_encode_packed(L, 2);
-	ljson_encode_packed(L, 3);
-	luaL_buffinit(L, &b);
-	luaL_addstring(&b, "\"p\":\"");
-	luaL_addstring(&b, luaL_checkstring(L, 1));
-	luaL_addstring(&b, "\",\"a\":");
-	lua_pushvalue(L, -3);
-	luaL_addvalue(&b);
-	luaL_addstring(&b, ",\"r\":");
-	lua_pushvalue(L, -2);
-	luaL_addvalue(&b);
-	luaL_pushresult(&b);
-	s = lua_tolstring(L, -1, &n);
-	journal_call(x->s->journal, s, n);
+	jsonw_key(&b, "p");
+	jsonw_str(&b, name, n);
+	jsonw_key(&b, "a");
+	err = ljson_write_packed(L, &b, 2, 0);
+	jsonw_key(&b, "r");
+	if (!err)
+		err = ljson_write_packed(L, &b, 3, 0);
+	if (!err)
+		journal_call(x->s->journal, buf_str(&b), b.len);
+	buf_free(&b);
+	if (err)
+		return luaL_error(L, "json: %s", err);
 	return 0;
 }
 

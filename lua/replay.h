@@ -19,12 +19,14 @@
 
 #include <lua.h>
 
+#include "buf.h"
+#include "json.h"
+
 struct replay_call {
 	const char  *name;
 	const char  *args;        /* canonical JSON array; NULL: pattern */
 	size_t       args_len;
-	const char  *res;         /* JSON array of the results */
-	size_t       res_len;
+	json_t      *res;         /* JSON array of the results (the record's) */
 	/* Hand-written answers: argument patterns ("*" matches anything,
 	 * missing ones too). Calls with the same name and patterns form a
 	 * sequence (group: the index of its first); its last answers again. */
@@ -43,8 +45,7 @@ struct replay_world {
 	void               *arg;
 	/* Every unanswered question, traced or not: name and its arguments. */
 	void              (*unanswered_cb)(void *arg, const char *name, const char *args);
-	char               *enc;              /* scratch for encoding */
-	size_t              enc_cap;
+	struct buf          enc;              /* scratch for encoding */
 };
 
 /* world_open for policy_open_replay(): C.replay and (tracing) C.trace. */

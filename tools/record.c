@@ -1,11 +1,11 @@
 /*
  * record.c - sessions for ruletest: journal lines and hand-written cases.
  *
- * A journal line is parsed in one pass straight into events (no JSON tree):
- * ruletest reads a day of traffic, so this is its hot path after the rules
- * themselves. A primitive's arguments are brought to the canonical form
- * replay.c compares against; its results are kept as JSON text and only
- * become Lua values when a rule asks that question.
+ * A journal line is read by jansson (json.h) into one tree that the record
+ * keeps until its next parse: events point at its strings, a primitive's
+ * results stay a JSON value and only become Lua values when a rule asks
+ * that question. Its arguments are brought to the canonical form replay.c
+ * compares against (jsonw_canonical).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -17,7 +17,6 @@
 #include "record.h"
 
 #define ABLOCK  65536
-#define DEPTH   32
 
 /* ---------------- arena: strings stay put until record_reset ---------------- */
 
@@ -82,6 +81,9 @@ record_reset(struct record *r)
 	r->time = 0;
 	r->truncated = r->is_case = 0;
 	r->line = 0;
+	json_decref(r->root);
+	json_decref(r->answers);
+	r->root = r->answers = NULL;
 }
 
 void
@@ -142,792 +144,159 @@ stage_of(const char *s)
 	return STAGE_MAX;
 }
 
-/* ---------------- JSON ---------------- */
+/* ---------------- journal lines ---------------- */
 
-struct jp {
-	struct record *r;
-	const char    *p, *end, *start;
-	const char    *err;
-};
-
-/* A growable buffer for canonical forms. */
-struct cbuf {
-	char  *p;
-	size_t n, cap;
-	int    err;
-};
-
-static void
-cput(struct cbuf *b, const char *s, size_t n)
+static const char *
+str_of(const json_t *o, const char *k)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		char *np;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		if (!(np = realloc(b->p, cap))) {
-			b->err = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	const json_t *v = json_object_get(o, k);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* The journal's (and replay.c's) string escaping. */
-static void
-cput_string(struct cbuf *b, const char *s, size_t n)
+static long long
+int_of(const json_t *o, const char *k, long long dflt)
 {
-	cput(b, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		size_t run = i;
-		while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' && s[run] != 0x7f)
-			run++;
-		if (run > i) {
-			cput(b, s + i, run - i);
-			i = run - 1;
-			continue;
-		}
-		if (c == '"' || c == '\\') {
-			char esc[2] = { '\\', (char)c };
-			cput(b, esc, 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			char esc[8];
-			snprintf(esc, sizeof esc, "\\u%04x", c);
-			cput(b, esc, 6);
-		} else
-			cput(b, s + i, 1);
-	}
-	cput(b, "\"", 1);
+	const json_t *v = json_object_get(o, k);
+
+	if (json_is_integer(v))
+		return (long long)json_integer_value(v);
+	if (json_is_real(v))
+		return (long long)json_real_value(v);
+	return dflt;
 }
 
 static void
-ws(struct jp *j)
+copy_of(const json_t *o, const char *k, char *dst, size_t room)
 {
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
+	const char *v = str_of(o, k);
 
-static int
-fail(struct jp *j, const char *why)
-{
-	if (!j->err)
-		j->err = why;
-	return -1;
+	snprintf(dst, room, "%s", v ? v : "");
 }
 
 static void
-utf8(struct cbuf *b, unsigned long cp)
+endpoint(const json_t *o, char *ip, size_t iplen, int *port)
 {
-	char o[4];
-	size_t n;
-
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		o[0] = (char)(0xf0 | (cp >> 18));
-		o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[3] = (char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	cput(b, o, n);
+	if (!json_is_object(o))
+		return;
+	copy_of(o, "ip", ip, iplen);
+	*port = (int)int_of(o, "port", 0);
 }
 
-static int
-hex4(const char *p, unsigned long *v)
+/* One event of a journal line; its strings stay in the record's tree. */
+static const char *
+event(struct record *r, const json_t *o)
 {
-	*v = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		*v <<= 4;
-		if (c >= '0' && c <= '9') *v |= (unsigned long)(c - '0');
-		else if (c >= 'a' && c <= 'f') *v |= (unsigned long)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F') *v |= (unsigned long)(c - 'A' + 10);
-		else return -1;
-	}
-	return 0;
-}
-
-/*
- * A string at j->p, decoded. Without escapes (nearly always) it is copied
- * once into the arena; *out is NUL-terminated, *n its length.
- */
-static int
-jstring(struct jp *j, const char **out, size_t *n)
-{
-	const char *s = j->p + 1, *q = s;
-	struct cbuf b = { 0 };
-
-	if (j->p >= j->end || *j->p != '"')
-		return fail(j, "expected a string");
-	while (q < j->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-		q++;
-	if (q < j->end && *q == '"') {
-		*n = (size_t)(q - s);
-		if (!(*out = dup_(j->r, s, *n)))
-			return fail(j, "out of memory");
-		j->p = q + 1;
-		return 0;
-	}
-	j->p = s;
-	while (j->p < j->end && *j->p != '"') {
-		unsigned char c = (unsigned char)*j->p;
-		if (c < 0x20) {
-			free(b.p);
-			return fail(j, "control character in a string");
-		}
-		if (c != '\\') {
-			const char *run = j->p;
-			while (j->p < j->end && *j->p != '"' && *j->p != '\\' && (unsigned char)*j->p >= 0x20)
-				j->p++;
-			cput(&b, run, (size_t)(j->p - run));
-			continue;
-		}
-		if (++j->p >= j->end)
-			break;
-		switch (*j->p) {
-		case '"': case '\\': case '/': cput(&b, j->p, 1); break;
-		case 'b': cput(&b, "\b", 1); break;
-		case 'f': cput(&b, "\f", 1); break;
-		case 'n': cput(&b, "\n", 1); break;
-		case 'r': cput(&b, "\r", 1); break;
-		case 't': cput(&b, "\t", 1); break;
-		case 'u': {
-			unsigned long cp, lo;
-			if (j->end - j->p < 5 || hex4(j->p + 1, &cp) < 0) {
-				free(b.p);
-				return fail(j, "bad \\u escape");
-			}
-			j->p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && j->end - j->p >= 7 && j->p[1] == '\\' &&
-			    j->p[2] == 'u' && hex4(j->p + 3, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-				j->p += 6;
-			}
-			utf8(&b, cp);
-			break;
-		}
-		default:
-			free(b.p);
-			return fail(j, "bad escape");
-		}
-		j->p++;
-	}
-	if (j->p >= j->end) {
-		free(b.p);
-		return fail(j, "unterminated string");
-	}
-	j->p++;
-	*n = b.n;
-	*out = dup_(j->r, b.p ? b.p : "", b.n);
-	free(b.p);
-	return *out ? 0 : fail(j, "out of memory");
-}
-
-static int
-jnumber(struct jp *j, double *v)
-{
-	char buf[64], *e;
-	size_t n = 0;
-
-	while (j->p + n < j->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", j->p[n]))
-		n++;
-	if (!n)
-		return fail(j, "unexpected character");
-	memcpy(buf, j->p, n);
-	buf[n] = '\0';
-	*v = strtod(buf, &e);
-	if (*e)
-		return fail(j, "bad number");
-	j->p += n;
-	return 0;
-}
-
-static int jcanon(struct jp *j, struct cbuf *b, int depth);
-
-/* Skips any value (validating it). */
-static int
-jskip(struct jp *j, int depth)
-{
-	ws(j);
-	if (j->p >= j->end)
-		return fail(j, "unexpected end");
-	if (depth > DEPTH)
-		return fail(j, "nested too deep");
-	switch (*j->p) {
-	case '"': {
-		j->p++;
-		while (j->p < j->end && *j->p != '"') {
-			if ((unsigned char)*j->p < 0x20)
-				return fail(j, "control character in a string");
-			if (*j->p == '\\')
-				j->p++;
-			j->p++;
-		}
-		if (j->p >= j->end)
-			return fail(j, "unterminated string");
-		j->p++;
-		return 0;
-	}
-	case '[': case '{': {
-		char close = *j->p == '[' ? ']' : '}';
-		int obj = *j->p == '{';
-		j->p++;
-		ws(j);
-		if (j->p < j->end && *j->p == close) {
-			j->p++;
-			return 0;
-		}
-		for (;;) {
-			if (obj) {
-				const char *k;
-				size_t kn;
-				ws(j);
-				/* Keys are short: decoding them is as cheap as skipping. */
-				if (jstring(j, &k, &kn) < 0)
-					return -1;
-				ws(j);
-				if (j->p >= j->end || *j->p++ != ':')
-					return fail(j, "expected ':'");
-			}
-			if (jskip(j, depth + 1) < 0)
-				return -1;
-			ws(j);
-			if (j->p < j->end && *j->p == ',') {
-				j->p++;
-				continue;
-			}
-			if (j->p < j->end && *j->p == close) {
-				j->p++;
-				return 0;
-			}
-			return fail(j, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-		}
-	}
-	case 't':
-		if (j->end - j->p >= 4 && !memcmp(j->p, "true", 4)) { j->p += 4; return 0; }
-		return fail(j, "unexpected character");
-	case 'f':
-		if (j->end - j->p >= 5 && !memcmp(j->p, "false", 5)) { j->p += 5; return 0; }
-		return fail(j, "unexpected character");
-	case 'n':
-		if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) { j->p += 4; return 0; }
-		return fail(j, "unexpected character");
-	default: {
-		double v;
-		return jnumber(j, &v);
-	}
-	}
-}
-
-struct member {
-	const char *k;
-	size_t      kn;
-	char       *v;
-	size_t      vn;
-};
-
-static int
-cmp_member(const void *a, const void *b)
-{
-	const struct member *x = a, *y = b;
-	int c = memcmp(x->k, y->k, x->kn < y->kn ? x->kn : y->kn);
-
-	return c ? c : (x->kn > y->kn) - (x->kn < y->kn);
-}
-
-/* Re-emits a value in replay.h's canonical form. */
-static int
-jcanon(struct jp *j, struct cbuf *b, int depth)
-{
-	ws(j);
-	if (j->p >= j->end)
-		return fail(j, "unexpected end");
-	if (depth > DEPTH)
-		return fail(j, "nested too deep");
-	switch (*j->p) {
-	case '"': {
-		const char *s = j->p + 1, *q = s;
-		size_t n;
-		/* Plain text is its own canonical form: copied as it stands. */
-		while (q < j->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20 && *q != 0x7f)
-			q++;
-		if (q < j->end && *q == '"') {
-			cput(b, j->p, (size_t)(q + 1 - j->p));
-			j->p = q + 1;
-			return 0;
-		}
-		if (jstring(j, &s, &n) < 0)
-			return -1;
-		cput_string(b, s, n);
-		return 0;
-	}
-	case '[': {
-		int first = 1;
-		j->p++;
-		cput(b, "[", 1);
-		ws(j);
-		if (j->p < j->end && *j->p == ']') {
-			j->p++;
-			cput(b, "]", 1);
-			return 0;
-		}
-		for (;;) {
-			if (!first)
-				cput(b, ",", 1);
-			first = 0;
-			if (jcanon(j, b, depth + 1) < 0)
-				return -1;
-			ws(j);
-			if (j->p < j->end && *j->p == ',') {
-				j->p++;
-				continue;
-			}
-			if (j->p < j->end && *j->p == ']') {
-				j->p++;
-				cput(b, "]", 1);
-				return 0;
-			}
-			return fail(j, "expected ',' or ']'");
-		}
-	}
-	case '{': {
-		struct member *m = NULL;
-		int n = 0, cap = 0, rc = -1;
-		j->p++;
-		ws(j);
-		if (j->p < j->end && *j->p == '}') {
-			j->p++;
-			cput(b, "[]", 2);               /* an empty Lua table encodes as [] */
-			return 0;
-		}
-		for (;;) {
-			struct cbuf v = { 0 };
-			const char *k;
-			size_t kn;
-			ws(j);
-			if (jstring(j, &k, &kn) < 0)
-				goto out;
-			ws(j);
-			if (j->p >= j->end || *j->p++ != ':') {
-				fail(j, "expected ':'");
-				goto out;
-			}
-			ws(j);
-			if (j->end - j->p >= 4 && !memcmp(j->p, "null", 4)) {
-				j->p += 4;                  /* a null member is absent */
-			} else {
-				if (jcanon(j, &v, depth + 1) < 0) {
-					free(v.p);
-					goto out;
-				}
-				if (n == cap) {
-					struct member *nm = realloc(m, (size_t)(cap = cap ? cap * 2 : 8) * sizeof *m);
-					if (!nm) {
-						free(v.p);
-						fail(j, "out of memory");
-						goto out;
-					}
-					m = nm;
-				}
-				m[n++] = (struct member){ k, kn, v.p, v.n };
-			}
-			ws(j);
-			if (j->p < j->end && *j->p == ',') {
-				j->p++;
-				continue;
-			}
-			if (j->p < j->end && *j->p == '}') {
-				j->p++;
-				break;
-			}
-			fail(j, "expected ',' or '}'");
-			goto out;
-		}
-		if (!n) {
-			cput(b, "[]", 2);
-			rc = 0;
-			goto out;
-		}
-		qsort(m, (size_t)n, sizeof *m, cmp_member);
-		cput(b, "{", 1);
-		for (int i = 0; i < n; i++) {
-			if (i)
-				cput(b, ",", 1);
-			cput_string(b, m[i].k, m[i].kn);
-			cput(b, ":", 1);
-			cput(b, m[i].v ? m[i].v : "", m[i].vn);
-		}
-		cput(b, "}", 1);
-		rc = 0;
-out:
-		for (int i = 0; i < n; i++)
-			free(m[i].v);
-		free(m);
-		return rc;
-	}
-	default: {
-		/* true, false, null and numbers: as written (the journal wrote them
-		 * with the same %lld / %.17g replay.c uses). */
-		const char *s = j->p;
-		if (jskip(j, depth) < 0)
-			return -1;
-		cput(b, s, (size_t)(j->p - s));
-		return 0;
-	}
-	}
-}
-
-static int
-expect(struct jp *j, char c)
-{
-	ws(j);
-	if (j->p >= j->end || *j->p != c) {
-		static char why[32];
-		snprintf(why, sizeof why, "expected '%c'", c);
-		return fail(j, why);
-	}
-	j->p++;
-	return 0;
-}
-
-/* Iterates an object's members: 1 with the key, 0 at the end, -1 on error. */
-static int
-next_member(struct jp *j, int *first, const char **k, size_t *kn)
-{
-	ws(j);
-	if (j->p < j->end && *j->p == '}') {
-		j->p++;
-		return 0;
-	}
-	if (!*first) {
-		if (expect(j, ',') < 0)
-			return -1;
-		ws(j);
-	}
-	*first = 0;
-	if (j->p < j->end && *j->p == '"') {
-		/* Keys are ours, short and plain: compared where they lie. */
-		const char *s = j->p + 1, *q = s;
-		while (q < j->end && *q != '"' && *q != '\\' && q - s < 31)
-			q++;
-		if (q < j->end && *q == '"') {
-			static char key[32];
-			memcpy(key, s, (size_t)(q - s));
-			key[q - s] = '\0';
-			*k = key;
-			*kn = (size_t)(q - s);
-			j->p = q + 1;
-			if (expect(j, ':') < 0)
-				return -1;
-			ws(j);
-			return 1;
-		}
-	}
-	if (jstring(j, k, kn) < 0 || expect(j, ':') < 0)
-		return -1;
-	ws(j);
-	return 1;
-}
-
-static int
-jstr_field(struct jp *j, const char **out)
-{
-	size_t n;
-
-	if (j->p < j->end && *j->p == 'n')         /* null: absent */
-		return jskip(j, 0);
-	return jstring(j, out, &n);
-}
-
-static int
-jcopy_field(struct jp *j, char *dst, size_t room)
-{
-	const char *s = NULL;
-
-	if (jstr_field(j, &s) < 0)
-		return -1;
-	snprintf(dst, room, "%s", s ? s : "");
-	return 0;
-}
-
-static int
-jint_field(struct jp *j, long long *out)
-{
-	double v;
-
-	ws(j);
-	if (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-		long long n = 0;
-		const char *q = j->p;
-		while (q < j->end && *q >= '0' && *q <= '9' && q - j->p < 18)
-			n = n * 10 + (*q++ - '0');
-		if (q >= j->end || !strchr(".eE0123456789", *q)) {
-			*out = n;
-			j->p = q;
-			return 0;
-		}
-	}
-	if (j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
-		if (jnumber(j, &v) < 0)
-			return -1;
-		*out = (long long)v;
-		return 0;
-	}
-	return jskip(j, 0);
-}
-
-static int
-endpoint(struct jp *j, char *ip, size_t iplen, int *port)
-{
-	int first = 1, rc;
-	const char *k;
-	size_t kn;
-	long long n = 0;
-
-	if (expect(j, '{') < 0)
-		return -1;
-	while ((rc = next_member(j, &first, &k, &kn)) > 0) {
-		if (!strcmp(k, "ip"))
-			rc = jcopy_field(j, ip, iplen);
-		else if (!strcmp(k, "port")) {
-			rc = jint_field(j, &n);
-			*port = (int)n;
-		} else
-			rc = jskip(j, 1);
-		if (rc < 0)
-			return -1;
-	}
-	return rc;
-}
-
-static int
-event(struct jp *j)
-{
-	struct record *r = j->r;
-	const char *e = NULL, *line = NULL, *stage = NULL, *qid = NULL, *p = NULL, *action = NULL,
-	    *text = NULL, *reason = NULL, *where = NULL, *version = NULL, *cipher = NULL, *peer = NULL;
-	const char *args = NULL, *res = NULL, *k;
-	size_t args_len = 0, res_len = 0, kn;
-	long long code = 0, size = -1;
-	int first = 1, rc;
+	const char *e = str_of(o, "e");
 	struct rev *ev;
 
-	if (expect(j, '{') < 0)
-		return -1;
-	while ((rc = next_member(j, &first, &k, &kn)) > 0) {
-		switch (k[0]) {
-		case 'a':
-			if (!strcmp(k, "action")) { rc = jstr_field(j, &action); break; }
-			if (!strcmp(k, "a")) {
-				struct cbuf b = { 0 };
-				rc = jcanon(j, &b, 1);
-				if (rc == 0 && (b.err || !(args = dup_(r, b.p, b.n))))
-					rc = fail(j, "out of memory");
-				args_len = b.n;
-				free(b.p);
-				break;
-			}
-			rc = jskip(j, 1);
-			break;
-		case 'c':
-			if (!strcmp(k, "code")) { rc = jint_field(j, &code); break; }
-			if (!strcmp(k, "cipher")) { rc = jstr_field(j, &cipher); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'e':
-			if (!strcmp(k, "e")) { rc = jstr_field(j, &e); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'l':
-			if (!strcmp(k, "line")) { rc = jstr_field(j, &line); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'p':
-			if (!strcmp(k, "p")) { rc = jstr_field(j, &p); break; }
-			if (!strcmp(k, "peer")) { rc = jstr_field(j, &peer); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'q':
-			if (!strcmp(k, "qid")) { rc = jstr_field(j, &qid); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'r':
-			if (!strcmp(k, "r")) {
-				const char *s = j->p;
-				if ((rc = jskip(j, 1)) == 0) {
-					res_len = (size_t)(j->p - s);
-					if (!(res = dup_(r, s, res_len)))
-						rc = fail(j, "out of memory");
-				}
-				break;
-			}
-			if (!strcmp(k, "reason")) { rc = jstr_field(j, &reason); break; }
-			rc = jskip(j, 1);
-			break;
-		case 's':
-			if (!strcmp(k, "stage")) { rc = jstr_field(j, &stage); break; }
-			if (!strcmp(k, "size")) { rc = jint_field(j, &size); break; }
-			rc = jskip(j, 1);
-			break;
-		case 't':
-			if (!strcmp(k, "text")) { rc = jstr_field(j, &text); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'v':
-			if (!strcmp(k, "version")) { rc = jstr_field(j, &version); break; }
-			rc = jskip(j, 1);
-			break;
-		case 'w':
-			if (!strcmp(k, "where")) { rc = jstr_field(j, &where); break; }
-			rc = jskip(j, 1);
-			break;
-		default:
-			rc = jskip(j, 1);
-		}
-		if (rc < 0)
-			return -1;
-	}
-	if (rc < 0)
-		return -1;
+	if (!json_is_object(o))
+		return "an event that is not an object";
 	if (!e)
-		return fail(j, "an event without \"e\"");
+		return "an event without \"e\"";
 	if (!strcmp(e, "cmd")) {
+		const char *line = str_of(o, "line");
 		if (!(ev = add_event(r, RE_CMD)))
-			return fail(j, "out of memory");
+			return "out of memory";
 		ev->text = line ? line : "";
 	} else if (!strcmp(e, "hook")) {
+		const char *stage = str_of(o, "stage");
 		if (!(ev = add_event(r, RE_HOOK)))
-			return fail(j, "out of memory");
+			return "out of memory";
 		ev->stage = stage ? stage_of(stage) : STAGE_MAX;
-		ev->size = size;
-		ev->a = qid;
+		ev->size = int_of(o, "size", -1);
+		ev->a = str_of(o, "qid");
 	} else if (!strcmp(e, "call")) {
 		struct replay_call *c;
+		struct buf b = BUF_INIT(0);
+		const char *p = str_of(o, "p");
+		json_t *args = json_object_get(o, "a"), *res = json_object_get(o, "r");
 		if (!p || !args || !res)
-			return fail(j, "a call without \"p\", \"a\" or \"r\"");
-		if (!(ev = add_event(r, RE_CALL)) || !(c = add_call(r)))
-			return fail(j, "out of memory");
+			return "a call without \"p\", \"a\" or \"r\"";
+		/* The question in replay.h's canonical form, as replay.c asks it. */
+		if (jsonw_canonical(&b, args) < 0) {
+			buf_free(&b);
+			return b.err == BUF_NOMEM ? "out of memory" : "a call's arguments nested too deep";
+		}
+		if (!(ev = add_event(r, RE_CALL)) || !(c = add_call(r)) ||
+		    !(c->args = dup_(r, buf_str(&b), b.len))) {
+			buf_free(&b);
+			return "out of memory";
+		}
+		c->args_len = b.len;
+		buf_free(&b);
 		c->name = p;
-		c->args = args;
-		c->args_len = args_len;
 		c->res = res;
-		c->res_len = res_len;
 		ev->code = r->ncalls - 1;
 	} else if (!strcmp(e, "verdict")) {
+		const char *stage = str_of(o, "stage"), *action = str_of(o, "action"), *reason = str_of(o, "reason"),
+		    *where = str_of(o, "where"), *text = str_of(o, "text");
 		if (!(ev = add_event(r, RE_VERDICT)))
-			return fail(j, "out of memory");
+			return "out of memory";
 		ev->stage = stage ? stage_of(stage) : STAGE_MAX;
-		ev->code = (int)code;
+		ev->code = (int)int_of(o, "code", 0);
 		ev->a = action ? action : "none";
 		ev->b = reason ? reason : "";
 		ev->c = where ? where : "";
 		ev->text = text ? text : "";
 	} else if (!strcmp(e, "tls")) {
+		const char *version = str_of(o, "version"), *cipher = str_of(o, "cipher"), *peer = str_of(o, "peer");
 		if (!(ev = add_event(r, RE_TLS)))
-			return fail(j, "out of memory");
+			return "out of memory";
 		ev->a = version ? version : "";
 		ev->b = cipher ? cipher : "";
 		ev->c = peer ? peer : "";
 	} else if (!strcmp(e, "reply")) {
+		const char *text = str_of(o, "text");
 		if (!(ev = add_event(r, RE_REPLY)))
-			return fail(j, "out of memory");
-		ev->code = (int)code;
+			return "out of memory";
+		ev->code = (int)int_of(o, "code", 0);
 		ev->text = text ? text : "";
 	}
 	/* Unknown kinds of event (a later journal version): ignored. */
-	return 0;
+	return NULL;
 }
 
 int
 record_parse_json(struct record *r, const char *line, size_t len, char *err, size_t errlen)
 {
-	struct jp j = { r, line, line + len, line, NULL };
-	int first = 1, rc, have_events = 0;
-	const char *k;
-	size_t kn;
+	struct json_err je;
+	const json_t *events, *v;
+	const char *why = NULL;
+	size_t i;
 
 	record_reset(r);
-	if (expect(&j, '{') < 0)
-		goto bad;
-	while ((rc = next_member(&j, &first, &k, &kn)) > 0) {
-		if (!strcmp(k, "sid"))
-			rc = jcopy_field(&j, r->sid, sizeof r->sid);
-		else if (!strcmp(k, "time")) {
-			if (j.p < j.end && *j.p != 'n')
-				rc = jnumber(&j, &r->time);
-			else
-				rc = jskip(&j, 0);
-		} else if (!strcmp(k, "direction")) {
-			char d[16];
-			if ((rc = jcopy_field(&j, d, sizeof d)) == 0)
-				r->direction = strcmp(d, "outbound") == 0 ? DIR_OUTBOUND : DIR_INBOUND;
-		} else if (!strcmp(k, "client"))
-			rc = endpoint(&j, r->client_ip, sizeof r->client_ip, &r->client_port);
-		else if (!strcmp(k, "local"))
-			rc = endpoint(&j, r->local_ip, sizeof r->local_ip, &r->local_port);
-		else if (!strcmp(k, "hostname"))
-			rc = jcopy_field(&j, r->hostname, sizeof r->hostname);
-		else if (!strcmp(k, "truncated")) {
-			r->truncated = j.end - j.p >= 4 && !memcmp(j.p, "true", 4);
-			rc = jskip(&j, 0);
-		} else if (!strcmp(k, "events")) {
-			int efirst = 1;
-			have_events = 1;
-			if ((rc = expect(&j, '[')) < 0)
-				break;
-			for (;;) {
-				ws(&j);
-				if (j.p < j.end && *j.p == ']') {
-					j.p++;
-					break;
-				}
-				if (!efirst && (rc = expect(&j, ',')) < 0)
-					break;
-				efirst = 0;
-				if ((rc = event(&j)) < 0)
-					break;
-			}
-		} else
-			rc = jskip(&j, 0);
-		if (rc < 0)
-			break;
+	if (!(r->root = jsonr_parse(line, len, JSON_MAX_DEPTH, &je))) {
+		if (je.premature)
+			snprintf(err, errlen, "truncated line (ends after %zu bytes)", len);
+		else
+			snprintf(err, errlen, "not a session record: offset %zu: %s", je.offset, je.text);
+		return -1;
 	}
-	if (rc < 0 || j.err)
-		goto bad;
-	ws(&j);
-	if (j.p != j.end) {
-		fail(&j, "trailing characters");
-		goto bad;
+	events = json_object_get(r->root, "events");
+	if (!json_is_object(r->root) || !json_is_array(events)) {
+		snprintf(err, errlen, "not a session record (no \"client\" or \"events\")");
+		return -1;
 	}
-	if (!have_events || !r->client_ip[0]) {
-		fail(&j, "not a session record (no \"client\" or \"events\")");
-		goto bad;
+	copy_of(r->root, "sid", r->sid, sizeof r->sid);
+	v = json_object_get(r->root, "time");
+	r->time = json_is_number(v) ? json_number_value(v) : 0;
+	r->direction = (str_of(r->root, "direction") && !strcmp(str_of(r->root, "direction"), "outbound")) ?
+	    DIR_OUTBOUND : DIR_INBOUND;
+	endpoint(json_object_get(r->root, "client"), r->client_ip, sizeof r->client_ip, &r->client_port);
+	endpoint(json_object_get(r->root, "local"), r->local_ip, sizeof r->local_ip, &r->local_port);
+	copy_of(r->root, "hostname", r->hostname, sizeof r->hostname);
+	r->truncated = json_is_true(json_object_get(r->root, "truncated"));
+	if (!r->client_ip[0]) {
+		snprintf(err, errlen, "not a session record (no \"client\" or \"events\")");
+		return -1;
 	}
+	json_array_foreach(events, i, v)
+		if ((why = event(r, v)) != NULL) {
+			snprintf(err, errlen, "not a session record: event %zu: %s", i + 1, why);
+			return -1;
+		}
 	return 0;
-bad:
-	if (j.p >= j.end && (!j.err || !strcmp(j.err, "unexpected end") || !strcmp(j.err, "unterminated string") ||
-	    !strncmp(j.err, "expected", 8)))
-		snprintf(err, errlen, "truncated line (ends after %zu bytes)", len);
-	else
-		snprintf(err, errlen, "not a session record: offset %d: %s", (int)(j.p - line),
-		    j.err ? j.err : "bad JSON");
-	return -1;
 }
 
 /* ---------------- hand-written cases ---------------- */
@@ -945,14 +314,14 @@ is_number(const char *s)
 
 /* A token as a JSON value: numbers, true/false, nil, or a string. */
 static void
-token_value(struct cbuf *b, const char *t)
+token_value(struct buf *b, const char *t)
 {
 	if (is_number(t) || !strcmp(t, "true") || !strcmp(t, "false"))
-		cput(b, t, strlen(t));
+		buf_add(b, t, strlen(t));
 	else if (!strcmp(t, "nil") || !strcmp(t, "null"))
-		cput(b, "null", 4);
+		buf_add(b, "null", 4);
 	else
-		cput_string(b, t, strlen(t));
+		jsonw_str(b, t, strlen(t));
 }
 
 /*
@@ -965,7 +334,7 @@ token_value(struct cbuf *b, const char *t)
  *   any:        [ JSON, ... ]  (the results exactly), or TOKEN... (one value each)
  */
 static int
-answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, char *err, size_t errlen)
+answer_results(struct buf *b, const char *name, const char *type, char *rhs, char *err, size_t errlen)
 {
 	char *t[64], *save = NULL;
 	int n = 0;
@@ -973,16 +342,15 @@ answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, ch
 	while (*rhs == ' ' || *rhs == '\t')
 		rhs++;
 	if (*rhs == '[') {
-		struct record tmp = { 0 };
-		struct jp j = { &tmp, rhs, rhs + strlen(rhs), rhs, NULL };
-		int rc = jskip(&j, 0);
-		ws(&j);
-		record_free(&tmp);
-		if (rc < 0 || j.p != j.end) {
-			snprintf(err, errlen, "results: not a JSON array (%s)", j.err ? j.err : "trailing text");
+		struct json_err je;
+		json_t *v = jsonr_parse(rhs, strlen(rhs), JSON_MAX_DEPTH, &je);
+		if (!json_is_array(v)) {
+			snprintf(err, errlen, "results: not a JSON array (%s)", v ? "another value" : je.text);
+			json_decref(v);
 			return -1;
 		}
-		cput(b, rhs, strlen(rhs));
+		json_decref(v);
+		buf_add(b, rhs, strlen(rhs));
 		return 0;
 	}
 	for (char *x = strtok_r(rhs, " \t", &save); x && n < 63; x = strtok_r(NULL, " \t", &save))
@@ -996,12 +364,12 @@ answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, ch
 		static const char *status[] = { "nxdomain", "nodata", "timeout", "servfail", "error", NULL };
 		for (int i = 0; status[i]; i++)
 			if (n == 1 && !strcasecmp(t[0], status[i])) {
-				cput(b, "[null,", 6);
-				cput_string(b, status[i], strlen(status[i]));
-				cput(b, "]", 1);
+				buf_add(b, "[null,", 6);
+				jsonw_str(b, status[i], strlen(status[i]));
+				buf_add(b, "]", 1);
 				return 0;
 			}
-		cput(b, "[[", 2);
+		buf_add(b, "[[", 2);
 		if (type && !strcasecmp(type, "mx")) {
 			if (n % 2) {
 				snprintf(err, errlen, "dns mx answers are PREF HOST pairs");
@@ -1009,20 +377,20 @@ answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, ch
 			}
 			for (int i = 0; i < n; i += 2) {
 				if (i)
-					cput(b, ",", 1);
-				cput(b, "{\"host\":", 8);
-				cput_string(b, t[i + 1], strlen(t[i + 1]));
-				cput(b, ",\"pref\":", 8);
-				cput(b, t[i], strlen(t[i]));
-				cput(b, "}", 1);
+					buf_add(b, ",", 1);
+				buf_add(b, "{\"host\":", 8);
+				jsonw_str(b, t[i + 1], strlen(t[i + 1]));
+				buf_add(b, ",\"pref\":", 8);
+				buf_add(b, t[i], strlen(t[i]));
+				buf_add(b, "}", 1);
 			}
 		} else
 			for (int i = 0; i < n; i++) {
 				if (i)
-					cput(b, ",", 1);
-				cput_string(b, t[i], strlen(t[i]));
+					buf_add(b, ",", 1);
+				jsonw_str(b, t[i], strlen(t[i]));
 			}
-		cput(b, "],\"ok\"]", 7);
+		buf_add(b, "],\"ok\"]", 7);
 		return 0;
 	}
 	if (!strcmp(name, "greylist")) {
@@ -1035,15 +403,15 @@ answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, ch
 		snprintf(tmp, sizeof tmp, "[{\"pass\":%s,\"verdict\":\"%s\",\"wait\":%s}]",
 		    pass ? "true" : "false", n > 1 ? t[1] : pass ? "allowed" : "new",
 		    n > 2 && is_number(t[2]) ? t[2] : pass ? "0" : "60");
-		cput(b, tmp, strlen(tmp));
+		buf_add(b, tmp, strlen(tmp));
 		return 0;
 	}
 	if (!strcmp(name, "ratelimit")) {
 		char tmp[160];
 		if (!strcmp(t[0], "error")) {
-			cput(b, "[null,", 6);
-			cput_string(b, n > 1 ? t[1] : "error", strlen(n > 1 ? t[1] : "error"));
-			cput(b, "]", 1);
+			buf_add(b, "[null,", 6);
+			jsonw_str(b, n > 1 ? t[1] : "error", strlen(n > 1 ? t[1] : "error"));
+			buf_add(b, "]", 1);
 			return 0;
 		}
 		if (strcmp(t[0], "over") && strcmp(t[0], "under") && strcmp(t[0], "ok")) {
@@ -1052,41 +420,41 @@ answer_results(struct cbuf *b, const char *name, const char *type, char *rhs, ch
 		}
 		snprintf(tmp, sizeof tmp, "[{\"over\":%s,\"rate\":%s}]", !strcmp(t[0], "over") ? "true" : "false",
 		    n > 1 && is_number(t[1]) ? t[1] : "0");
-		cput(b, tmp, strlen(tmp));
+		buf_add(b, tmp, strlen(tmp));
 		return 0;
 	}
 	if (!strcmp(name, "callout") || !strcmp(name, "verify_sender")) {
-		cput(b, "[{\"result\":", 11);
-		cput_string(b, t[0], strlen(t[0]));
+		buf_add(b, "[{\"result\":", 11);
+		jsonw_str(b, t[0], strlen(t[0]));
 		if (n > 1) {
 			if (!is_number(t[1])) {
 				snprintf(err, errlen, "%s answers: RESULT [CODE [TEXT...]]", name);
 				return -1;
 			}
-			cput(b, ",\"code\":", 8);
-			cput(b, t[1], strlen(t[1]));
+			buf_add(b, ",\"code\":", 8);
+			buf_add(b, t[1], strlen(t[1]));
 		}
 		if (n > 2) {
-			struct cbuf text = { 0 };
+			struct buf text = BUF_INIT(0);
 			for (int i = 2; i < n; i++) {
 				if (i > 2)
-					cput(&text, " ", 1);
-				cput(&text, t[i], strlen(t[i]));
+					buf_add(&text, " ", 1);
+				buf_add(&text, t[i], strlen(t[i]));
 			}
-			cput(b, ",\"text\":", 8);
-			cput_string(b, text.p, text.n);
-			free(text.p);
+			buf_add(b, ",\"text\":", 8);
+			jsonw_str(b, buf_str(&text), text.len);
+			buf_free(&text);
 		}
-		cput(b, "}]", 2);
+		buf_add(b, "}]", 2);
 		return 0;
 	}
-	cput(b, "[", 1);
+	buf_add(b, "[", 1);
 	for (int i = 0; i < n; i++) {
 		if (i)
-			cput(b, ",", 1);
+			buf_add(b, ",", 1);
 		token_value(b, t[i]);
 	}
-	cput(b, "]", 1);
+	buf_add(b, "]", 1);
 	return 0;
 }
 
@@ -1094,7 +462,9 @@ int
 record_add_answer(struct record *r, const char *spec, int line, char *err, size_t errlen)
 {
 	char *s = strdup(spec), *arrow, *save = NULL, *name, *x, *tok[64];
-	struct cbuf res = { 0 };
+	struct buf res = BUF_INIT(0);
+	struct json_err je;
+	json_t *tree = NULL;
 	struct replay_call *c;
 	const char **pat;
 	int ntok = 0, rc = -1;
@@ -1117,7 +487,16 @@ record_add_answer(struct record *r, const char *spec, int line, char *err, size_
 	if (answer_results(&res, name, !strcmp(name, "dns") && ntok >= 2 ? tok[1] : NULL,
 	    arrow + 2, err, errlen) < 0)
 		goto out;
-	if (res.err || !(pat = (const char **)(void *)alloc_(r, (size_t)(ntok + 1) * sizeof *pat + 8)) ||
+	if (res.err) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (!(tree = jsonr_parse(buf_str(&res), res.len, JSON_MAX_DEPTH, &je))) {
+		snprintf(err, errlen, "results: %s", je.text);
+		goto out;
+	}
+	if ((!r->answers && !(r->answers = json_array())) || json_array_append(r->answers, tree) < 0 ||
+	    !(pat = (const char **)(void *)alloc_(r, (size_t)(ntok + 1) * sizeof *pat + 8)) ||
 	    !(c = add_call(r))) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -1130,8 +509,7 @@ record_add_answer(struct record *r, const char *spec, int line, char *err, size_
 			goto out;
 		}
 	c->name = dup_(r, name, strlen(name));
-	c->res = dup_(r, res.p, res.n);
-	c->res_len = res.n;
+	c->res = tree;
 	c->pattern = pat;
 	c->npattern = ntok;
 	/* A line asking the same question as an earlier one continues its sequence. */
@@ -1148,7 +526,8 @@ record_add_answer(struct record *r, const char *spec, int line, char *err, size_
 	(void)line;
 	rc = 0;
 out:
-	free(res.p);
+	json_decref(tree);
+	buf_free(&res);
 	free(s);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "conf.h"
+#include "json.h"
 #include "policy.h"
 #include "replay.h"
 
@@ -54,6 +55,8 @@ struct record {
 	int           is_case;       /* hand-written: replies are expectations */
 	char          title[256];
 	void         *arena;         /* record.c's blocks */
+	json_t       *root;          /* the journal line's tree: events point into it */
+	json_t       *answers;       /* hand-written answers' results, one tree each */
 };
 
 /* A journal line (without its newline): 0, or -1 with why in err. */

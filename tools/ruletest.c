@@ -1483,7 +1483,7 @@ out:
 	free(rt.trace.p);
 	free(rt.diff.p);
 	free(rt.counts);
-	free(rt.world.enc);
+	buf_free(&rt.world.enc);
 out_conf:
 	free(answers);
 	conf_free(rt.conf);

@@ -1,8 +1,9 @@
 /*
  * journal.c - session records for ruletest, one JSON line each.
  *
- * A record grows in memory while the session runs (bounded: past
- * max_record it is marked truncated and stops growing) and is written
+ * A record grows in memory while the session runs (bounded: an event that
+ * would pass max_record is left out whole, the record is marked truncated
+ * and stops growing, and still ends as valid JSON) and is written
  * with one write(2) on an O_APPEND file when the session ends, so the
  * workers' lines never interleave. One file a day, continued in a new
  * numbered file past max_file bytes.
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "json.h"
 #include "session.h"
 
 struct journal_writer {
@@ -31,36 +33,12 @@ struct journal_writer {
 
 struct journal {
 	struct journal_writer *w;
-	char                  *buf;
-	size_t                 len, cap;
-	int                    nevents;
+	struct buf             b;         /* the record; max: max_record less the closing */
+	size_t                 mark;      /* where the event being written began */
 	int                    truncated;
 };
 
-int
-json_quote(char *out, size_t room, const char *s, size_t len)
-{
-	size_t n = 0;
-
-	if (room < 3)
-		return -1;
-	out[n++] = '"';
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (n + 7 >= room)
-			return -1;
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c < 0x20 || c == 0x7f) {
-			n += (size_t)snprintf(out + n, room - n, "\\u%04x", c);
-		} else
-			out[n++] = (char)c;    /* UTF-8 passes through; invalid bytes too */
-	}
-	out[n++] = '"';
-	out[n] = '\0';
-	return (int)n;
-}
+#define TAIL_ROOM 64                      /* "],\"truncated\":true}\n" always fits */
 
 struct journal_writer *
 journal_writer_open(const struct journal_conf *c, char *err, size_t errlen)
@@ -133,85 +111,61 @@ writer_fd(struct journal_writer *w)
 	}
 }
 
-/* Appends raw text; past the bound the record is only marked truncated. */
-static void
-put(struct journal *j, const char *s, size_t n)
-{
-	if (j->truncated)
-		return;
-	if (j->len + n + 64 > j->w->conf.max_record) {
-		j->truncated = 1;
-		return;
-	}
-	if (j->len + n + 1 > j->cap) {
-		size_t cap = j->cap * 2;
-		char *nb;
-		while (cap < j->len + n + 1)
-			cap *= 2;
-		if (!(nb = realloc(j->buf, cap))) {
-			j->truncated = 1;
-			return;
-		}
-		j->buf = nb;
-		j->cap = cap;
-	}
-	memcpy(j->buf + j->len, s, n);
-	j->len += n;
-	j->buf[j->len] = '\0';
-}
-
-static void
-puts_(struct journal *j, const char *s)
-{
-	put(j, s, strlen(s));
-}
-
-static void
-put_str(struct journal *j, const char *s)
-{
-	char tmp[2048];
-	int n = json_quote(tmp, sizeof tmp, s, strlen(s));
-
-	if (n < 0)
-		puts_(j, "\"(too long)\"");
-	else
-		put(j, tmp, (size_t)n);
-}
-
-static void
-put_kv_str(struct journal *j, const char *k, const char *v)
-{
-	char tmp[64];
-
-	snprintf(tmp, sizeof tmp, ",\"%s\":", k);
-	puts_(j, tmp);
-	put_str(j, v);
-}
-
-static void
-put_kv_num(struct journal *j, const char *k, long long v)
-{
-	char tmp[96];
-
-	snprintf(tmp, sizeof tmp, ",\"%s\":%lld", k, v);
-	puts_(j, tmp);
-}
-
-static void
+/*
+ * Each event is written whole or not at all: one that does not fit in
+ * max_record is taken back at its first byte, the record is marked
+ * truncated and keeps no later event, so a long session still ends as
+ * valid JSON that ruletest can read (its events up to the cut).
+ */
+static int
 event_open(struct journal *j, const char *e)
 {
-	if (j->nevents++)
-		puts_(j, ",");
-	puts_(j, "{\"e\":\"");
-	puts_(j, e);
-	puts_(j, "\"");
+	if (j->truncated)
+		return -1;
+	j->mark = j->b.len;
+	jsonw_open(&j->b, '{');
+	jsonw_key(&j->b, "e");
+	return jsonw_strz(&j->b, e);
+}
+
+static void
+event_close(struct journal *j)
+{
+	jsonw_close(&j->b, '}');
+	if (j->b.err) {
+		buf_truncate(&j->b, j->mark);
+		j->truncated = 1;
+	}
+}
+
+static void
+kv_str(struct journal *j, const char *k, const char *v)
+{
+	jsonw_key(&j->b, k);
+	jsonw_strz(&j->b, v);
+}
+
+static void
+kv_num(struct journal *j, const char *k, long long v)
+{
+	jsonw_key(&j->b, k);
+	jsonw_int(&j->b, v);
+}
+
+static void
+endpoint(struct journal *j, const char *k, const char *ip, int port)
+{
+	jsonw_key(&j->b, k);
+	jsonw_open(&j->b, '{');
+	kv_str(j, "ip", ip);
+	kv_num(j, "port", port);
+	jsonw_close(&j->b, '}');
 }
 
 struct journal *
 journal_begin(struct journal_writer *w, const struct session_info *i, const char *listener)
 {
 	struct journal *j;
-	char tmp[256];
 
 	if (!w || w->conf.sample <= 0)
 		return NULL;
@@ -225,123 +179,123 @@ journal_begin(struct journal_writer *w, const struct session_info *i, const char
 	if (!(j = calloc(1, sizeof *j)))
 		return NULL;
 	j->w = w;
-	j->cap = 1024;
-	if (!(j->buf = malloc(j->cap))) {
+	buf_init(&j->b, w->conf.max_record > TAIL_ROOM * 2 ? w->conf.max_record - TAIL_ROOM : TAIL_ROOM);
+	if (buf_reserve(&j->b, 1024) < 0) {
 		free(j);
 		return NULL;
 	}
-	snprintf(tmp, sizeof tmp, "{\"v\":1,\"sid\":\"%s\",\"time\":%.3f,\"direction\":\"%s\"",
-	    i->sid, i->start, direction_str(i->direction));
-	puts_(j, tmp);
-	put_kv_str(j, "listener", listener);
-	puts_(j, ",\"client\":{\"ip\":");
-	put_str(j, i->client_ip);
-	put_kv_num(j, "port", i->client_port);
-	puts_(j, "},\"local\":{\"ip\":");
-	put_str(j, i->local_ip);
-	put_kv_num(j, "port", i->local_port);
-	puts_(j, "}");
-	put_kv_str(j, "hostname", i->conf->hostname);
-	puts_(j, ",\"events\":[");
+	jsonw_open(&j->b, '{');
+	kv_num(j, "v", 1);
+	kv_str(j, "sid", i->sid);
+	jsonw_key(&j->b, "time");
+	buf_printf(&j->b, "%.3f", i->start);
+	kv_str(j, "direction", direction_str(i->direction));
+	kv_str(j, "listener", listener);
+	endpoint(j, "client", i->client_ip, i->client_port);
+	endpoint(j, "local", i->local_ip, i->local_port);
+	kv_str(j, "hostname", i->conf->hostname);
+	jsonw_key(&j->b, "events");
+	jsonw_open(&j->b, '[');
+	if (j->b.err) {                           /* not even the header fits */
+		buf_free(&j->b);
+		free(j);
+		return NULL;
+	}
 	return j;
 }
 
 void
 journal_cmd(struct journal *j, const char *line)
 {
-	if (!j)
+	if (!j || event_open(j, "cmd") < 0)
 		return;
-	event_open(j, "cmd");
-	put_kv_str(j, "line", line);
-	puts_(j, "}");
+	kv_str(j, "line", line);
+	event_close(j);
 }
 
 void
 journal_hook(struct journal *j, enum stage st, const struct session_info *i)
 {
-	if (!j)
+	if (!j || event_open(j, "hook") < 0)
 		return;
-	event_open(j, "hook");
-	put_kv_str(j, "stage", stage_name(st));
+	kv_str(j, "stage", stage_name(st));
 	switch (st) {
 	case STAGE_HELO:
-		put_kv_str(j, "helo", i->helo);
-		puts_(j, i->esmtp ? ",\"esmtp\":true" : ",\"esmtp\":false");
+		kv_str(j, "helo", i->helo);
+		jsonw_key(&j->b, "esmtp");
+		jsonw_bool(&j->b, i->esmtp);
 		break;
 	case STAGE_MAIL:
-		put_kv_str(j, "sender", i->mail.addr);
-		if (i->mail.smtputf8)
-			puts_(j, ",\"smtputf8\":true");
+		kv_str(j, "sender", i->mail.addr);
+		if (i->mail.smtputf8) {
+			jsonw_key(&j->b, "smtputf8");
+			jsonw_bool(&j->b, 1);
+		}
 		if (i->mail.size >= 0)
-			put_kv_num(j, "size", i->mail.size);
+			kv_num(j, "size", i->mail.size);
 		break;
 	case STAGE_RCPT:
-		put_kv_str(j, "rcpt", i->rcpt.addr);
+		kv_str(j, "rcpt", i->rcpt.addr);
 		break;
 	case STAGE_DATA:
-		put_kv_num(j, "size", (long long)i->size);
-		put_kv_str(j, "qid", i->qid);
+		kv_num(j, "size", (long long)i->size);
+		kv_str(j, "qid", i->qid);
 		break;
 	default:
 		break;
 	}
-	puts_(j, "}");
+	event_close(j);
 }
 
 void
 journal_verdict(struct journal *j, enum stage st, const struct verdict *v)
 {
-	if (!j)
+	if (!j || event_open(j, "verdict") < 0)
 		return;
-	event_open(j, "verdict");
-	put_kv_str(j, "stage", stage_name(st));
-	put_kv_str(j, "action", action_name(v->action));
+	kv_str(j, "stage", stage_name(st));
+	kv_str(j, "action", action_name(v->action));
 	if (v->code)
-		put_kv_num(j, "code", v->code);
+		kv_num(j, "code", v->code);
 	if (v->enhanced[0])
-		put_kv_str(j, "enhanced", v->enhanced);
+		kv_str(j, "enhanced", v->enhanced);
 	if (v->text[0])
-		put_kv_str(j, "text", v->text);
+		kv_str(j, "text", v->text);
 	if (v->reason[0])
-		put_kv_str(j, "reason", v->reason);
+		kv_str(j, "reason", v->reason);
 	if (v->where[0])
-		put_kv_str(j, "where", v->where);
-	puts_(j, "}");
+		kv_str(j, "where", v->where);
+	event_close(j);
 }
 
 void
 journal_tls(struct journal *j, const struct session_info *i)
 {
-	if (!j)
+	if (!j || event_open(j, "tls") < 0)
 		return;
-	event_open(j, "tls");
-	put_kv_str(j, "version", i->tls_version);
-	put_kv_str(j, "cipher", i->tls_cipher);
+	kv_str(j, "version", i->tls_version);
+	kv_str(j, "cipher", i->tls_cipher);
 	if (i->tls_peer[0])
-		put_kv_str(j, "peer", i->tls_peer);
-	puts_(j, "}");
+		kv_str(j, "peer", i->tls_peer);
+	event_close(j);
 }
 
 void
 journal_reply(struct journal *j, int code, const char *text)
 {
-	if (!j)
+	if (!j || event_open(j, "reply") < 0)
 		return;
-	event_open(j, "reply");
-	put_kv_num(j, "code", code);
-	put_kv_str(j, "text", text);
-	puts_(j, "}");
+	kv_num(j, "code", code);
+	kv_str(j, "text", text);
+	event_close(j);
 }
 
 void
 journal_call(struct journal *j, const char *json, size_t len)
 {
-	if (!j)
+	if (!j || event_open(j, "call") < 0)
 		return;
-	event_open(j, "call");
-	puts_(j, ",");
-	put(j, json, len);
-	puts_(j, "}");
+	jsonw_raw(&j->b, json, len);              /* members: "p":...,"a":...,"r":... */
+	event_close(j);
 }
 
 void
@@ -351,15 +305,16 @@ journal_end(struct journal *j)
 
 	if (!j)
 		return;
-	/* put() keeps 64 bytes spare for exactly this closing. */
-	j->truncated = j->truncated ? 2 : 0;
-	if (j->len + 40 < j->cap || (j->buf = realloc(j->buf, j->cap = j->len + 64))) {
-		const char *tail = j->truncated ? "],\"truncated\":true}\n" : "]}\n";
-		memcpy(j->buf + j->len, tail, strlen(tail));
-		j->len += strlen(tail);
-		if ((fd = writer_fd(j->w)) >= 0)
-			(void)!write(fd, j->buf, j->len);
+	j->b.max += TAIL_ROOM;
+	jsonw_close(&j->b, ']');
+	if (j->truncated) {
+		jsonw_key(&j->b, "truncated");
+		jsonw_bool(&j->b, 1);
 	}
-	free(j->buf);
+	jsonw_close(&j->b, '}');
+	buf_addc(&j->b, '\n');
+	if (!j->b.err && (fd = writer_fd(j->w)) >= 0)
+		(void)!write(fd, j->b.p, j->b.len);
+	buf_free(&j->b);
 	free(j);
 }

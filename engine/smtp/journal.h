@@ -52,7 +52,4 @@ void journal_call(struct journal *j, const char *json, size_t len);
 /* Writes the line and frees j. */
 void journal_end(struct journal *j);
 
-/* JSON string escaping into a bounded buffer; returns length or -1. */
-int  json_quote(char *out, size_t room, const char *s, size_t len);
-
 #endif

@@ -26,6 +26,7 @@
 
 #include "data.h"
 #include "journal.h"
+#include "json.h"
 #include "log.h"
 #include "reply.h"
 #include "session.h"
@@ -581,30 +582,6 @@ command(struct session *s, char *line)
 /* ------------------------------------------------------------------ */
 /* DATA                                                               */
 
-static int
-json_str(char *out, size_t room, const char *s)
-{
-	size_t n = 0;
-
-	if (room < 3)
-		return -1;
-	out[n++] = '"';
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (n + 8 >= room)
-			return -1;
-		if (*p == '"' || *p == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)*p;
-		} else if (*p < 0x20) {
-			n += (size_t)snprintf(out + n, room - n, "\\u%04x", *p);
-		} else
-			out[n++] = (char)*p;
-	}
-	out[n++] = '"';
-	out[n] = '\0';
-	return (int)n;
-}
-
 /*
  * The envelope travels with the message: one JSON line, then the message
  * with our Received: trace header (RFC 5321 4.4) first.
@@ -613,43 +590,52 @@ static int
 write_envelope(struct session *s)
 {
 	struct session_info *i = &s->info;
-	/*
-	 * 4096 holds the fixed fields, the HELO and the sender escaped twice
-	 * over (2 * (255 + 320)) and the Received: header (under 1100).
-	 */
-	size_t cap = 4096 + (size_t)i->nrcpts * (SMTP_ADDR_MAX * 2 + 8), n = 0;
-	char *buf = malloc(cap), date[64];
+	struct buf b = BUF_INIT(0);             /* our fields, sizes bounded by the parser */
+	char date[64], listener[300];
 	time_t now = time(NULL);
 	struct tm tm;
 	int rc;
 
-	if (!buf)
-		return -1;
-#define J(str) do { int k = json_str(buf + n, cap - n, (str)); if (k < 0) goto full; n += (size_t)k; } while (0)
-#define L(...) do { n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__); if (n >= cap) goto full; } while (0)
 	/* spool_create() opened the object with its "length" field. */
-	L("\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"%s\",\"listener\":\"%s:%d\",\"client\":",
-	    i->qid, (long long)now, direction_str(i->direction), s->listener->address, s->listener->port);
-	J(i->client_ip);
-	L(",\"client_port\":%d,\"helo\":", i->client_port);
-	J(i->helo);
-	L(",\"tls\":%s", i->tls ? "true" : "false");
+	snprintf(listener, sizeof listener, "%s:%d", s->listener->address, s->listener->port);
+	jsonw_key(&b, "v");
+	jsonw_int(&b, 1);
+	jsonw_key(&b, "qid");
+	jsonw_strz(&b, i->qid);
+	jsonw_key(&b, "time");
+	jsonw_int(&b, (long long)now);
+	jsonw_key(&b, "direction");
+	jsonw_strz(&b, direction_str(i->direction));
+	jsonw_key(&b, "listener");
+	jsonw_strz(&b, listener);
+	jsonw_key(&b, "client");
+	jsonw_strz(&b, i->client_ip);
+	jsonw_key(&b, "client_port");
+	jsonw_int(&b, i->client_port);
+	jsonw_key(&b, "helo");
+	jsonw_strz(&b, i->helo);
+	jsonw_key(&b, "tls");
+	jsonw_bool(&b, i->tls);
 	if (i->tls) {
-		L(",\"tls_version\":");
-		J(i->tls_version);
-		L(",\"tls_cipher\":");
-		J(i->tls_cipher);
+		jsonw_key(&b, "tls_version");
+		jsonw_strz(&b, i->tls_version);
+		jsonw_key(&b, "tls_cipher");
+		jsonw_strz(&b, i->tls_cipher);
 	}
-	L(",\"sid\":\"%s\",\"sender\":", i->sid);
-	J(i->mail.addr);
-	L(",\"body\":\"%s\",\"smtputf8\":%s,\"rcpts\":[", i->mail.body8bit ? "8BITMIME" : "7BIT",
-	    i->mail.smtputf8 ? "true" : "false");
-	for (int r = 0; r < i->nrcpts; r++) {
-		if (r)
-			L(",");
-		J(i->rcpts[r]);
-	}
-	L("]}\n");
+	jsonw_key(&b, "sid");
+	jsonw_strz(&b, i->sid);
+	jsonw_key(&b, "sender");
+	jsonw_strz(&b, i->mail.addr);
+	jsonw_key(&b, "body");
+	jsonw_strz(&b, i->mail.body8bit ? "8BITMIME" : "7BIT");
+	jsonw_key(&b, "smtputf8");
+	jsonw_bool(&b, i->mail.smtputf8);
+	jsonw_key(&b, "rcpts");
+	jsonw_open(&b, '[');
+	for (int r = 0; r < i->nrcpts; r++)
+		jsonw_strz(&b, i->rcpts[r]);
+	jsonw_close(&b, ']');
+	buf_adds(&b, "}\n");
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	/* The HELO is client-controlled: only printable ASCII goes into a header. */
@@ -658,21 +644,20 @@ write_envelope(struct session *s)
 	for (const char *p = i->helo; *p && h < sizeof helo - 1; p++)
 		helo[h++] = (*p > 0x20 && *p < 0x7f && *p != '(' && *p != ')') ? *p : '?';
 	helo[h] = '\0';
-	L("Received: from %s ([%s])\r\n\tby %s (mxgate) with %s%s%s id %s", helo, i->client_ip,
+	buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (mxgate) with %s%s%s id %s", helo, i->client_ip,
 	    s->conf->hostname, i->mail.smtputf8 ? "UTF8" : "", i->esmtp ? "ESMTP" : "SMTP",
 	    i->tls ? "S" : "", i->qid);
 	if (i->nrcpts == 1 && strlen(i->rcpts[0]) < 200)
-		L("\r\n\tfor <%s>", i->rcpts[0]);
-	L(";\r\n\t%s\r\n", date);
-	rc = spool_write(s->msg, buf, n);
-	free(buf);
+		buf_printf(&b, "\r\n\tfor <%s>", i->rcpts[0]);
+	buf_printf(&b, ";\r\n\t%s\r\n", date);
+	if (b.err) {
+		buf_free(&b);
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = spool_write(s->msg, b.p, b.len);
+	buf_free(&b);
 	return rc;
-full:
-	free(buf);
-	errno = ENOMEM;
-	return -1;
-#undef J
-#undef L
 }
 
 /* Keeps the header section (up to the first empty line) for the data hook. */
