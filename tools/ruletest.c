@@ -1299,12 +1299,13 @@ static void
 usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff] [--quiet] JOURNAL.jsonl... CASE.session...\n"
+	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff [--allow-skipped]] [--quiet] JOURNAL.jsonl... CASE.session...\n"
 	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
 	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
 	    "  offline: world primitives answer from the record. --diff shows only sessions whose\n"
-	    "  replies would change and exits 1 if any would (or could not be decided).\n"
+	    "  replies would change and exits 1 if any would (or could not be decided), or if a\n"
+	    "  journal line could not be read (unless --allow-skipped).\n"
 	    "       ruletest --help | --version          (see ruletest(8))\n");
 	exit(code);
 }
@@ -1343,6 +1344,7 @@ ruletest_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "diff", no_argument, NULL, 'd' },
+		{ "allow-skipped", no_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "client", required_argument, NULL, 'C' },
@@ -1355,7 +1357,7 @@ ruletest_main(int argc, char **argv)
 	};
 	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL;
 	const char **answers = NULL;
-	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0;
+	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0, allow_skipped = 0;
 	enum direction dir = DIR_INBOUND;
 	struct rt rt;
 	struct record rec;
@@ -1371,6 +1373,7 @@ ruletest_main(int argc, char **argv)
 		case 'c': path = optarg; break;
 		case 'r': rules = optarg; break;
 		case 'd': rt.mode = M_DIFF; break;
+		case 'S': allow_skipped = 1; break;
 		case 'q': rt.mode = M_QUIET; break;
 		case 'L': live = 1; break;
 		case 'C': client = optarg; break;
@@ -1476,6 +1479,12 @@ ruletest_main(int argc, char **argv)
 		rc = 1;
 	if (rt.mode == M_DIFF && (rt.changed || rt.unanswered))
 		rc = 1;
+	/* A skipped line is a session --diff could not vouch for (issue 11 #9). */
+	if (rt.mode == M_DIFF && rt.bad_lines && !allow_skipped) {
+		fprintf(stderr, "ruletest: %ld journal line%s skipped, not replayed: the diff is incomplete "
+		    "(--allow-skipped accepts that)\n", rt.bad_lines, rt.bad_lines == 1 ? " was" : "s were");
+		rc = 1;
+	}
 out:
 	fflush(stdout);
 	rt.pol.ops->free(rt.pol.self);

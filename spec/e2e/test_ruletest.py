@@ -366,3 +366,54 @@ class Interactive(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class JournalBounds(unittest.TestCase):
+    """Issue 11 item 9: a long session stays visible to ruletest."""
+    USES_MXGATE = True
+
+    def test_a_record_over_max_record_is_cut_at_an_event_boundary_into_valid_json(self):
+        srv = Mxgate({"journal": "{ sample = 1, max_record = 4096 }"}, rules=dict(RULES))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        try:
+            with srv.smtp() as c:
+                c.ehlo()
+                for i in range(80):                     # ~9 KiB of events: twice the bound
+                    self.assertEqual(c.docmd("NOOP", "x" * 60 + str(i))[0], 250)
+                c.quit()
+        finally:
+            srv.stop()
+        path = sorted(glob.glob(os.path.join(srv.dir, "var/journal/*.jsonl")))[0]
+        with open(path, "rb") as f:
+            lines = [l for l in f.read().split(b"\n") if b"NOOP" in l]   # (the harness's probes aside)
+        self.assertEqual(len(lines), 1)
+        self.assertLessEqual(len(lines[0]) + 1, 4096)
+        rec = json.loads(lines[0])                      # was: cut mid-event, not JSON
+        self.assertIs(rec.get("truncated"), True)
+        events = rec["events"]
+        self.assertEqual(events[0], {"e": "hook", "stage": "connect"})  # kept from the start...
+        self.assertTrue(all("e" in e for e in events))  # ...and every event kept is whole
+        kept = [e["line"] for e in events if e["e"] == "cmd" and e["line"].startswith("NOOP")]
+        self.assertGreater(len(kept), 10)
+        self.assertLess(len(kept), 80)
+        self.assertEqual(kept, ["NOOP " + "x" * 60 + str(i) for i in range(len(kept))])
+        p = ruletest("-c", srv.conf_path, "--diff", path)
+        self.assertIn("1 truncated record, 0 lines skipped", p.stdout)
+
+    def test_diff_exits_non_zero_when_lines_were_skipped_unless_allow_skipped(self):
+        d = tempfile.mkdtemp(prefix="ruletest-skip-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        conf = os.path.join(ROOT, "spec/ruletest/mxgate.lua")
+        path = os.path.join(d, "journal.jsonl")
+        with open(path, "w") as f:
+            f.write('{"v":1,"sid":"x","time":1,"client":{"ip":"192.0.2.1","port":1},"events":[{"e":"cmd","line":"EHLO')
+            f.write("\nnot JSON at all\n")
+        p = ruletest("-c", conf, "--diff", path)       # every line skipped: was exit 0
+        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("2 lines skipped", p.stdout)
+        self.assertIn("--allow-skipped", p.stderr)
+        p = ruletest("-c", conf, "--diff", "--allow-skipped", path)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = ruletest("-c", conf, path)                  # a plain replay reports and goes on
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
