@@ -27,6 +27,7 @@
 #include <lualib.h>
 
 #include "conf.h"
+#include "json.h"
 #include "report.h"
 #include "version.h"
 
@@ -671,86 +672,91 @@ print_table(const struct report *rp)
 }
 
 static void
-json_str(const char *s)
+kv_time(struct buf *b, const char *k, double t)
 {
-	if (!s) {
-		fputs("null", stdout);
-		return;
-	}
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
+	char text[32];
+
+	jsonw_key(b, k);
+	if (t) {
+		format_time(t, text, sizeof text);
+		jsonw_strz(b, text);
+	} else
+		jsonw_null(b);
 }
 
 static void
+kv_str(struct buf *b, const char *k, const char *v)
+{
+	jsonw_key(b, k);
+	jsonw_strz(b, v);                  /* NULL: null */
+}
+
+static void
+kv_int(struct buf *b, const char *k, long v)
+{
+	jsonw_key(b, k);
+	jsonw_int(b, v);
+}
+
+/* The report as one JSON object, one reason a line. */
+static int
 print_json(const struct report *rp)
 {
-	char t[32];
+	struct buf b = BUF_INIT(0);
 
-	printf("{\"log\": ");
-	json_str(rp->log);
-	printf(", \"since\": ");
-	if (rp->since) {
-		format_time(rp->since, t, sizeof t);
-		json_str(t);
-	} else
-		printf("null");
-	printf(", \"until\": ");
-	if (rp->until) {
-		format_time(rp->until, t, sizeof t);
-		json_str(t);
-	} else
-		printf("null");
-	printf(", \"match\": ");
-	json_str(rp->match);
-	printf(", \"total\": %ld, \"skipped\": %ld, \"reasons\": [", rp->total, rp->skipped);
+	jsonw_open(&b, '{');
+	kv_str(&b, "log", rp->log);
+	kv_time(&b, "since", rp->since);
+	kv_time(&b, "until", rp->until);
+	kv_str(&b, "match", rp->match);
+	kv_int(&b, "total", rp->total);
+	kv_int(&b, "skipped", rp->skipped);
+	jsonw_key(&b, "reasons");
+	jsonw_open(&b, '[');
 	for (size_t i = 0; i < rp->nentries; i++) {
 		const struct entry *e = &rp->entries[i];
 		const struct example *x = &e->last;
-		printf("%s\n  {\"reason\": ", i ? "," : "");
-		json_str(e->key);
-		printf(", \"row\": ");
+		if (i)
+			buf_addc(&b, ',');
+		buf_adds(&b, "\n  ");
+		jsonw_open(&b, '{');
+		kv_str(&b, "reason", e->key);
+		jsonw_key(&b, "row");
 		if (e->r && e->r->row)
-			printf("%d", e->r->row);
+			jsonw_int(&b, e->r->row);
 		else
-			printf("null");
-		printf(", \"direction\": ");
-		json_str(e->dir);
-		printf(", \"text\": ");
-		json_str(entry_text(e));
-		printf(", \"cause\": ");
-		json_str(e->r ? e->r->cause : NULL);
-		printf(", \"count\": %ld, \"last\": ", e->count);
-		if (!e->count) {
-			printf("null}");
-			continue;
+			jsonw_null(&b);
+		kv_str(&b, "direction", e->dir);
+		kv_str(&b, "text", entry_text(e));
+		kv_str(&b, "cause", e->r ? e->r->cause : NULL);
+		kv_int(&b, "count", e->count);
+		jsonw_key(&b, "last");
+		if (!e->count)
+			jsonw_null(&b);
+		else {
+			jsonw_open(&b, '{');
+			kv_str(&b, "time", x->ts);
+			kv_str(&b, "client", x->client);
+			kv_str(&b, "sender", x->from);
+			kv_str(&b, "recipient", x->rcpt);
+			kv_str(&b, "stage", x->stage);
+			kv_int(&b, "code", x->code);
+			kv_str(&b, "enhanced", x->enhanced);
+			kv_str(&b, "reply", x->text);
+			kv_str(&b, "rule", x->rule);
+			jsonw_close(&b, '}');
 		}
-		printf("{\"time\": ");
-		json_str(x->ts);
-		printf(", \"client\": ");
-		json_str(x->client);
-		printf(", \"sender\": ");
-		json_str(x->from);
-		printf(", \"recipient\": ");
-		json_str(x->rcpt);
-		printf(", \"stage\": ");
-		json_str(x->stage);
-		printf(", \"code\": %d, \"enhanced\": ", x->code);
-		json_str(x->enhanced);
-		printf(", \"reply\": ");
-		json_str(x->text);
-		printf(", \"rule\": ");
-		json_str(x->rule);
-		printf("}}");
+		jsonw_close(&b, '}');
 	}
-	printf("\n]}\n");
+	buf_adds(&b, "\n]}\n");
+	if (b.err) {
+		buf_free(&b);
+		fprintf(stderr, "mxgate report: out of memory\n");
+		return -1;
+	}
+	fwrite(b.p, 1, b.len, stdout);
+	buf_free(&b);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -890,11 +896,11 @@ report_main(int argc, char **argv)
 		fclose(f);
 	/* The rows point at reasons[]; sorting entries moves nothing they use. */
 	qsort(rp.entries, rp.nentries, sizeof *rp.entries, cmp_entry);
+	rc = 0;
 	if (json)
-		print_json(&rp);
+		rc = print_json(&rp) < 0 ? 1 : 0;
 	else
 		print_table(&rp);
-	rc = 0;
 out:
 	free_report(&rp);
 	return rc;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "buf.h"
 #include "conf.h"
 #include "log.h"
 #include "policy.h"
@@ -40,47 +41,7 @@
 #define DEFAULT_TLS_VERSION "TLSv1.3"
 #define DEFAULT_TLS_CIPHER  "TLS_AES_256_GCM_SHA384"
 #define CASE_SIZE 1000          /* a case's message size without `size` */
-
-/* ---------------- growable text ---------------- */
-
-struct sb {
-	char  *p;
-	size_t n, cap;
-};
-
-static void
-sb_add(struct sb *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4096;
-		char *np;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		if (!(np = realloc(b->p, cap)))
-			return;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-sb_printf(struct sb *b, const char *fmt, ...)
-{
-	char tmp[2048];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+#define CASE_MAX  (4 << 20)     /* a .session file larger than this is refused */
 
 /* ---------------- the run ---------------- */
 
@@ -102,8 +63,8 @@ struct rt {
 	struct conf     sconf;          /* per session: the record's hostname */
 	struct policy   pol;
 	struct replay_world world;
-	struct sb       trace;          /* the current session, as an operator reads it */
-	struct sb       diff;           /* the current session's changed steps */
+	struct buf       trace;          /* the current session, as an operator reads it */
+	struct buf       diff;           /* the current session's changed steps */
 	uint64_t        next_id;
 	unsigned        next_qid;
 	/* totals */
@@ -240,7 +201,7 @@ on_trace(void *arg, const char *line)
 {
 	struct rt *rt = arg;
 
-	sb_printf(&rt->trace, "      %s\n", line);
+	buf_printf(&rt->trace, "      %s\n", line);
 }
 
 static struct rs *current;     /* the session replaying: one at a time */
@@ -253,7 +214,7 @@ on_unanswered(void *arg, const char *name, const char *args)
 	if (current)
 		current->unanswered++;
 	if (rt->mode == M_DIFF || rt->interactive == 0)
-		sb_printf(&rt->diff, "  unanswered: %s(%.*s)\n", name, (int)(strlen(args) > 2 ? strlen(args) - 2 : 0), args + 1);
+		buf_printf(&rt->diff, "  unanswered: %s(%.*s)\n", name, (int)(strlen(args) > 2 ? strlen(args) - 2 : 0), args + 1);
 }
 
 static void
@@ -363,10 +324,10 @@ trace_verdict(struct rt *rt, enum stage st, const struct verdict *v)
 	if (!rt->tracing)
 		return;
 	if (v->action == V_NONE)
-		sb_printf(&rt->trace, "      %s: no verdict%s\n", stage_name(st),
+		buf_printf(&rt->trace, "      %s: no verdict%s\n", stage_name(st),
 		    st == STAGE_RCPT ? " (no rule accepted: refused)" : "");
 	else
-		sb_printf(&rt->trace, "      %s: %s%s%s%s%s%s\n", stage_name(st), action_name(v->action),
+		buf_printf(&rt->trace, "      %s: %s%s%s%s%s%s\n", stage_name(st), action_name(v->action),
 		    v->reason[0] ? " " : "", v->reason, v->where[0] ? " (" : "", v->where, v->where[0] ? ")" : "");
 }
 
@@ -545,7 +506,7 @@ proceed_data(struct rs *s, struct step *p, struct seg *g, const struct verdict *
 	s->info.headers = "";
 	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
 	if (rt->tracing)
-		sb_printf(&rt->trace, "    . (message of %zu bytes%s)\n", s->info.size,
+		buf_printf(&rt->trace, "    . (message of %zu bytes%s)\n", s->info.size,
 		    s->rec->is_case || rt->interactive ? "" : "; the body was not recorded");
 	decide(s, STAGE_DATA, &dv);
 	if (dv.action != V_NONE && dv.action != V_ACCEPT)
@@ -664,7 +625,7 @@ proceed_starttls(struct rs *s, struct step *p, struct seg *g, const struct verdi
 	snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s", t ? t->b : DEFAULT_TLS_CIPHER);
 	snprintf(s->info.tls_peer, sizeof s->info.tls_peer, "%s", t && t->c ? t->c : "");
 	if (rt->tracing)
-		sb_printf(&rt->trace, "    . (TLS %s %s)\n", s->info.tls_version, s->info.tls_cipher);
+		buf_printf(&rt->trace, "    . (TLS %s %s)\n", s->info.tls_version, s->info.tls_cipher);
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
 	reset_transaction(s);
 	s->info.helo[0] = '\0';
@@ -857,23 +818,23 @@ compare(struct rs *s, struct step *p, struct seg *g, int upto)
 			shown(b, sizeof b, rr->code, rr->text);
 		if (rt->tracing) {
 			if (same || unchecked)
-				sb_printf(&rt->trace, "    %s %s\n", unchecked && !rt->interactive ? "." : "=", a);
+				buf_printf(&rt->trace, "    %s %s\n", unchecked && !rt->interactive ? "." : "=", a);
 			else if (nr && rr)
-				sb_printf(&rt->trace, "    ! %s    [%s: %s]\n", a, is_case ? "expected" : "recorded", b);
+				buf_printf(&rt->trace, "    ! %s    [%s: %s]\n", a, is_case ? "expected" : "recorded", b);
 			else if (nr)
-				sb_printf(&rt->trace, "    + %s    [not recorded]\n", a);
+				buf_printf(&rt->trace, "    + %s    [not recorded]\n", a);
 			else
-				sb_printf(&rt->trace, "    - (no reply now)    [%s: %s]\n", is_case ? "expected" : "recorded", b);
+				buf_printf(&rt->trace, "    - (no reply now)    [%s: %s]\n", is_case ? "expected" : "recorded", b);
 		}
 		if (same || unchecked)
 			continue;
 		if (!diff++)
-			sb_printf(&rt->diff, "  %s\n", what);
+			buf_printf(&rt->diff, "  %s\n", what);
 		if (is_case)
-			sb_printf(&rt->diff, "    line %d: expected %d%s%s, got %s\n", rr ? rr->line : 0,
+			buf_printf(&rt->diff, "    line %d: expected %d%s%s, got %s\n", rr ? rr->line : 0,
 			    rr ? rr->code : 0, rr && *rr->text ? " " : "", rr ? rr->text : "", nr ? a : "no reply");
 		else
-			sb_printf(&rt->diff, "    recorded  %s\n    new       %s%s%s%s\n", rr ? b : "(no reply)",
+			buf_printf(&rt->diff, "    recorded  %s\n    new       %s%s%s%s\n", rr ? b : "(no reply)",
 			    nr ? a : "(no reply)", nr && nr->where[0] ? "   (" : "", nr ? nr->where : "",
 			    nr && nr->where[0] ? ")" : "");
 	}
@@ -903,15 +864,15 @@ surplus(struct rs *s, struct step *p, struct seg *g)
 }
 
 static void
-session_header(struct rs *s, struct sb *b)
+session_header(struct rs *s, struct buf *b)
 {
 	struct record *r = s->rec;
 
 	if (r->is_case)
-		sb_printf(b, "session %s  %s %s:%d -> %s:%d\n", r->file, direction_str(r->direction),
+		buf_printf(b, "session %s  %s %s:%d -> %s:%d\n", r->file, direction_str(r->direction),
 		    r->client_ip, r->client_port, r->local_ip, r->local_port);
 	else
-		sb_printf(b, "session %s  %s %s:%d -> %s:%d  (%s:%d)\n", r->sid[0] ? r->sid : "-",
+		buf_printf(b, "session %s  %s %s:%d -> %s:%d  (%s:%d)\n", r->sid[0] ? r->sid : "-",
 		    direction_str(r->direction), r->client_ip, r->client_port, r->local_ip, r->local_port,
 		    r->file, r->line);
 }
@@ -945,9 +906,8 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	rt->world.calls = rec->calls;
 	rt->world.ncalls = rec->ncalls;
 	rt->world.answered = rt->world.unanswered = 0;
-	rt->trace.n = rt->diff.n = 0;
-	if (rt->trace.p)
-		rt->trace.p[0] = '\0';
+	buf_reset(&rt->trace);
+	buf_reset(&rt->diff);
 	current = s;
 	if (rt->tracing)
 		session_header(s, &rt->trace);
@@ -969,7 +929,7 @@ replay(struct rt *rt, struct record *rec)
 	p.n = p.compared = 0;
 	s.what = "connect";
 	if (rt->tracing)
-		sb_printf(&rt->trace, "  connect\n");
+		buf_printf(&rt->trace, "  connect\n");
 	connect_step(&s, &p, &g);
 	surplus(&s, &p, &g);
 	compare(&s, &p, &g, -1);
@@ -983,24 +943,24 @@ replay(struct rt *rt, struct record *rec)
 			s.case_size = g.size->size;
 		snprintf(what, sizeof what, "> %s", cmd->text);
 		if (rt->tracing)
-			sb_printf(&rt->trace, "  %s\n", what);
+			buf_printf(&rt->trace, "  %s\n", what);
 		p.n = p.compared = 0;
 		s.what = what;
 		if (s.diverged) {
 			if (rt->tracing)
-				sb_printf(&rt->trace, "    . not replayed: %s\n", s.why_diverged);
+				buf_printf(&rt->trace, "    . not replayed: %s\n", s.why_diverged);
 			continue;
 		}
 		if (s.state != R_CLOSED)
 			command(&s, &p, &g, cmd->text);
 		else if (rt->tracing)
-			sb_printf(&rt->trace, "    . (the connection is closed now)\n");
+			buf_printf(&rt->trace, "    . (the connection is closed now)\n");
 		surplus(&s, &p, &g);
 		compare(&s, &p, &g, -1);
 	}
 	if (s.diverged) {
 		s.changed = 1;
-		sb_printf(&rt->diff, "  diverged: %s\n", s.why_diverged);
+		buf_printf(&rt->diff, "  diverged: %s\n", s.why_diverged);
 	}
 	rt->pol.ops->end(rt->pol.self, &s.info);
 	reset_transaction(&s);
@@ -1014,10 +974,10 @@ replay(struct rt *rt, struct record *rec)
 		if (s.failed) {
 			rt->failed++;
 			printf("FAIL %s: %s\n", rec->file, rec->title);
-			fwrite(rt->diff.p ? rt->diff.p : "", 1, rt->diff.n, stdout);
+			fwrite(rt->diff.p ? rt->diff.p : "", 1, rt->diff.len, stdout);
 			if (s.unanswered)
 				printf("  (answer every question the rules ask: answer NAME ARGS... -> RESULTS)\n");
-			fwrite(rt->trace.p ? rt->trace.p : "", 1, rt->trace.n, stdout);
+			fwrite(rt->trace.p ? rt->trace.p : "", 1, rt->trace.len, stdout);
 		} else {
 			rt->passed++;
 			printf("PASS %s: %s\n", rec->file, rec->title);
@@ -1036,15 +996,15 @@ replay(struct rt *rt, struct record *rec)
 	else
 		rt->same++;
 	if (rt->mode == M_TRACE) {
-		sb_printf(&rt->trace, "  result: %s%s\n\n", s.unanswered ? "UNANSWERED" : s.changed ? "CHANGED" : "same",
+		buf_printf(&rt->trace, "  result: %s%s\n\n", s.unanswered ? "UNANSWERED" : s.changed ? "CHANGED" : "same",
 		    rec->truncated ? " (the record was truncated)" : "");
-		fwrite(rt->trace.p, 1, rt->trace.n, stdout);
+		fwrite(rt->trace.p, 1, rt->trace.len, stdout);
 	} else if (rt->mode == M_DIFF && (s.changed || s.unanswered)) {
-		struct sb h = { 0 };
+		struct buf h = BUF_INIT(0);
 		session_header(&s, &h);
-		fwrite(h.p, 1, h.n, stdout);
-		free(h.p);
-		fwrite(rt->diff.p, 1, rt->diff.n, stdout);
+		fwrite(buf_str(&h), 1, h.len, stdout);
+		buf_free(&h);
+		fwrite(rt->diff.p, 1, rt->diff.len, stdout);
 		putchar('\n');
 	}
 	return 0;
@@ -1090,32 +1050,27 @@ replay_journal(struct rt *rt, const char *path, struct record *rec)
 	return 0;
 }
 
+/* A whole .session file (at most CASE_MAX bytes): malloc'd, or NULL with errno. */
 static char *
 slurp(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, got;
+	struct buf b = BUF_INIT(CASE_MAX);
+	char chunk[4096];
+	size_t got;
 
 	if (!f)
 		return NULL;
-	do {
-		if (n + 4096 > cap) {
-			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		got = fread(buf + n, 1, cap - n - 1, f);
-		n += got;
-	} while (got > 0);
+	while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+		if (buf_add(&b, chunk, got) < 0)
+			break;
 	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
+	if (b.err) {
+		errno = b.err == BUF_FULL ? EFBIG : ENOMEM;
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_take(&b, len);
 }
 
 static int
@@ -1170,9 +1125,7 @@ flush_trace(struct rt *rt)
 		printf(">>> %.*s\n", (int)(nl ? nl - t : (long)strlen(t)), t);
 		line = nl ? nl + 1 : NULL;
 	}
-	rt->trace.n = 0;
-	if (rt->trace.p)
-		rt->trace.p[0] = '\0';
+	buf_reset(&rt->trace);
 	fflush(stdout);
 }
 
@@ -1188,7 +1141,7 @@ interactive(struct rt *rt, struct record *rec)
 
 	rt->interactive = 1;
 	session_begin(rt, &s, rec);
-	rt->trace.n = 0;
+	buf_reset(&rt->trace);
 	if (rt->pol.ops->start(rt->pol.self, &s.info) < 0)
 		return 2;
 	memset(&g, 0, sizeof g);
@@ -1206,7 +1159,7 @@ interactive(struct rt *rt, struct record *rec)
 		if (smtp_parse_verb(line, &(const char *){ NULL }) == CMD_DATA && s.state == R_RCPT) {
 			/* Read the message first (it follows the 354): its size and headers. */
 			struct verdict v;
-			struct sb msg = { 0 };
+			struct buf msg = BUF_INIT(0);
 			size_t hdrlen = 0;
 			int in_headers = 1;
 			decide(&s, STAGE_PREDATA, &v);
@@ -1227,15 +1180,15 @@ interactive(struct rt *rt, struct record *rec)
 				const char *l = line[0] == '.' ? line + 1 : line;
 				if (in_headers && !*l) {
 					in_headers = 0;
-					hdrlen = msg.n;
+					hdrlen = msg.len;
 				}
-				sb_add(&msg, l, strlen(l));
-				sb_add(&msg, "\r\n", 2);
+				buf_add(&msg, l, strlen(l));
+				buf_add(&msg, "\r\n", 2);
 			}
 			if (in_headers)
-				hdrlen = msg.n;
+				hdrlen = msg.len;
 			p.n = p.compared = 0;
-			s.info.size = msg.n;
+			s.info.size = msg.len;
 			snprintf(s.info.qid, sizeof s.info.qid, "RT%08X", ++rt->next_qid);
 			s.info.headers = msg.p ? msg.p : "";
 			s.info.headers_len = hdrlen;
@@ -1249,7 +1202,7 @@ interactive(struct rt *rt, struct record *rec)
 			}
 			s.info.headers = NULL;
 			reset_transaction(&s);
-			free(msg.p);
+			buf_free(&msg);
 			flush_trace(rt);
 			print_wire(&p, 0);
 			continue;
@@ -1489,8 +1442,8 @@ out:
 	fflush(stdout);
 	rt.pol.ops->free(rt.pol.self);
 	record_free(&rec);
-	free(rt.trace.p);
-	free(rt.diff.p);
+	buf_free(&rt.trace);
+	buf_free(&rt.diff);
 	free(rt.counts);
 	buf_free(&rt.world.enc);
 out_conf:

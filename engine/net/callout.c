@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +35,7 @@
 
 #include "callout.h"
 #include "dns.h"
+#include "htab.h"
 #include "log.h"
 #include "smtp_client.h"
 #include "state.h"
@@ -48,108 +48,6 @@
 #define CALLOUT_KEY_MAX      1024
 #define CALLOUT_ADDR_TEXT    (INET6_ADDRSTRLEN + 10)  /* "[v6]:65535" */
 #define CALLOUT_CACHE_VALUE  1024  /* what state_cache_put() takes */
-
-/* ------------------------------------------------------------------ */
-/* a small keyed hash table                                           */
-
-/* Keys come from the peer (recipients, sender domains): a keyed hash
- * keeps an attacker from aiming every entry at one bucket. */
-struct hnode {
-	struct hnode *next;
-	uint64_t      hash;
-	const char   *key;
-};
-
-struct htab {
-	struct hnode **b;
-	size_t         mask, n;
-};
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do { \
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                     \
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                     \
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
-} while (0)
-
-/* SipHash-1-3. */
-static uint64_t
-siphash(uint64_t k0, uint64_t k1, const char *s)
-{
-	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-	size_t len = strlen(s), i;
-	uint64_t m, b = (uint64_t)len << 56;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		memcpy(&m, s + i, 8);
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (m = 0; i < len; i++)
-		m |= (uint64_t)(unsigned char)s[i] << (8 * (i & 7));
-	b |= m;
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND; SIPROUND; SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-static struct hnode *
-ht_find(const struct htab *t, const char *key, uint64_t hash)
-{
-	struct hnode *n;
-
-	if (!t->b)
-		return NULL;
-	for (n = t->b[hash & t->mask]; n; n = n->next)
-		if (n->hash == hash && strcmp(n->key, key) == 0)
-			return n;
-	return NULL;
-}
-
-/* 0, or -1 when the table cannot grow. */
-static int
-ht_add(struct htab *t, struct hnode *n)
-{
-	if (!t->b || t->n >= t->mask + 1) {
-		size_t size = t->b ? 2 * (t->mask + 1) : 64, i;
-		struct hnode **b = calloc(size, sizeof *b), *x, *next;
-
-		if (!b)
-			return -1;
-		for (i = 0; t->b && i <= t->mask; i++)
-			for (x = t->b[i]; x; x = next) {
-				next = x->next;
-				x->next = b[x->hash & (size - 1)];
-				b[x->hash & (size - 1)] = x;
-			}
-		free(t->b);
-		t->b = b;
-		t->mask = size - 1;
-	}
-	n->next = t->b[n->hash & t->mask];
-	t->b[n->hash & t->mask] = n;
-	t->n++;
-	return 0;
-}
-
-static void
-ht_del(struct htab *t, struct hnode *n)
-{
-	struct hnode **p;
-
-	for (p = &t->b[n->hash & t->mask]; *p; p = &(*p)->next)
-		if (*p == n) {
-			*p = n->next;
-			t->n--;
-			return;
-		}
-}
 
 /* ------------------------------------------------------------------ */
 /* state                                                              */
@@ -228,8 +126,8 @@ struct ticket {
 };
 
 struct centry {
-	struct hnode         h;
-	struct centry       *prev, *next;   /* LRU, most recent first */
+	struct hnode         h;              /* key: key[] */
+	struct lru_node      lru;
 	double               expires;
 	enum callout_result  result;
 	int                  code;
@@ -246,10 +144,9 @@ struct callout {
 	SSL_CTX                 *tls;
 	struct smtp_client_conf  cc;
 	struct htab              jobs, hosts, cache;
-	struct centry           *lru_head, *lru_tail;
+	struct lru               lru;
 	struct conn             *conns;
 	struct ticket           *tickets;
-	uint64_t                 k0, k1;
 	int                      busy, closing;
 	struct callout_stats     stats;
 };
@@ -330,35 +227,10 @@ cache_ttl(const struct callout *co, const struct callout_answer *a)
 }
 
 static void
-lru_unlink(struct callout *co, struct centry *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		co->lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		co->lru_tail = e->prev;
-}
-
-static void
-lru_push(struct callout *co, struct centry *e)
-{
-	e->prev = NULL;
-	e->next = co->lru_head;
-	if (co->lru_head)
-		co->lru_head->prev = e;
-	else
-		co->lru_tail = e;
-	co->lru_head = e;
-}
-
-static void
 centry_drop(struct callout *co, struct centry *e)
 {
-	ht_del(&co->cache, &e->h);
-	lru_unlink(co, e);
+	htab_del(&co->cache, &e->h);
+	lru_unlink(&co->lru, &e->lru);
 	free(e);
 }
 
@@ -367,12 +239,13 @@ mem_put(struct callout *co, const char *key, uint64_t hash, const struct callout
     double expires)
 {
 	size_t klen = strlen(key) + 1, tlen = strlen(a->text) + 1, hlen = strlen(a->host) + 1;
-	struct centry *e = (struct centry *)ht_find(&co->cache, key, hash);
+	struct hnode *old = htab_find(&co->cache, hash, key, klen - 1);
+	struct centry *e;
 
-	if (e)
-		centry_drop(co, e);
-	while (co->cache.n >= co->conf.cache_entries && co->lru_tail)
-		centry_drop(co, co->lru_tail);
+	if (old)
+		centry_drop(co, container_of(old, struct centry, h));
+	while (co->cache.n >= co->conf.cache_entries && co->lru.tail)
+		centry_drop(co, container_of(co->lru.tail, struct centry, lru));
 	if (!(e = malloc(sizeof *e + klen + tlen + hlen)))
 		return;
 	memcpy(e->key, key, klen);
@@ -381,16 +254,17 @@ mem_put(struct callout *co, const char *key, uint64_t hash, const struct callout
 	e->host = e->text + tlen;
 	memcpy(e->host, a->host, hlen);
 	e->h.key = e->key;
+	e->h.keylen = klen - 1;
 	e->h.hash = hash;
 	e->expires = expires;
 	e->result = a->result;
 	e->code = a->code;
 	memcpy(e->stage, a->stage, sizeof e->stage);
-	if (ht_add(&co->cache, &e->h) < 0) {
+	if (htab_add(&co->cache, &e->h) < 0) {
 		free(e);
 		return;
 	}
-	lru_push(co, e);
+	lru_push(&co->lru, &e->lru);
 }
 
 /* The store's value: "result=ok code=250 stage=rcpt expires=EPOCH host=H text=T",
@@ -423,7 +297,8 @@ static int
 cache_get(struct callout *co, const char *key, uint64_t hash, struct callout_answer *a)
 {
 	double now = ev_now(co->loop), expires;
-	struct centry *e = (struct centry *)ht_find(&co->cache, key, hash);
+	struct hnode *h = htab_find(&co->cache, hash, key, strlen(key));
+	struct centry *e = h ? container_of(h, struct centry, h) : NULL;
 	char val[CALLOUT_CACHE_VALUE + 1];
 	int rc;
 
@@ -438,8 +313,7 @@ cache_get(struct callout *co, const char *key, uint64_t hash, struct callout_ans
 		memcpy(a->stage, e->stage, sizeof a->stage);
 		snprintf(a->text, sizeof a->text, "%s", e->text);
 		snprintf(a->host, sizeof a->host, "%s", e->host);
-		lru_unlink(co, e);
-		lru_push(co, e);
+		lru_touch(&co->lru, &e->lru);
 		return 1;
 	}
 	if (!co->st)
@@ -462,7 +336,7 @@ cache_put(struct callout *co, const char *key, const struct callout_answer *a)
 	if (ttl <= 0)
 		return;
 	expires = ev_now(co->loop) + ttl;
-	mem_put(co, key, siphash(co->k0, co->k1, key), a, expires);
+	mem_put(co, key, htab_hash(key, strlen(key)), a, expires);
 	if (!co->st)
 		return;
 	snprintf(val, sizeof val, "result=%s code=%d stage=%s expires=%.0f host=%s text=%s",
@@ -478,8 +352,9 @@ cache_put(struct callout *co, const char *key, const struct callout_answer *a)
 static struct host *
 host_get(struct callout *co, const char *addr)
 {
-	uint64_t hash = siphash(co->k0, co->k1, addr);
-	struct host *h = (struct host *)ht_find(&co->hosts, addr, hash);
+	uint64_t hash = htab_hash(addr, strlen(addr));
+	struct hnode *found = htab_find(&co->hosts, hash, addr, strlen(addr));
+	struct host *h = found ? container_of(found, struct host, h) : NULL;
 
 	if (h)
 		return h;
@@ -487,9 +362,10 @@ host_get(struct callout *co, const char *addr)
 		return NULL;
 	snprintf(h->key, sizeof h->key, "%s", addr);
 	h->h.key = h->key;
+	h->h.keylen = strlen(h->key);
 	h->h.hash = hash;
 	h->qtail = &h->qhead;
-	if (ht_add(&co->hosts, &h->h) < 0) {
+	if (htab_add(&co->hosts, &h->h) < 0) {
 		free(h);
 		return NULL;
 	}
@@ -500,7 +376,7 @@ static void
 host_put(struct callout *co, struct host *h)
 {
 	if (h->inflight == 0 && !h->qhead && !h->pinned) {
-		ht_del(&co->hosts, &h->h);
+		htab_del(&co->hosts, &h->h);
 		free(h);
 	}
 }
@@ -1001,7 +877,7 @@ job_finish(struct job *j)
 	struct waiter *w;
 	struct callout_answer a;
 
-	ht_del(&co->jobs, &j->h);
+	htab_del(&co->jobs, &j->h);
 	co->stats.inflight--;
 	if (j->have)
 		a = j->a;
@@ -1094,11 +970,6 @@ callout_new(struct ev_loop *loop, struct dns *dns, struct state *st,
 	co->cc.command_timeout = c->command_timeout;
 	co->cc.helo = c->helo;
 	co->cc.tls = co->tls;
-	if (getrandom(&co->k0, sizeof co->k0, 0) != sizeof co->k0 ||
-	    getrandom(&co->k1, sizeof co->k1, 0) != sizeof co->k1) {
-		co->k0 = (uint64_t)(uintptr_t)co ^ (uint64_t)ev_time();
-		co->k1 = (uint64_t)getpid() << 32;
-	}
 	return co;
 }
 
@@ -1118,7 +989,7 @@ callout_destroy(struct callout *co)
 		t->co = NULL;
 	for (i = 0; co->jobs.b && i <= co->jobs.mask; i++)
 		while (co->jobs.b[i]) {
-			struct job *j = (struct job *)co->jobs.b[i];
+			struct job *j = container_of(co->jobs.b[i], struct job, h);
 
 			co->jobs.b[i] = j->h.next;
 			job_free(j);
@@ -1130,11 +1001,11 @@ callout_destroy(struct callout *co)
 			co->hosts.b[i] = h->next;
 			free(h);
 		}
-	while (co->lru_head)
-		centry_drop(co, co->lru_head);
-	free(co->jobs.b);
-	free(co->hosts.b);
-	free(co->cache.b);
+	while (co->lru.head)
+		centry_drop(co, container_of(co->lru.head, struct centry, lru));
+	htab_free(&co->jobs);
+	htab_free(&co->hosts);
+	htab_free(&co->cache);
 	if (co->tls)
 		SSL_CTX_free(co->tls);
 	free(co);
@@ -1204,6 +1075,7 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 	struct waiter *w = NULL;
 	struct job *j = NULL;
 	char key[CALLOUT_KEY_MAX];
+	struct hnode *found;
 	uint64_t hash;
 
 	if (co->closing)
@@ -1220,7 +1092,7 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 		goto out;
 	}
 	make_key(key, sizeof key, route, mail_from, address);
-	hash = siphash(co->k0, co->k1, key);
+	hash = htab_hash(key, strlen(key));
 	if (cache_get(co, key, hash, &a)) {
 		a.cached = 1;
 		co->stats.cache_hits++;
@@ -1233,7 +1105,8 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 		goto oom;
 	w->cb = cb;
 	w->arg = arg;
-	if ((j = (struct job *)ht_find(&co->jobs, key, hash)) != NULL) {
+	if ((found = htab_find(&co->jobs, hash, key, strlen(key))) != NULL) {
+		j = container_of(found, struct job, h);
 		*j->tail = w;
 		j->tail = &w->next;
 		j->nwaiters++;
@@ -1245,6 +1118,7 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 	j->co = co;
 	memcpy(j->key, key, sizeof key);
 	j->h.key = j->key;
+	j->h.keylen = strlen(j->key);
 	j->h.hash = hash;
 	snprintf(j->from, sizeof j->from, "%s", mail_from);
 	snprintf(j->rcpt, sizeof j->rcpt, "%s", address);
@@ -1253,7 +1127,7 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 	j->head = w;
 	j->tail = &w->next;
 	j->nwaiters = 1;
-	if (ht_add(&co->jobs, &j->h) < 0)
+	if (htab_add(&co->jobs, &j->h) < 0)
 		goto oom;
 	co->stats.inflight++;
 	/* From here on the job answers for itself, maybe before this returns. */

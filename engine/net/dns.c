@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +32,7 @@
 #include <ev.h>
 
 #include "dns.h"
+#include "htab.h"
 
 #define DNS_NAME_MAX      253   /* RFC 1035 2.3.4, in text form */
 #define DNS_LABEL_MAX     63
@@ -44,25 +44,10 @@
  */
 #define DNS_MAX_PENDING   16384
 #define DNS_PENDING_HASH  (DNS_MAX_PENDING / 4)
-#define DNS_CACHE_HASHMAX ((size_t)1 << 22)
 
 #define RR_CNAME 5
 #define RR_SOA   6
 #define CLASS_IN 1
-
-/* Hash-table linkage shared by cache entries and lookups in flight. */
-struct hnode {
-	struct hnode *next;
-	uint64_t      hash;
-	const char   *name;         /* lowercased; points into the owner */
-	uint8_t       namelen;
-	uint16_t      type;
-};
-
-struct htab {
-	struct hnode **b;
-	size_t         mask;
-};
 
 struct crr {
 	uint32_t    ttl;
@@ -72,8 +57,8 @@ struct crr {
 
 /* One allocation: the entry, rr[n], the name, then the texts. */
 struct centry {
-	struct hnode   h;
-	struct centry *prev, *next; /* LRU, most recent at head */
+	struct hnode    h;          /* key: dns_key() bytes, in the entry */
+	struct lru_node lru;
 	ev_tstamp      stored, expires;
 	int            status;
 	int            n;
@@ -87,10 +72,11 @@ struct waiter {
 };
 
 struct pending {
-	struct hnode    h;
+	struct hnode    h;          /* key: k[] */
 	struct dns     *dns;
 	struct waiter  *head, **tail;
-	char            name[DNS_NAME_MAX + 1];
+	int             type;
+	unsigned char   k[2 + DNS_NAME_MAX + 1];    /* type, name, NUL */
 };
 
 struct dsock {
@@ -105,10 +91,9 @@ struct dns {
 	double           timeout;
 	struct dsock    *socks;
 	struct htab      cache, inflight;
-	struct centry   *lru_head, *lru_tail;
+	struct lru       lru;
 	size_t           cache_max;
 	uint32_t         max_ttl, neg_ttl;
-	uint64_t         k0, k1;    /* SipHash key */
 	int              busy;      /* frames that may run user callbacks */
 	int              closing;
 	struct dns_stats st;
@@ -117,107 +102,18 @@ struct dns {
 static void dns_destroy(struct dns *);
 
 /*
- * Names come from the peer (HELO, MAIL FROM, rDNS), so the tables are
- * keyed with SipHash-2-4 under a per-process random key: with a plain
- * hash a sender could choose names that all land in one chain (the
- * 2011 hash-flooding attacks, oCERT-2011-003).
+ * The tables' key: the query type (two bytes) then the name as dns_key()
+ * gives it. Names come from the peer: htab.h hashes them with SipHash
+ * under a per-process random key.
  */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do {                                                   \
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);       \
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                          \
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                          \
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);       \
-} while (0)
-
-static uint64_t
-siphash(const unsigned char *in, size_t len, uint64_t k0, uint64_t k1)
+static size_t
+table_key(unsigned char *k, int type, const char *name, size_t len)
 {
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
-	uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
-	uint64_t v3 = 0x7465646279746573ULL ^ k1;
-	uint64_t m, b = (uint64_t)len << 56;
-	size_t   i, j, end = len - len % 8;
-
-	for (i = 0; i < end; i += 8) {
-		for (m = 0, j = 0; j < 8; j++)
-			m |= (uint64_t)in[i + j] << (8 * j);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (j = 0; j < len % 8; j++)
-		b |= (uint64_t)in[end + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-static uint64_t
-dns_hash(const struct dns *dns, int type, const char *name, size_t len)
-{
-	unsigned char buf[2 + DNS_NAME_MAX];
-
-	buf[0] = (unsigned char)(type >> 8);
-	buf[1] = (unsigned char)type;
-	memcpy(buf + 2, name, len);
-	return siphash(buf, 2 + len, dns->k0, dns->k1);
-}
-
-static int
-htab_init(struct htab *t, size_t want)
-{
-	size_t n = 16;
-
-	while (n < want && n < DNS_CACHE_HASHMAX)
-		n <<= 1;
-	if ((t->b = calloc(n, sizeof(*t->b))) == NULL)
-		return -1;
-	t->mask = n - 1;
-	return 0;
-}
-
-static struct hnode *
-htab_find(const struct htab *t, uint64_t hash, int type, const char *name,
-    size_t len)
-{
-	struct hnode *n;
-
-	for (n = t->b[hash & t->mask]; n != NULL; n = n->next)
-		if (n->hash == hash && n->type == type && n->namelen == len &&
-		    memcmp(n->name, name, len) == 0)
-			return n;
-	return NULL;
-}
-
-static void
-htab_insert(struct htab *t, struct hnode *n)
-{
-	struct hnode **b = &t->b[n->hash & t->mask];
-
-	n->next = *b;
-	*b = n;
-}
-
-static void
-htab_remove(struct htab *t, struct hnode *n)
-{
-	struct hnode **p;
-
-	for (p = &t->b[n->hash & t->mask]; *p != NULL; p = &(*p)->next)
-		if (*p == n) {
-			*p = n->next;
-			return;
-		}
+	k[0] = (unsigned char)(type >> 8);
+	k[1] = (unsigned char)type;
+	memcpy(k + 2, name, len);
+	k[2 + len] = '\0';
+	return 2 + len;
 }
 
 /*
@@ -563,56 +459,29 @@ dns_build(const struct dns *dns, int type, int status,
 }
 
 static void
-cache_unlink(struct dns *dns, struct centry *e)
-{
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		dns->lru_head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		dns->lru_tail = e->prev;
-}
-
-static void
-cache_push(struct dns *dns, struct centry *e)
-{
-	e->prev = NULL;
-	e->next = dns->lru_head;
-	if (dns->lru_head != NULL)
-		dns->lru_head->prev = e;
-	else
-		dns->lru_tail = e;
-	dns->lru_head = e;
-}
-
-static void
 cache_drop(struct dns *dns, struct centry *e)
 {
-	htab_remove(&dns->cache, &e->h);
-	cache_unlink(dns, e);
+	htab_del(&dns->cache, &e->h);
+	lru_unlink(&dns->lru, &e->lru);
 	dns->st.cached--;
 	free(e);
 }
 
 static struct centry *
-cache_get(struct dns *dns, uint64_t hash, int type, const char *key,
-    size_t len, ev_tstamp now)
+cache_get(struct dns *dns, uint64_t hash, const unsigned char *k, size_t klen, ev_tstamp now)
 {
+	struct hnode *h;
 	struct centry *e;
 
-	if (dns->cache_max == 0 ||
-	    (e = (struct centry *)htab_find(&dns->cache, hash, type, key,
-	    len)) == NULL)
+	if (dns->cache_max == 0 || (h = htab_find(&dns->cache, hash, k, klen)) == NULL)
 		return NULL;
+	e = container_of(h, struct centry, h);
 	/* ev_now() is wall-clock time: a clock set back must not extend TTLs. */
 	if (now >= e->expires || now < e->stored) {
 		cache_drop(dns, e);
 		return NULL;
 	}
-	cache_unlink(dns, e);
-	cache_push(dns, e);
+	lru_touch(&dns->lru, &e->lru);
 	return e;
 }
 
@@ -628,17 +497,17 @@ cache_put(struct dns *dns, const struct hnode *k, const struct dns_answer *ans,
 
 	if (dns->cache_max == 0 || ttl == 0)
 		return;
-	if ((old = htab_find(&dns->cache, k->hash, k->type, k->name,
-	    k->namelen)) != NULL)
-		cache_drop(dns, (struct centry *)old);
+	if ((old = htab_find(&dns->cache, k->hash, k->key, k->keylen)) != NULL)
+		cache_drop(dns, container_of(old, struct centry, h));
 	/* Least recently used first; one already expired is no eviction. */
 	while (dns->st.cached >= dns->cache_max) {
-		if (dns->lru_tail->expires > now)
+		struct centry *last = container_of(dns->lru.tail, struct centry, lru);
+		if (last->expires > now)
 			dns->st.evictions++;
-		cache_drop(dns, dns->lru_tail);
+		cache_drop(dns, last);
 	}
 
-	size = sizeof(*e) + (size_t)ans->n * sizeof(e->rr[0]) + k->namelen + 1;
+	size = sizeof(*e) + (size_t)ans->n * sizeof(e->rr[0]) + k->keylen + 1;
 	for (i = 0; i < ans->n; i++) {
 		tlen[i] = strnlen(ans->rr[i].text, DNS_RR_TEXT - 1);
 		size += tlen[i] + 1;
@@ -646,13 +515,12 @@ cache_put(struct dns *dns, const struct hnode *k, const struct dns_answer *ans,
 	if ((e = malloc(size)) == NULL)
 		return;
 	p = (char *)&e->rr[ans->n];
-	memcpy(p, k->name, k->namelen);
-	p[k->namelen] = '\0';
-	e->h.name = p;
-	e->h.namelen = k->namelen;
-	e->h.type = k->type;
+	memcpy(p, k->key, k->keylen);
+	p[k->keylen] = '\0';
+	e->h.key = p;
+	e->h.keylen = k->keylen;
 	e->h.hash = k->hash;
-	p += k->namelen + 1;
+	p += k->keylen + 1;
 	for (i = 0; i < ans->n; i++) {
 		memcpy(p, ans->rr[i].text, tlen[i]);
 		p[tlen[i]] = '\0';
@@ -665,8 +533,11 @@ cache_put(struct dns *dns, const struct hnode *k, const struct dns_answer *ans,
 	e->n = ans->n;
 	e->stored = now;
 	e->expires = now + ttl;
-	htab_insert(&dns->cache, &e->h);
-	cache_push(dns, e);
+	if (htab_add(&dns->cache, &e->h) < 0) {
+		free(e);
+		return;
+	}
+	lru_push(&dns->lru, &e->lru);
 	dns->st.cached++;
 }
 
@@ -719,10 +590,10 @@ dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf,
 	uint32_t          ttl;
 
 	/* Out of the table first, so a waiter asking again starts afresh. */
-	htab_remove(&dns->inflight, &p->h);
+	htab_del(&dns->inflight, &p->h);
 	dns->st.inflight--;
 
-	ttl = dns_build(dns, p->h.type, status, abuf, alen, &ans);
+	ttl = dns_build(dns, p->type, status, abuf, alen, &ans);
 	if (!dns->closing)
 		cache_put(dns, &p->h, &ans, ttl, ev_now(dns->loop));
 	if (ans.status == DNS_TIMEOUT)
@@ -821,8 +692,10 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, dns_cb *cb,
     void *arg)
 {
 	char              key[DNS_NAME_MAX + 1];
-	size_t            len;
+	unsigned char     k[2 + DNS_NAME_MAX + 1];
+	size_t            len, klen;
 	uint64_t          hash;
+	struct hnode     *h;
 	struct centry    *e;
 	struct pending   *p;
 	struct waiter    *w;
@@ -836,10 +709,11 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, dns_cb *cb,
 		dns_fail(dns, cb, arg, DNS_SERVFAIL);
 		return;
 	}
-	hash = dns_hash(dns, type, key, len);
+	klen = table_key(k, type, key, len);
+	hash = htab_hash(k, klen);
 	now = ev_now(dns->loop);
 
-	if ((e = cache_get(dns, hash, type, key, len, now)) != NULL) {
+	if ((e = cache_get(dns, hash, k, klen, now)) != NULL) {
 		dns->st.cache_hits++;
 		cache_answer(e, now, &ans);
 		dns->busy++;
@@ -856,8 +730,8 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, dns_cb *cb,
 	w->cb = cb;
 	w->arg = arg;
 
-	if ((p = (struct pending *)htab_find(&dns->inflight, hash, type, key,
-	    len)) != NULL) {
+	if ((h = htab_find(&dns->inflight, hash, k, klen)) != NULL) {
+		p = container_of(h, struct pending, h);
 		dns->st.coalesced++;
 		*p->tail = w;
 		p->tail = &w->next;
@@ -870,21 +744,26 @@ dns_query(struct dns *dns, const char *name, enum dns_type type, dns_cb *cb,
 		dns_fail(dns, cb, arg, DNS_SERVFAIL);
 		return;
 	}
-	memcpy(p->name, key, len + 1);
-	p->h.name = p->name;
-	p->h.namelen = (uint8_t)len;
-	p->h.type = (uint16_t)type;
+	memcpy(p->k, k, klen + 1);
+	p->h.key = p->k;
+	p->h.keylen = klen;
 	p->h.hash = hash;
+	p->type = type;
 	p->dns = dns;
 	p->head = w;
 	p->tail = &w->next;
-	htab_insert(&dns->inflight, &p->h);
+	if (htab_add(&dns->inflight, &p->h) < 0) {
+		free(p);
+		free(w);
+		dns_fail(dns, cb, arg, DNS_SERVFAIL);
+		return;
+	}
 	dns->st.inflight++;
 	dns->st.upstream++;
 
 	/* The answer may come before ares_query() returns: p is gone then. */
 	dns->busy++;
-	ares_query(dns->ch, p->name, CLASS_IN, type, dns_ares_cb, p);
+	ares_query(dns->ch, (const char *)p->k + 2, CLASS_IN, type, dns_ares_cb, p);
 	if (!ev_is_active(&dns->timer))
 		dns_timer_arm(dns);
 	else if (ev_timer_remaining(dns->loop, &dns->timer) > dns->timeout) {
@@ -905,7 +784,6 @@ dns_new(struct ev_loop *loop, const struct dns_conf *conf, char *err,
 	};
 	struct ares_options o;
 	struct dns         *dns;
-	uint64_t            k[2];
 	int                 rc, tries, libinit = 0;
 	const char         *why = "out of memory";
 
@@ -926,14 +804,6 @@ dns_new(struct ev_loop *loop, const struct dns_conf *conf, char *err,
 	dns->cache_max = conf->cache_entries;
 	dns->max_ttl = conf->max_ttl > 0 ? conf->max_ttl : defaults.max_ttl;
 	dns->neg_ttl = conf->neg_ttl > 0 ? conf->neg_ttl : defaults.neg_ttl;
-
-	if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
-		/* Early boot: weaker, still unknown to a remote sender. */
-		k[0] = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-		k[1] = (uint64_t)(uintptr_t)dns ^ (uint64_t)clock();
-	}
-	dns->k0 = k[0];
-	dns->k1 = k[1];
 
 	if (htab_init(&dns->cache, dns->cache_max) == -1 ||
 	    htab_init(&dns->inflight, DNS_PENDING_HASH) == -1)
@@ -972,8 +842,8 @@ err:
 	if (libinit)
 		ares_library_cleanup();
 	if (dns != NULL) {
-		free(dns->cache.b);
-		free(dns->inflight.b);
+		htab_free(&dns->cache);
+		htab_free(&dns->inflight);
 		free(dns);
 	}
 	return NULL;
@@ -996,7 +866,7 @@ dns_destroy(struct dns *dns)
 	/* c-ares fired every query; this is only in case it did not. */
 	for (i = 0; i <= dns->inflight.mask; i++)
 		while ((n = dns->inflight.b[i]) != NULL) {
-			p = (struct pending *)n;
+			p = container_of(n, struct pending, h);
 			dns->inflight.b[i] = n->next;
 			while ((w = p->head) != NULL) {
 				ans.status = DNS_SERVFAIL;
@@ -1013,10 +883,10 @@ dns_destroy(struct dns *dns)
 		free(s);
 	}
 	ev_timer_stop(dns->loop, &dns->timer);
-	while (dns->lru_head != NULL)
-		cache_drop(dns, dns->lru_head);
-	free(dns->cache.b);
-	free(dns->inflight.b);
+	while (dns->lru.head != NULL)
+		cache_drop(dns, container_of(dns->lru.head, struct centry, lru));
+	htab_free(&dns->cache);
+	htab_free(&dns->inflight);
 	ares_library_cleanup();
 	free(dns);
 }

@@ -85,8 +85,7 @@ struct session {
 	struct data_parser  data;
 	struct spool_msg   *msg;
 	int                 data_error;  /* spool write failed */
-	char               *hdr;         /* header section, for the data stage */
-	size_t              hdrlen;
+	struct buf          hdr;         /* header section, for the data stage (HDR_MAX) */
 	int                 hdr_done;
 	unsigned            nmsgs;
 
@@ -244,9 +243,7 @@ reset_transaction(struct session *s)
 	s->info.nrcpts = 0;
 	s->info.has_mail = 0;
 	memset(&s->info.mail, 0, sizeof s->info.mail);
-	free(s->hdr);
-	s->hdr = NULL;
-	s->hdrlen = 0;
+	buf_free(&s->hdr);
 	s->hdr_done = 0;
 	s->info.headers = NULL;
 	s->info.headers_len = 0;
@@ -664,25 +661,21 @@ write_envelope(struct session *s)
 static void
 keep_headers(struct session *s, const char *p, size_t n)
 {
-	char *nh;
-	size_t take = n;
+	struct buf *h = &s->hdr;
+	char *end;
 
 	if (s->hdr_done)
 		return;
-	if (s->hdrlen + take > HDR_MAX)
-		take = HDR_MAX - s->hdrlen;
-	if (!(nh = realloc(s->hdr, s->hdrlen + take + 1)))
+	h->max = HDR_MAX;
+	if (h->len + n > HDR_MAX)
+		n = HDR_MAX - h->len;
+	if (buf_add(h, p, n) < 0)
 		return;
-	s->hdr = nh;
-	memcpy(s->hdr + s->hdrlen, p, take);
-	s->hdrlen += take;
-	s->hdr[s->hdrlen] = '\0';
-	char *end = s->hdrlen >= 2 && s->hdr[0] == '\r' && s->hdr[1] == '\n' ? s->hdr : strstr(s->hdr, "\r\n\r\n");
+	end = h->len >= 2 && h->p[0] == '\r' && h->p[1] == '\n' ? h->p : strstr(h->p, "\r\n\r\n");
 	if (end) {
-		s->hdrlen = (size_t)(end - s->hdr) + (end == s->hdr ? 0 : 2);
-		s->hdr[s->hdrlen] = '\0';
+		buf_truncate(h, (size_t)(end - h->p) + (end == h->p ? 0 : 2));
 		s->hdr_done = 1;
-	} else if (s->hdrlen >= HDR_MAX)
+	} else if (h->len >= HDR_MAX)
 		s->hdr_done = 1;
 }
 
@@ -711,8 +704,8 @@ end_of_data(struct session *s)
 	s->timer.repeat = c->timeouts.command;
 	ev_timer_again(s->srv->loop, &s->timer);
 	s->info.size = s->data.size;
-	s->info.headers = s->hdr ? s->hdr : "";
-	s->info.headers_len = s->hdrlen;
+	s->info.headers = buf_str(&s->hdr);
+	s->info.headers_len = s->hdr.len;
 	s->cmd = CMD_DATA;
 	s->stage = STAGE_DATA;
 	if (s->data_error) {
