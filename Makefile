@@ -42,7 +42,7 @@ UNITBIN  := $(UNITSRC:spec/unit/%.c=$(B)/unit/%)
 TOOLSRC  := $(wildcard spec/tools/*.c)
 TOOLBIN  := $(TOOLSRC:spec/tools/%.c=$(B)/tools/%)
 
-.PHONY: build-tests archives all asan fuzz test test-unit test-e2e test-asan run deps bench clean check-config check-layers
+.PHONY: build-tests archives all asan fuzz lint test test-unit test-e2e test-asan run deps bench clean check-config check-layers
 
 all: $(BIN)/mxgate $(BIN)/ruletest
 
@@ -101,7 +101,12 @@ build-tests: all check-layers $(UNITBIN) $(TOOLBIN)
 
 test: deps
 	$(MAKE) build-tests
+	$(MAKE) lint
 	/usr/bin/python3 spec/run.py
+
+# The rules and the stdlib under luacheck (.luacheckrc: the sandbox's names).
+lint:
+	luacheck --no-color -q stdlib rules.d
 
 run: deps all
 	$(BIN)/mxgate -c etc/mxgate.lua

@@ -81,6 +81,11 @@ int policy_open_replay(struct policy *p, const struct conf *c,
 /* lua_gen.c */
 struct lgen *lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen);
 void         lgen_unref(struct lgen *g);
+/* The reason table the rules of a loaded policy see (stdlib/reasons.lua
+ * with their reason() overrides): each(arg, key, L) with that reason's
+ * table on top of L's stack. For `mxgate report`. */
+int          policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_State *L),
+    void *arg);
 
 /* lua_dns.c: dns(), dns_prefetch(), reverse_ip() into the table on top */
 void ldns_open(lua_State *L);

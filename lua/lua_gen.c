@@ -319,3 +319,26 @@ out:
 	}
 	return g;
 }
+
+int
+policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_State *L), void *arg)
+{
+	struct lpolicy *pol = p->self;
+	lua_State *L;
+	int top;
+
+	if (!pol || !pol->cur)
+		return -1;
+	L = pol->cur->L;
+	top = lua_gettop(L);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.M") != LUA_TTABLE ||
+	    lua_getfield(L, -1, "reasons") != LUA_TTABLE) {
+		lua_settop(L, top);
+		return -1;
+	}
+	for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+		if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1))
+			each(arg, lua_tostring(L, -2), L);
+	lua_settop(L, top);
+	return 0;
+}

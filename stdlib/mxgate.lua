@@ -190,12 +190,6 @@ end
 -- session's metatable is, so no rule rewrites string.* under the others.
 getmetatable("").__metatable = false
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
-
 local base = {
   -- Lua, minus everything that reaches outside the rule's own data.
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,

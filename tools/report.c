@@ -2,10 +2,10 @@
  * report.c - `mxgate report` (report.h): the portal's rejection table from
  * the structured log.
  *
- * Three steps. Learn the reasons: stdlib/reasons.lua runs in a tiny Lua
- * state, then every .lua file of the rules directory runs there too with a reason() that
- * records its overrides and inert stand-ins for everything else, so the
- * report shows the text the server answers with. Fold the log: each
+ * Three steps. Learn the reasons: the stdlib and the rules load as ruletest
+ * loads them (policy_open_replay: the same mxgate.lua, sandbox and
+ * reason() the server runs, no network), and their reason table is read
+ * back, so the report shows the text the server answers with. Fold the log: each
  * event=reject record counts toward its (reason, direction) entry and
  * becomes that entry's example when it is the newest. Print: the portal's
  * rows in its order, then whatever else was rejected.
@@ -26,14 +26,14 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "bridge.h"
 #include "conf.h"
 #include "json.h"
+#include "replay.h"
 #include "report.h"
 #include "version.h"
 
 #define REPORT_FIELDS  32          /* key=value pairs read per log line */
-#define RULES_BUDGET   1000000     /* instructions per rule file read for reason() */
-#define FILE_MAX       (4 << 20)   /* a rule or reasons file larger than this is not read */
 
 struct reason {                    /* one reason as the portal shows it */
 	char *key, *text, *cause;
@@ -65,6 +65,7 @@ struct report {
 	const char *match;
 	const char *log;                /* "-" for stdin */
 	long total, skipped;
+	int  oom;
 };
 
 struct kv {
@@ -174,110 +175,6 @@ format_time(double t, char *buf, size_t len)
 /* ------------------------------------------------------------------ */
 /* reasons                                                             */
 
-/*
- * Runs in the report's own Lua state (base, string, table, math only).
- * rules() gives a rule file reason() and inert stand-ins for everything
- * else (rule(), require(), config...), so that only the overrides count.
- */
-static const char LOADER[] =
-    "local reasons = {}\n"
-    "local inert = setmetatable({}, {})\n"
-    "getmetatable(inert).__index = function() return inert end\n"
-    "getmetatable(inert).__call = function() return inert end\n"
-    "local function reason(key, fields)\n"
-    "  if type(key) ~= 'string' or type(fields) ~= 'table' then return end\n"
-    "  local r = reasons[key] or {}\n"
-    "  for k, v in pairs(fields) do r[k] = v end\n"
-    "  reasons[key] = r\n"
-    "end\n"
-    "local M = {}\n"
-    "function M.base(src, name)\n"
-    "  local t = assert(load(src, '@' .. name, 't', {}))()\n"
-    "  if type(t) ~= 'table' then error(name .. ': does not return a table', 0) end\n"
-    "  for k, r in pairs(t) do\n"
-    "    if type(k) == 'string' and type(r) == 'table' then reasons[k] = r end\n"
-    "  end\n"
-    "end\n"
-    "function M.rules(src, name)\n"
-    "  local env = setmetatable({ reason = reason, pairs = pairs, ipairs = ipairs,\n"
-    "    type = type, tostring = tostring, tonumber = tonumber, select = select,\n"
-    "    string = string, table = table, math = math },\n"
-    "    { __index = function() return inert end })\n"
-    "  local chunk = load(src, '@' .. name, 't', env)\n"
-    "  if chunk then pcall(chunk) end\n"
-    "end\n"
-    "function M.result() return reasons end\n"
-    "return M\n";
-
-static long budget;
-
-/* Keeps raising once spent, so a pcall in a rule file cannot swallow it. */
-static void
-budget_hook(lua_State *L, lua_Debug *ar)
-{
-	if ((budget -= 1000) < 0)
-		luaL_error(L, "instruction budget spent");
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	size_t n;
-
-	if (!f)
-		return NULL;
-	if (!(buf = malloc(FILE_MAX + 1))) {
-		fclose(f);
-		return NULL;
-	}
-	n = fread(buf, 1, FILE_MAX + 1, f);
-	fclose(f);
-	if (n > FILE_MAX) {
-		free(buf);
-		errno = EFBIG;
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
-/* Calls M[fn](file's text, name); 0, or -1 with the error in err. */
-static int
-run_file(lua_State *L, int m, const char *fn, const char *path, char *err, size_t errlen)
-{
-	size_t len;
-	char *src = read_file(path, &len);
-	int rc;
-
-	if (!src) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	lua_getfield(L, m, fn);
-	lua_pushlstring(L, src, len);
-	lua_pushstring(L, path);
-	free(src);
-	budget = RULES_BUDGET;
-	rc = lua_pcall(L, 2, 0, 0);
-	if (rc != LUA_OK) {
-		snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
-		lua_pop(L, 1);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-lua_file_filter(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name);
-
-	return d->d_name[0] != '.' && n > 4 && strcmp(d->d_name + n - 4, ".lua") == 0;
-}
-
 static char *
 field_str(lua_State *L, int t, const char *k)
 {
@@ -300,79 +197,87 @@ field_int(lua_State *L, int t, const char *k)
 	return v;
 }
 
-/* The reasons of stdlib/reasons.lua, with the overrides of rules_dir. */
-static int
-load_reasons(struct report *rp, const char *stdlib, const char *rules_dir)
+/* One reason of the loaded rules' table (on top of L) into the report. */
+static void
+add_reason(void *arg, const char *key, lua_State *L)
 {
-	lua_State *L = luaL_newstate();
-	char path[PATH_MAX + 64], err[1024];
-	struct dirent **names = NULL;
-	int m, n = 0, rc = -1;
+	struct report *rp = arg;
+	struct reason *r, *nr;
+	const char *dir;
 
-	if (!L)
+	if (rp->oom || !(nr = realloc(rp->reasons, (rp->nreasons + 1) * sizeof *nr))) {
+		rp->oom = 1;
+		return;
+	}
+	rp->reasons = nr;
+	r = &rp->reasons[rp->nreasons++];
+	memset(r, 0, sizeof *r);
+	r->key = strdup(key);
+	r->text = field_str(L, -1, "text");
+	r->cause = field_str(L, -1, "cause");
+	r->row = field_int(L, -1, "row");
+	r->code = field_int(L, -1, "code");
+	lua_getfield(L, -1, "dir");
+	dir = lua_tostring(L, -1);
+	if (dir)
+		snprintf(r->dir, sizeof r->dir, "%s", !strcmp(dir, "in") ? "inbound" :
+		    !strcmp(dir, "out") ? "outbound" : dir);
+	lua_pop(L, 1);
+}
+
+/* A policy as ruletest opens it: the stdlib and the rules, no network. */
+static int
+open_rules(struct policy *pol, struct replay_world *w, const char *conf_path, const char *stdlib,
+    const char *rules, char *err, size_t errlen)
+{
+	struct conf c;
+	int rc;
+
+	if (conf_load(&c, conf_path ? conf_path : "/dev/null", err, errlen) < 0)
 		return -1;
-	luaL_requiref(L, "_G", luaopen_base, 1);
-	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-	lua_settop(L, 0);
-	lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1000);
-	budget = RULES_BUDGET;
-	if (luaL_loadbufferx(L, LOADER, sizeof LOADER - 1, "=report", "t") != LUA_OK ||
-	    lua_pcall(L, 0, 1, 0) != LUA_OK) {
-		fprintf(stderr, "mxgate report: %s\n", lua_tostring(L, -1));
-		goto out;
-	}
-	m = lua_gettop(L);
-	if (snprintf(path, sizeof path, "%s/reasons.lua", stdlib) >= (int)sizeof path) {
-		fprintf(stderr, "mxgate report: %s: path too long\n", stdlib);
-		goto out;
-	}
-	if (run_file(L, m, "base", path, err, sizeof err) < 0) {
-		fprintf(stderr, "mxgate report: %s\n", err);
-		goto out;
-	}
-	if (rules_dir && *rules_dir && (n = scandir(rules_dir, &names, lua_file_filter, alphasort)) > 0) {
-		for (int i = 0; i < n; i++) {
-			if (snprintf(path, sizeof path, "%s/%s", rules_dir, names[i]->d_name) >= (int)sizeof path)
-				continue;
-			run_file(L, m, "rules", path, err, sizeof err);   /* best effort */
-		}
-	}
-	lua_getfield(L, m, "result");
-	lua_call(L, 0, 1);
-	lua_pushnil(L);
-	while (lua_next(L, -2)) {
-		struct reason *r, *nr;
-		const char *dir;
-		if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
-			lua_pop(L, 1);
-			continue;
-		}
-		if (!(nr = realloc(rp->reasons, (rp->nreasons + 1) * sizeof *nr)))
-			goto out;
-		rp->reasons = nr;
-		r = &rp->reasons[rp->nreasons++];
-		memset(r, 0, sizeof *r);
-		r->key = strdup(lua_tostring(L, -2));
-		r->text = field_str(L, -1, "text");
-		r->cause = field_str(L, -1, "cause");
-		r->row = field_int(L, -1, "row");
-		r->code = field_int(L, -1, "code");
-		lua_getfield(L, -1, "dir");
-		dir = lua_tostring(L, -1);
-		if (dir)
-			snprintf(r->dir, sizeof r->dir, "%s", !strcmp(dir, "in") ? "inbound" :
-			    !strcmp(dir, "out") ? "outbound" : dir);
-		lua_pop(L, 2);
-	}
-	rc = 0;
-out:
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	lua_close(L);
+	snprintf(c.stdlib, sizeof c.stdlib, "%s", stdlib);
+	snprintf(c.rules, sizeof c.rules, "%s", rules);
+	rc = policy_open_replay(pol, &c, replay_world_open, w, err, errlen);
+	conf_free(&c);
 	return rc;
+}
+
+/*
+ * The reasons as the server answers with them: stdlib/reasons.lua with the
+ * rules' reason() overrides, loaded by the same stdlib code (mxgate.lua)
+ * and sandbox as the rules themselves. Rules that do not load leave the
+ * stdlib's reasons alone, with a warning.
+ */
+static int
+load_reasons(struct report *rp, const char *conf_path, const char *stdlib, const char *rules_dir)
+{
+	struct replay_world w;
+	struct policy pol;
+	char err[1024], empty[] = "/tmp/mxgate-report-XXXXXX";
+
+	memset(&w, 0, sizeof w);
+	if (open_rules(&pol, &w, conf_path, stdlib, rules_dir, err, sizeof err) < 0) {
+		fprintf(stderr, "mxgate report: %s: the rules do not load (%s); "
+		    "showing the reasons without their overrides\n", rules_dir, err);
+		if (!mkdtemp(empty)) {
+			fprintf(stderr, "mxgate report: %s: %s\n", empty, strerror(errno));
+			return -1;
+		}
+		if (open_rules(&pol, &w, conf_path, stdlib, empty, err, sizeof err) < 0) {
+			rmdir(empty);
+			fprintf(stderr, "mxgate report: %s\n", err);
+			return -1;
+		}
+		rmdir(empty);
+	}
+	policy_reasons(&pol, add_reason, rp);
+	pol.ops->free(pol.self);
+	buf_free(&w.enc);
+	if (rp->oom) {
+		fprintf(stderr, "mxgate report: out of memory\n");
+		return -1;
+	}
+	return 0;
 }
 
 static const struct reason *
@@ -874,7 +779,7 @@ report_main(int argc, char **argv)
 		snprintf(log, sizeof log, "-");
 	rp.log = log;
 
-	if (load_reasons(&rp, stdlib, rules) < 0)
+	if (load_reasons(&rp, conf_path, stdlib, rules) < 0)
 		goto out;
 	/* Every portal row has a line, rejected or not. */
 	for (size_t i = 0; i < rp.nreasons; i++)

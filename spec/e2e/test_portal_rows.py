@@ -916,6 +916,45 @@ class PortalReportTest(PortalCase):
             data, e = self.entries("-", stdin=f.read())
         self.assertEqual(e[("xbl", "inbound")]["count"], 2)
 
+    def config_with_rules(self, files):
+        """A config whose rules directory holds `files`: the report reads
+        reasons through the stdlib as the server loads the rules."""
+        d = os.path.join(self.dir, "rules.d")
+        os.mkdir(d)
+        for name, src in files.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(src)
+        conf = os.path.join(self.dir, "mxgate.lua")
+        with open(conf, "w") as f:
+            f.write('hostname = "mx.report.test"\nrules = "%s"\nstdlib = "%s"\nlog_file = "%s"\n'
+                    % (d, os.path.join(ROOT, "stdlib"), self.log))
+        return conf
+
+    def test_reason_overrides_are_read_through_the_stdlib_with_the_real_config(self):
+        # The old embedded loader gave rule files an inert `config`: this override was lost.
+        conf = self.config_with_rules({
+            "00-reasons.lua": 'local d = require("dnsbl")\n'
+                              'reason("xbl", { text = "Listed at " .. config.hostname })\n'
+                              'for _, k in ipairs({ "pbl", "rbl" }) do reason(k, { cause = "see " .. k }) end\n',
+            "99-accept.lua": 'rule("rcpt", "accept", function(s) return accept() end)\n'})
+        self.sample()
+        p = self.run_report("--json", "-c", conf)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        e = {(x["reason"], x["direction"]): x for x in json.loads(p.stdout)["reasons"]}
+        self.assertEqual(e[("xbl", "inbound")]["text"], "Listed at mx.report.test")
+        self.assertEqual(e[("pbl", "inbound")]["cause"], "see pbl")
+        self.assertEqual(e[("rbl", "inbound")]["cause"], "see rbl")
+        self.assertEqual(e[("not_hosted", "inbound")]["text"], ROWS[1][1])
+
+    def test_rules_that_do_not_load_leave_the_stdlib_reasons_with_a_warning(self):
+        conf = self.config_with_rules({"00-reasons.lua": 'reason("xbl", { text = "never" })\nthis is not Lua\n'})
+        self.sample()
+        p = self.run_report("--json", "-c", conf)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("the rules do not load", p.stderr)
+        e = {(x["reason"], x["direction"]): x for x in json.loads(p.stdout)["reasons"]}
+        self.assertEqual(e[("xbl", "inbound")]["text"], "XBL")
+
     def test_bad_time_is_a_usage_error(self):
         for bad in ("yesterday", "2026-11-28T25:00", "5x", ""):
             p = self.run_report("--since", bad, "/dev/null")
