@@ -4,7 +4,7 @@
  *   build/bench/hook_bench [-n CALLS] [-r REPEATS] CONFIG
  *
  * Loads CONFIG (an mxgate config file) and opens its policy exactly as a
- * worker does (policy_open() on a libev loop: Lua generation, resolver,
+ * worker does (world_open() and policy_open() on a libev loop: Lua generation, resolver,
  * LMDB state store, callout client; or the built-in C policy when
  * rules = false). One hand-built inbound session (127.0.0.1, HELO
  * client.test, MAIL sender@client.test, RCPT user@bench.test) is started
@@ -39,6 +39,8 @@
 #include "log.h"
 #include "policy.h"
 #include "session.h"
+#include "worker.h"
+#include "world.h"
 
 static int resumed, pending;
 
@@ -133,7 +135,9 @@ main(int argc, char **argv)
 	snprintf(dir, sizeof dir, "%s/state", c.state_dir);
 	mkdirs(dir);
 	struct ev_loop *loop = ev_default_loop(0);
-	if (policy_open(&p, &c, loop, err, sizeof err) < 0) {
+	struct world w;
+	if (world_open(&w, &c, loop, err, sizeof err) < 0 ||
+	    policy_open(&p, &c, &w, err, sizeof err) < 0) {
 		fprintf(stderr, "hook_bench: policy: %s\n", err);
 		return 1;
 	}

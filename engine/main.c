@@ -16,8 +16,11 @@
 #include "policy.h"
 #include "ruletest.h"
 #include "report.h"
+#include "state.h"
 #include "state_cli.h"
 #include "version.h"
+#include "worker.h"
+#include "world.h"
 
 /* The convention of every command and subcommand: --help prints the usage on
  * stdout and exits 0; a usage error prints it on stderr and exits 2. */
@@ -68,25 +71,24 @@ main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "state") == 0) {
 		/* `mxgate state -c FILE ...`: the store of that config. */
 		if (argc > 3 && strcmp(argv[2], "-c") == 0 && argv[3][0] != '-') {
-			struct conf sc;
-			char dir[600];
-			if (conf_load(&sc, argv[3], err, sizeof err) < 0) {
+			struct conf cf;
+			struct state_conf sc;
+			if (conf_load(&cf, argv[3], err, sizeof err) < 0) {
 				fprintf(stderr, "%s\n", err);
 				return 2;
 			}
 			/* The store is the user's: root would create files there that
 			 * the workers cannot open, through links that user planted. */
-			if (master_run_as(&sc, err, sizeof err) < 0) {
+			if (master_run_as(&cf, err, sizeof err) < 0) {
 				fprintf(stderr, "mxgate: %s\n", err);
 				return 2;
 			}
-			snprintf(dir, sizeof dir, "%s/state", sc.state_dir);
-			setenv("MXGATE_STATE_DIR", dir, 1);
-			conf_free(&sc);
+			world_state_conf(&cf, &sc);
+			conf_free(&cf);
 			argv[3] = argv[1];
-			return state_cli_main(argc - 3, argv + 3);
+			return state_cli_main(argc - 3, argv + 3, &sc);
 		}
-		return state_cli_main(argc - 1, argv + 1);
+		return state_cli_main(argc - 1, argv + 1, NULL);
 	}
 	if (argc > 1 && strcmp(argv[1], "report") == 0)
 		return report_main(argc - 1, argv + 1);

@@ -61,8 +61,9 @@ struct lpolicy {
 	struct dns     *dns;
 	struct state   *state;
 	struct callout *callout;
+	int             grey_fail_defer; /* the store failed: greylist() defers (else passes) */
+	int             rl_fail_defer;   /* ... ratelimit() answers over (else allows) */
 	uint64_t        next_token;
-	ev_timer        sweep;       /* expires state records, syncs the store */
 	struct lgen    *cur;
 	unsigned        next_gen;
 	long            budget;      /* instructions per hook run */
@@ -90,8 +91,8 @@ int          policy_reasons(struct policy *p, void (*each)(void *arg, const char
 /* lua_dns.c: dns(), dns_prefetch(), reverse_ip() into the table on top */
 void ldns_open(lua_State *L);
 
-/* lua_state.c: greylist(), ratelimit() into the table on top */
-void lstate_open(lua_State *L);
+/* lua_store.c: greylist(), ratelimit() into the table on top */
+void lstore_open(lua_State *L);
 
 /* lua_json.c: json_encode(), json_decode(), json_null into the table on top;
  * the writers return NULL, or why the value cannot be JSON. */

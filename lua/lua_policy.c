@@ -17,11 +17,9 @@
 
 #include "bridge.h"
 #include "conf.h"
-#include "callout.h"
-#include "dns.h"
-#include "state.h"
 #include "log.h"
 #include "session.h"
+#include "world.h"
 
 #define HOOK_EVERY 1000            /* instructions between budget checks */
 
@@ -301,6 +299,14 @@ lctx_resume(struct lctx *x, int nargs)
 		x->s->resume(x->s, &v);         /* may free x: nothing after this */
 }
 
+/* What the rules see when the store fails (state.fail in the config). */
+static void
+fail_modes(struct lpolicy *pol, const struct conf *c)
+{
+	pol->grey_fail_defer = strcmp(c->state.fail_greylist, "defer") == 0;
+	pol->rl_fail_defer = strcmp(c->state.fail_ratelimit, "defer") == 0;
+}
+
 static int
 lp_reload(void *self, const struct conf *c, char *err, size_t errlen)
 {
@@ -313,6 +319,7 @@ lp_reload(void *self, const struct conf *c, char *err, size_t errlen)
 	pol->cur = g;
 	pol->budget = c->rule_instructions;
 	pol->mem_max = c->rule_memory;
+	fail_modes(pol, c);
 	return 0;
 }
 
@@ -322,27 +329,7 @@ lp_free(void *self)
 	struct lpolicy *pol = self;
 
 	lgen_unref(pol->cur);
-	if (pol->callout)
-		callout_free(pol->callout);
-	if (pol->dns)
-		dns_free(pol->dns);
-	if (pol->state) {
-		ev_ref(pol->loop);
-		ev_timer_stop(pol->loop, &pol->sweep);
-		state_close(pol->state);
-	}
-	free(pol);
-}
-
-static void
-on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct lpolicy *pol = w->data;
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (state_sweep(pol->state, (double)ts.tv_sec) < 0)
-		log_event("state_error", "op", "sweep", "error", state_error(pol->state), NULL);
+	free(pol);                      /* the world is the caller's */
 }
 
 static const struct policy_ops lua_ops = {
@@ -350,61 +337,45 @@ static const struct policy_ops lua_ops = {
 	.reload = lp_reload, .free = lp_free,
 };
 
+/* A Lua policy in this world (NULL: none, as in replay and `mxgate -t`). */
+static struct lpolicy *
+lp_new(const struct conf *c, const struct world *w, const char *kind,
+    void (*world_open)(lua_State *L, void *arg), void *arg, char *err, size_t errlen)
+{
+	struct lpolicy *pol = calloc(1, sizeof *pol);
+
+	if (!pol) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (w) {
+		pol->loop = w->loop;
+		pol->dns = w->dns;
+		pol->state = w->state;
+		pol->callout = w->callout;
+	}
+	pol->world = kind;
+	pol->world_open = world_open;
+	pol->world_arg = arg;
+	pol->budget = c->rule_instructions;
+	pol->mem_max = c->rule_memory;
+	fail_modes(pol, c);
+	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
+		free(pol);
+		return NULL;
+	}
+	return pol;
+}
+
 int
-policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop, char *err, size_t errlen)
+policy_open(struct policy *p, const struct conf *c, const struct world *w, char *err, size_t errlen)
 {
 	struct lpolicy *pol;
 
 	if (!c->rules[0])
 		return policy_builtin(p, c);
-	if (!(pol = calloc(1, sizeof *pol))) {
-		snprintf(err, errlen, "out of memory");
+	if (!(pol = lp_new(c, w, NULL, NULL, NULL, err, errlen)))
 		return -1;
-	}
-	pol->loop = loop;
-	pol->budget = c->rule_instructions;
-	if (loop) {
-		struct dns_conf dc = {
-			.servers = c->dns.servers[0] ? c->dns.servers : NULL,
-			.timeout = c->dns.timeout, .tries = c->dns.tries,
-			.cache_entries = (size_t)c->dns.cache,
-		};
-		char dir[600];
-		if (!(pol->dns = dns_new(loop, &dc, err, errlen))) {
-			free(pol);
-			return -1;
-		}
-		/* One LMDB environment per process, opened after fork. */
-		snprintf(dir, sizeof dir, "%s/state", c->state_dir);
-		if (!(pol->state = state_open(dir, 0, err, errlen))) {
-			dns_free(pol->dns);
-			free(pol);
-			return -1;
-		}
-		struct callout_conf cc = {
-			.port = c->callout.port, .connect_timeout = c->callout.connect_timeout,
-			.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
-			.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
-			.max_per_host = c->callout.max_per_host,
-		};
-		snprintf(cc.helo, sizeof cc.helo, "%s", c->hostname);
-		snprintf(cc.mail_from, sizeof cc.mail_from, "%s", c->callout.mail_from);
-		if (!(pol->callout = callout_new(loop, pol->dns, pol->state, &cc, err, errlen))) {
-			state_close(pol->state);
-			dns_free(pol->dns);
-			free(pol);
-			return -1;
-		}
-		ev_timer_init(&pol->sweep, on_sweep, 60, 60);
-		pol->sweep.data = pol;
-		ev_timer_start(loop, &pol->sweep);
-		ev_unref(loop);                 /* housekeeping keeps no loop alive */
-	}
-	pol->mem_max = c->rule_memory;
-	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
-		free(pol);
-		return -1;
-	}
 	p->ops = &lua_ops;
 	p->self = pol;
 	return 0;
@@ -420,19 +391,9 @@ policy_open_replay(struct policy *p, const struct conf *c,
 		snprintf(err, errlen, "%s: rules = false (the built-in policy): nothing to replay", c->path);
 		return -1;
 	}
-	if (!(pol = calloc(1, sizeof *pol))) {
-		snprintf(err, errlen, "out of memory");
+	/* the same policy, in a world with no services */
+	if (!(pol = lp_new(c, NULL, "replay", world_open, arg, err, errlen)))
 		return -1;
-	}
-	pol->world = "replay";
-	pol->world_open = world_open;
-	pol->world_arg = arg;
-	pol->budget = c->rule_instructions;
-	pol->mem_max = c->rule_memory;
-	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
-		free(pol);
-		return -1;
-	}
 	p->ops = &lua_ops;
 	p->self = pol;
 	return 0;

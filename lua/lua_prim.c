@@ -217,7 +217,7 @@ lprim_open(lua_State *L)
 	lua_newtable(L);                 /* C */
 	luaL_newlib(L, prims);
 	ldns_open(L);
-	lstate_open(L);
+	lstore_open(L);
 	lcallout_open(L);
 	lua_setfield(L, -2, "primitives");
 	lua_pushcfunction(L, l_c_log);

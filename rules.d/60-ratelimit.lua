@@ -14,8 +14,10 @@ rule("mail", "sender_rate", function(s)
   if not in_networks(s.ip, config.relay_networks) then return end
   local r = ratelimit("sender:" .. s.sender:lower(), rl.limit or 100, rl.period or 3600,
                       { mode = rl.mode or "leaky" })
-  if r and r.over then
-    return defer("sender_rate", string.format("%s: %.1f messages per %ds, limit %d",
+  -- r.error: the store failed and its fail mode (state.fail.ratelimit) said defer
+  if r.over then
+    return defer("sender_rate", r.error and "rate limit unavailable, please retry later"
+      or string.format("%s: %.1f messages per %ds, limit %d",
       s.sender, r.rate, rl.period or 3600, rl.limit or 100))
   end
 end)

@@ -1,7 +1,7 @@
 /*
  * state_cli.c - `mxgate state` (see state_cli.h): a thin front end over
  * the operators' calls of state.h, so the server and the operator always
- * agree on keys and value formats.
+ * agree on keys and value formats, whichever backend (LMDB or Redis).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <ev.h>
 
 #include "state.h"
 #include "state_cli.h"
@@ -124,18 +126,18 @@ static int del_ratelimit(struct state *st, const char *key)
 
 	if ((size_t)snprintf(prefix, sizeof prefix, "%s/", key) >= sizeof prefix)
 		return usage("key too long");
-	if (state_list(st, STATE_RATELIMIT, collect_cb, &k))
+	if (state_list_wait(st, STATE_RATELIMIT, collect_cb, &k))
 		rc = store_error(st, "del");
 	else if (k.oom) {
 		fprintf(stderr, "mxgate state: del: out of memory\n");
 		rc = EXIT_ERROR;
 	}
-	int r = rc ? 1 : state_del(st, STATE_RATELIMIT, key);
+	int r = rc ? 1 : state_del_wait(st, STATE_RATELIMIT, key);
 	if (r < 0)
 		rc = store_error(st, "del");
 	found |= r == 0;
 	for (size_t i = 0; i < k.n; i++) {
-		if (!rc && (r = state_del(st, STATE_RATELIMIT, k.v[i])) < 0)
+		if (!rc && (r = state_del_wait(st, STATE_RATELIMIT, k.v[i])) < 0)
 			rc = store_error(st, "del");
 		found |= r == 0;
 		free(k.v[i]);
@@ -156,10 +158,10 @@ static int run(struct state *st, const char *verb, int db, const char *dbname,
 	int r;
 
 	if (strcmp(verb, "list") == 0) {
-		return state_list(st, db, list_cb, &now) ? store_error(st, "list") : EXIT_DONE;
+		return state_list_wait(st, db, list_cb, &now) ? store_error(st, "list") : EXIT_DONE;
 	}
 	if (strcmp(verb, "get") == 0) {
-		if ((r = state_get(st, db, key, buf, sizeof buf)) < 0)
+		if ((r = state_get_wait(st, db, key, buf, sizeof buf)) < 0)
 			return store_error(st, "get");
 		if (r > 0) {
 			not_found(dbname, key);
@@ -171,12 +173,12 @@ static int run(struct state *st, const char *verb, int db, const char *dbname,
 	if (strcmp(verb, "add") == 0) {
 		if (!value && db != STATE_ALLOW)
 			return usage("add needs a VALUE, e.g. \"expires=+48h\"");
-		return state_put(st, db, key, value ? value : CLI_DEFAULT_ALLOW)
+		return state_put_wait(st, db, key, value ? value : CLI_DEFAULT_ALLOW, now)
 		    ? store_error(st, "add") : EXIT_DONE;
 	}
 	if (db == STATE_RATELIMIT)
 		return del_ratelimit(st, key);
-	if ((r = state_del(st, db, key)) < 0)
+	if ((r = state_del_wait(st, db, key)) < 0)
 		return store_error(st, "del");
 	if (r > 0) {
 		not_found(dbname, key);
@@ -185,18 +187,19 @@ static int run(struct state *st, const char *verb, int db, const char *dbname,
 	return EXIT_DONE;
 }
 
-int state_cli_main(int argc, char **argv)
+int state_cli_main(int argc, char **argv, const struct state_conf *conf)
 {
 	const char *dir = getenv("MXGATE_STATE_DIR");
+	struct state_conf sc = { .backend = "lmdb" };
 	char err[512], path[4096];
 	struct stat sb;
-	int i = 1, db = -1, nargs;
+	int i = 1, db = -1, nargs, dir_given = 0;
 
 	if (!dir || !*dir)
 		dir = STATE_CLI_DIR;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
-			dir = argv[++i];
+			dir = argv[++i], dir_given = 1;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
 			return usage_to(NULL, EXIT_DONE);
 		else if (strcmp(argv[i], "--version") == 0)
@@ -229,21 +232,29 @@ int state_cli_main(int argc, char **argv)
 		return usage(NULL);
 	}
 
+	if (conf && !dir_given)
+		sc = *conf;
+	else
+		snprintf(sc.dir, sizeof sc.dir, "%s", dir);
 	/* Creating a store here would leave files the server (another user)
 	 * cannot lock, and hide a mistyped -d. */
-	snprintf(path, sizeof path, "%s/data.mdb", dir);
-	if (stat(path, &sb) != 0) {
-		fprintf(stderr, "mxgate state: no state store in %s (use -d DIR or MXGATE_STATE_DIR)\n", dir);
+	snprintf(path, sizeof path, "%s/data.mdb", sc.dir);
+	if (strcmp(sc.backend, "lmdb") == 0 && stat(path, &sb) != 0) {
+		fprintf(stderr, "mxgate state: no state store in %s (use -d DIR or MXGATE_STATE_DIR)\n", sc.dir);
 		return EXIT_ERROR;
 	}
-	struct state *st = state_open(dir, 0, err, sizeof err);
+	/* A loop of our own: a networked store answers on it, we wait. */
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct state *st = loop ? state_open(&sc, loop, err, sizeof err) : NULL;
 	if (!st) {
-		fprintf(stderr, "mxgate %s\n", err);
+		fprintf(stderr, "mxgate %s\n", loop ? err : "state: cannot create an event loop");
+		if (loop)
+			ev_loop_destroy(loop);
 		return EXIT_ERROR;
 	}
 	int rc;
 	if (strcmp(verb, "sweep") == 0) {
-		long n = state_sweep(st, (double)time(NULL));
+		long n = state_sweep_wait(st, (double)time(NULL));
 		rc = n < 0 ? store_error(st, "sweep") : EXIT_DONE;
 		if (n >= 0)
 			printf("swept %ld expired records\n", n);
@@ -252,6 +263,7 @@ int state_cli_main(int argc, char **argv)
 		    nargs >= 3 ? argv[i + 2] : NULL);
 	}
 	state_close(st);
+	ev_loop_destroy(loop);
 	if (fflush(stdout) != 0 && rc == EXIT_DONE)
 		rc = EXIT_ERROR;
 	return rc;

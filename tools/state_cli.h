@@ -9,8 +9,10 @@
  *   mxgate state [-d DIR] del   DB KEY
  *   mxgate state [-d DIR] sweep
  *
- * DB is greylist, allow, ratelimit or callout. DIR defaults to
- * $MXGATE_STATE_DIR, else STATE_CLI_DIR; run as the server's user.
+ * DB is greylist, allow, ratelimit or callout. With -c FILE (engine/main.c)
+ * the store is the one that config names, LMDB or Redis. Otherwise DIR
+ * (LMDB) defaults to $MXGATE_STATE_DIR, else STATE_CLI_DIR; run as the
+ * server's user.
  *
  * Keys, as `list` prints them:
  *   allow      the client address, or its network when greylisting keys by
@@ -37,6 +39,9 @@
 
 #define STATE_CLI_DIR "/var/lib/mxgate/state"
 
-int state_cli_main(int argc, char **argv);
+struct state_conf;
+/* conf: the store of `mxgate state -c FILE` (any backend); NULL: LMDB in
+ * DIR. -d DIR overrides it. */
+int state_cli_main(int argc, char **argv, const struct state_conf *conf);
 
 #endif

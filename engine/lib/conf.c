@@ -466,6 +466,56 @@ read_table_nums(struct reader *r, struct conf *c)
 	return 0;
 }
 
+/* One string field of the table on top, when present. */
+static int
+opt_field_str(struct reader *r, const char *key, const char *field, char *dst, size_t len)
+{
+	int rc = 0;
+
+	lua_getfield(r->L, -1, field);
+	if (!lua_isnil(r->L, -1))
+		rc = copy_str(r, key, -1, dst, len);
+	lua_pop(r->L, 1);
+	return rc;
+}
+
+/* state = { backend = "redis", server = ..., fail = { greylist = "defer" } } */
+static int
+read_state(struct reader *r, struct conf *c)
+{
+	int t = getkey(r, "state");
+
+	if (t == LUA_TTABLE) {
+		if (opt_field_str(r, "state", "backend", c->state.backend, sizeof c->state.backend) ||
+		    opt_field_str(r, "state", "server", c->state.server, sizeof c->state.server) ||
+		    opt_field_str(r, "state", "user", c->state.user, sizeof c->state.user) ||
+		    opt_field_str(r, "state", "password", c->state.password, sizeof c->state.password) ||
+		    opt_field_str(r, "state", "prefix", c->state.prefix, sizeof c->state.prefix) ||
+		    opt_int(r, "state", "db", 0, 1e6, &c->state.db) ||
+		    opt_num(r, "state", "timeout", 0.01, 60, &c->state.timeout))
+			return -1;
+		if (strcmp(c->state.backend, "lmdb") != 0 && strcmp(c->state.backend, "redis") != 0)
+			return fail(r, "state", "backend must be \"lmdb\" or \"redis\"");
+		if (!c->state.server[0])
+			return fail(r, "state", "server: expected \"host:port\" or \"unix:/path\"");
+		lua_getfield(r->L, -1, "fail");
+		if (lua_istable(r->L, -1)) {
+			if (opt_field_str(r, "state", "greylist", c->state.fail_greylist, sizeof c->state.fail_greylist) ||
+			    opt_field_str(r, "state", "ratelimit", c->state.fail_ratelimit, sizeof c->state.fail_ratelimit))
+				return -1;
+		} else if (!lua_isnil(r->L, -1))
+			return fail(r, "state", "fail: expected { greylist = \"pass\", ratelimit = \"allow\" }");
+		lua_pop(r->L, 1);
+		if (strcmp(c->state.fail_greylist, "pass") != 0 && strcmp(c->state.fail_greylist, "defer") != 0)
+			return fail(r, "state", "fail.greylist must be \"pass\" or \"defer\"");
+		if (strcmp(c->state.fail_ratelimit, "allow") != 0 && strcmp(c->state.fail_ratelimit, "defer") != 0)
+			return fail(r, "state", "fail.ratelimit must be \"allow\" or \"defer\"");
+	} else if (t != LUA_TNIL)
+		return fail(r, "state", "expected { backend = \"lmdb\" } or { backend = \"redis\", server = ... }");
+	lua_pop(r->L, 1);
+	return 0;
+}
+
 static int
 read_tls(struct reader *r, struct conf *c)
 {
@@ -532,6 +582,12 @@ set_defaults(struct conf *c)
 	c->callout.positive_ttl = 24 * 3600;
 	c->callout.negative_ttl = 2 * 3600;
 	c->callout.max_per_host = 5;
+	strcpy(c->state.backend, "lmdb");
+	strcpy(c->state.server, "127.0.0.1:6379");
+	strcpy(c->state.prefix, "mxgate:");
+	c->state.timeout = 0.5;
+	strcpy(c->state.fail_greylist, "pass");
+	strcpy(c->state.fail_ratelimit, "allow");
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;
@@ -611,7 +667,7 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	    opt_str(&r, "bare_lf", c->bare_lf, sizeof c->bare_lf) ||
 	    opt_int(&r, "workers", NULL, 0, 256, &c->workers) ||
 	    read_listen(&r, c) || read_domains(&r, c) || read_nets(&r, c) ||
-	    read_names(&r, c) || read_table_nums(&r, c) || read_tls(&r, c))
+	    read_names(&r, c) || read_table_nums(&r, c) || read_tls(&r, c) || read_state(&r, c))
 		goto out;
 	lower(c->hostname);
 	if (strcmp(c->bare_lf, "normalize") != 0 && strcmp(c->bare_lf, "reject") != 0) {

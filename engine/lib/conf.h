@@ -96,6 +96,17 @@ struct conf {
 		double positive_ttl, negative_ttl;
 		int    max_per_host;
 	} callout;
+	struct {
+		char   backend[16];       /* "lmdb" (state_dir/state) or "redis" */
+		char   server[256];       /* redis: "127.0.0.1:6379", "[::1]:6379", "unix:/path" */
+		int    db;                /* redis: SELECT */
+		char   user[64];          /* redis: ACL user, "" = password alone */
+		char   password[256];
+		char   prefix[64];        /* redis: before every key */
+		double timeout;           /* redis: seconds a call may take */
+		char   fail_greylist[8];  /* store failed: "pass" or "defer" */
+		char   fail_ratelimit[8]; /* store failed: "allow" or "defer" */
+	} state;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */

@@ -58,6 +58,14 @@ struct waiter {
 	void          *arg;
 };
 
+/* A look-up in the state store's cache in flight; orphaned (co = NULL)
+ * by callout_free(), so that a late answer only frees it. */
+struct lookup {
+	struct lookup  *prev, *next;
+	struct callout *co;
+	struct job     *job;
+};
+
 /* One MX host (or the route's host) and the addresses DNS gave it. */
 struct mxhost {
 	char name[DNS_RR_TEXT];
@@ -85,6 +93,9 @@ struct job {
 	int                    nwaiters;
 	char                   key[CALLOUT_KEY_MAX];
 	char                   dest[DNS_RR_TEXT];       /* domain or route host, for logs */
+	char                   route[DNS_RR_TEXT];      /* as given, "" for the MX */
+	int                    has_route;
+	struct lookup         *lookup;      /* asking the store's cache */
 	char                   from[CALLOUT_PATH_BUF];
 	char                   rcpt[CALLOUT_PATH_BUF];
 	int                    port;
@@ -147,6 +158,7 @@ struct callout {
 	struct lru               lru;
 	struct conn             *conns;
 	struct ticket           *tickets;
+	struct lookup           *lookups;
 	int                      busy, closing;
 	struct callout_stats     stats;
 };
@@ -296,35 +308,32 @@ value_parse(const char *v, struct callout_answer *a, double *expires)
 static int
 cache_get(struct callout *co, const char *key, uint64_t hash, struct callout_answer *a)
 {
-	double now = ev_now(co->loop), expires;
+	double now = ev_now(co->loop);
 	struct hnode *h = htab_find(&co->cache, hash, key, strlen(key));
 	struct centry *e = h ? container_of(h, struct centry, h) : NULL;
-	char val[CALLOUT_CACHE_VALUE + 1];
-	int rc;
 
 	if (e && e->expires <= now) {
 		centry_drop(co, e);
 		e = NULL;
 	}
-	if (e) {
-		memset(a, 0, sizeof *a);
-		a->result = e->result;
-		a->code = e->code;
-		memcpy(a->stage, e->stage, sizeof a->stage);
-		snprintf(a->text, sizeof a->text, "%s", e->text);
-		snprintf(a->host, sizeof a->host, "%s", e->host);
-		lru_touch(&co->lru, &e->lru);
-		return 1;
-	}
-	if (!co->st)
+	if (!e)
 		return 0;
-	rc = state_cache_get(co->st, key, now, val, sizeof val);
-	if (rc < 0)
-		log_event("callout_cache_error", "op", "get", "error", state_error(co->st), NULL);
-	if (rc != 0 || value_parse(val, a, &expires) < 0 || expires <= now)
-		return 0;
-	mem_put(co, key, hash, a, expires);
+	memset(a, 0, sizeof *a);
+	a->result = e->result;
+	a->code = e->code;
+	memcpy(a->stage, e->stage, sizeof a->stage);
+	snprintf(a->text, sizeof a->text, "%s", e->text);
+	snprintf(a->host, sizeof a->host, "%s", e->host);
+	lru_touch(&co->lru, &e->lru);
 	return 1;
+}
+
+/* Writes to the store are fire and forget: a failure costs a callout later. */
+static void
+on_store_put(void *arg, const struct state_reply *r)
+{
+	if (r->rc < 0)
+		log_event("callout_cache_error", "op", "put", "error", r->error, NULL);
 }
 
 static void
@@ -342,8 +351,7 @@ cache_put(struct callout *co, const char *key, const struct callout_answer *a)
 	snprintf(val, sizeof val, "result=%s code=%d stage=%s expires=%.0f host=%s text=%s",
 	    callout_result_str(a->result), a->code, a->stage, expires,
 	    a->host[0] ? a->host : "-", a->text);
-	if (state_cache_put(co->st, key, val, expires) < 0)
-		log_event("callout_cache_error", "op", "put", "error", state_error(co->st), NULL);
+	co->st->ops->cache_put(co->st, key, val, expires, ev_now(co->loop), on_store_put, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -869,9 +877,10 @@ job_start(struct job *j, const char *route)
 	job_dns(j, j->dest, DNS_MX, -1);
 }
 
-/* The job is over: cache, log, and answer every request that joined it. */
+/* The job is over: cache, log, and answer every request that joined it.
+ * cached: the answer came from the store's cache (not written back). */
 static void
-job_finish(struct job *j)
+job_finish_as(struct job *j, int cached)
 {
 	struct callout *co = j->co;
 	struct waiter *w;
@@ -883,9 +892,10 @@ job_finish(struct job *j)
 		a = j->a;
 	else
 		set_answer(&a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: no address to try", j->dest);
-	a.cached = 0;
-	cache_put(co, j->key, &a);
-	log_answer(co, j->dest, j->from, j->rcpt, &a, (ev_time() - j->started) * 1000.,
+	a.cached = cached;
+	if (!cached)
+		cache_put(co, j->key, &a);
+	log_answer(co, j->dest, j->from, j->rcpt, &a, cached ? 0 : (ev_time() - j->started) * 1000.,
 	    j->tried, j->nwaiters);
 	/* A callback may start a callout for the same key: this job is
 	 * already out of the table, so that one is a cache hit or a new job. */
@@ -897,6 +907,77 @@ job_finish(struct job *j)
 	}
 	free(j->mx);
 	free(j);
+}
+
+static void
+job_finish(struct job *j)
+{
+	job_finish_as(j, 0);
+}
+
+/* The store's cache answered a job's look-up: a hit answers the job,
+ * a miss (absent, expired, unreadable, or the store failed) calls out. */
+static void
+on_store_get(void *arg, const struct state_reply *r)
+{
+	struct lookup *l = arg;
+	struct callout *co = l->co;
+	struct job *j = l->job;
+	struct callout_answer a;
+	double expires;
+
+	if (co) {
+		if (l->prev)
+			l->prev->next = l->next;
+		else
+			co->lookups = l->next;
+		if (l->next)
+			l->next->prev = l->prev;
+	}
+	free(l);
+	if (!co || co->closing)
+		return;
+	j->lookup = NULL;
+	co_enter(co);
+	if (r->rc < 0)
+		log_event("callout_cache_error", "op", "get", "error", r->error, NULL);
+	if (r->rc == 0 && r->text && value_parse(r->text, &a, &expires) == 0 &&
+	    expires > ev_now(co->loop)) {
+		mem_put(co, j->key, j->h.hash, &a, expires);
+		co->stats.cache_hits++;
+		j->a = a;
+		j->have = 1;
+		job_finish_as(j, 1);
+	} else {
+		job_start(j, j->has_route ? j->route : NULL);
+	}
+	co_leave(co);
+}
+
+/* A new job asks the store's cache first, when there is a store. */
+static void
+job_begin(struct job *j, const char *route)
+{
+	struct callout *co = j->co;
+	struct lookup *l;
+
+	if (route) {
+		snprintf(j->route, sizeof j->route, "%s", route);
+		j->has_route = 1;
+	}
+	if (!co->st || !(l = calloc(1, sizeof *l))) {
+		job_start(j, route);
+		return;
+	}
+	snprintf(j->dest, sizeof j->dest, "%s", route ? route : strrchr(j->rcpt, '@') + 1);
+	l->co = co;
+	l->job = j;
+	l->next = co->lookups;
+	if (co->lookups)
+		co->lookups->prev = l;
+	co->lookups = l;
+	j->lookup = l;
+	co->st->ops->cache_get(co->st, j->key, ev_now(co->loop), on_store_get, l);
 }
 
 static void
@@ -987,6 +1068,8 @@ callout_destroy(struct callout *co)
 	}
 	for (t = co->tickets; t; t = t->next)
 		t->co = NULL;
+	for (struct lookup *l = co->lookups; l; l = l->next)
+		l->co = NULL;
 	for (i = 0; co->jobs.b && i <= co->jobs.mask; i++)
 		while (co->jobs.b[i]) {
 			struct job *j = container_of(co->jobs.b[i], struct job, h);
@@ -1131,7 +1214,7 @@ callout_verify(struct callout *co, const char *route, const char *mail_from,
 		goto oom;
 	co->stats.inflight++;
 	/* From here on the job answers for itself, maybe before this returns. */
-	job_start(j, route);
+	job_begin(j, route);
 	goto out;
 oom:
 	free(w);

@@ -21,6 +21,7 @@
 #include "smtp_server.h"
 #include "spool.h"
 #include "worker.h"
+#include "world.h"
 
 struct worker {
 	int               index;
@@ -33,6 +34,7 @@ struct worker {
 	ev_signal         sighup, sigterm, sigint;
 	ev_timer          grace;
 	int               draining;
+	struct world      world;       /* resolver, state store, callout client */
 };
 
 static struct worker W;
@@ -163,7 +165,8 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 		if (!(W.srv.journal = journal_writer_open(&jc, err, sizeof err)))
 			log_event("journal_error", "error", err, NULL);
 	}
-	if (policy_open(&W.srv.policy, conf, loop, err, sizeof err) < 0) {
+	if (world_open(&W.world, conf, loop, err, sizeof err) < 0 ||
+	    policy_open(&W.srv.policy, conf, &W.world, err, sizeof err) < 0) {
 		log_event("fatal", "error", err, NULL);
 		return 1;
 	}
@@ -187,6 +190,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 	spool_close(W.srv.spool);
 	journal_writer_close(W.srv.journal);
 	W.srv.policy.ops->free(W.srv.policy.self);
+	world_close(&W.world);
 	log_event("worker_stop", NULL);
 	return 0;
 }

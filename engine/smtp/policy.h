@@ -39,9 +39,11 @@ struct policy {
 /* The built-in C policy: hosted domains inbound, relay networks outbound. */
 int  policy_builtin(struct policy *p, const struct conf *c);
 
-/* The policy the config asks for: Lua rules, or the built-in one. */
-struct ev_loop;
-int  policy_open(struct policy *p, const struct conf *c, struct ev_loop *loop,
+/* The policy the config asks for: Lua rules, or the built-in one. w is
+ * what it may ask of the world (world.h; NULL: nothing, as in `mxgate
+ * -t`); it stays the caller's and must outlive the policy. */
+struct world;
+int  policy_open(struct policy *p, const struct conf *c, const struct world *w,
     char *err, size_t errlen);
 
 /*

@@ -43,6 +43,7 @@ static struct ev_loop *loop;
 static struct callout *co;
 static struct dns     *dns;
 static struct state   *st;
+static struct state_conf sc = { .backend = "lmdb" };
 struct req {
 	const char *route;                /* NULL: MX */
 	const char *addr;
@@ -208,12 +209,9 @@ main(int argc, char **argv)
 			from = argv[++i];
 		else if (strcmp(o, "--helo") == 0)
 			snprintf(conf.helo, sizeof conf.helo, "%s", argv[++i]);
-		else if (strcmp(o, "--state") == 0) {
-			if (!(st = state_open(argv[++i], 0, err, sizeof err))) {
-				fprintf(stderr, "callout: %s\n", err);
-				return 1;
-			}
-		} else
+		else if (strcmp(o, "--state") == 0)
+			snprintf(sc.dir, sizeof sc.dir, "%s", argv[++i]);
+		else
 			usage();
 	}
 	if (argc - i < 2)
@@ -233,6 +231,10 @@ main(int argc, char **argv)
 		usage();
 
 	loop = ev_loop_new(EVFLAG_AUTO);
+	if (sc.dir[0] && !(st = state_open(&sc, loop, err, sizeof err))) {
+		fprintf(stderr, "callout: %s\n", err);
+		return 1;
+	}
 	if (!(dns = dns_new(loop, &dconf, err, sizeof err))) {
 		fprintf(stderr, "callout: dns: %s\n", err);
 		return 1;

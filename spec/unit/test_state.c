@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "state.h"
 #include "state_cli.h"
 #include "unit.h"
@@ -57,20 +59,58 @@ static void drop_dir(char *dir)
 	free(dir);
 }
 
+/*
+ * The backend under test: LMDB in dir, or, when the harness sets
+ * MXGATE_TEST_REDIS=host:port (spec/run.py starts a redis-server), Redis
+ * with a key prefix of this dir's own, so that each test starts empty.
+ */
+static const char *redis_server;
+
+static void store_conf(const char *dir, size_t map, struct state_conf *sc)
+{
+	memset(sc, 0, sizeof *sc);
+	snprintf(sc->dir, sizeof sc->dir, "%s", dir);
+	sc->map_size = map;
+	if (redis_server) {
+		const char *base = strrchr(dir, '/');
+		snprintf(sc->backend, sizeof sc->backend, "redis");
+		snprintf(sc->server, sizeof sc->server, "%s", redis_server);
+		snprintf(sc->prefix, sizeof sc->prefix, "t:%s:", base ? base + 1 : dir);
+		sc->timeout = 5;
+	} else
+		snprintf(sc->backend, sizeof sc->backend, "lmdb");
+}
+
+/* A store on a loop of its own (Redis answers on it; the *_wait calls run it). */
 static struct state *open_dir(const char *dir, size_t map)
 {
 	char err[256];
-	struct state *st = state_open(dir, map, err, sizeof err);
-	if (!st)
+	struct state_conf sc;
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	store_conf(dir, map, &sc);
+	struct state *st = state_open(&sc, loop, err, sizeof err);
+	if (!st) {
 		fprintf(stderr, "  %s\n", err);
+		ev_loop_destroy(loop);
+	}
 	return st;
 }
+
+static void close_st(struct state *st)
+{
+	struct ev_loop *loop = st->loop;
+	state_close(st);
+	ev_loop_destroy(loop);
+}
+
+/* A test of what only LMDB has (its map, its files, its fork rule). */
+#define LMDB_ONLY() do { if (redis_server) { UNIT_SKIP("lmdb only"); } } while (0)
 
 static enum greylist_verdict gl(struct state *st, const struct greylist_conf *c,
     const char *ip, const char *from, const char *to, double now, double *wait)
 {
 	struct greylist_result r = { GREY_ERROR, -1 };
-	if (state_greylist(st, c, ip, from, to, now, &r) != 0)
+	if (state_greylist_wait(st, c, ip, from, to, now, &r) != 0)
 		fprintf(stderr, "  greylist: %s\n", state_error(st));
 	if (wait)
 		*wait = r.wait;
@@ -92,7 +132,7 @@ TEST(greylist_first_attempt_is_deferred_for_the_delay)
 	CHECK(st);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, &wait), GREY_DEFER_NEW);
 	CHECK(near(wait, 60));
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -108,7 +148,7 @@ TEST(greylist_early_retry_is_deferred_with_the_time_left)
 	/* an early retry does not restart the clock */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 59.5, &wait), GREY_DEFER_EARLY);
 	CHECK(near(wait, 0.5));
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -119,18 +159,18 @@ TEST(greylist_retry_after_delay_passes_and_allows_the_client)
 	char val[256];
 	CHECK(st);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 1);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 1);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 60, NULL), GREY_PASS_RETRY);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
 	CHECK_STR(val, "expires=4024060.000 since=1000060.000");
 	/* the tuple has done its job */
-	CHECK_INT(state_get(st, STATE_GREYLIST, "192.0.2.4 <a@example.com> <b@example.net>", val, sizeof val), 1);
+	CHECK_INT(state_get_wait(st, STATE_GREYLIST, "192.0.2.4 <a@example.com> <b@example.net>", val, sizeof val), 1);
 	/* and another sender to another recipient passes at once */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "c@example.org", "d@example.net", T0 + 61, NULL), GREY_PASS_ALLOWED);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "", "e@example.net", T0 + 62, NULL), GREY_PASS_ALLOWED);
 	/* a neighbour is not */
 	CHECK_INT(gl(st, &grey, "192.0.2.5", "c@example.org", "d@example.net", T0 + 62, NULL), GREY_DEFER_NEW);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -146,17 +186,17 @@ TEST(greylist_allow_entry_lives_while_used_and_expires_unused)
 	/* used 30 days later: refreshed to 35 days from then */
 	double used = T0 + 60 + 30 * 86400;
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "x@example.com", "y@example.net", used, NULL), GREY_PASS_ALLOWED);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
 	CHECK_STR(val, "expires=6616060.000 since=1000060.000");
 	/* used again a minute later: the expiry may lag by up to 300 s */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "x@example.com", "y@example.net", used + 60, NULL), GREY_PASS_ALLOWED);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.4", val, sizeof val), 0);
 	CHECK_STR(val, "expires=6616060.000 since=1000060.000");
 	/* just before expiry still allowed (this use refreshes it) ... */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "x@example.com", "y@example.net", used + ttl - 1, NULL), GREY_PASS_ALLOWED);
 	/* ... and allow_ttl unused after that, greylisted again */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "x@example.com", "y@example.net", used + 2 * ttl - 1, NULL), GREY_DEFER_NEW);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -170,7 +210,7 @@ TEST(greylist_tuple_not_retried_within_its_ttl_starts_over)
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + grey.tuple_ttl, &wait), GREY_DEFER_NEW);
 	CHECK(near(wait, 60));
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + grey.tuple_ttl + 60, NULL), GREY_PASS_RETRY);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -200,11 +240,11 @@ TEST(greylist_batv_and_srs_senders_key_the_same_tuple)
 			fprintf(stderr, "  sender %s keyed apart\n", same[i]);
 		CHECK_INT(gl(st, &grey, "192.0.2.4", same[i], "rcpt@example.net", T0 + 1, NULL), GREY_DEFER_EARLY);
 	}
-	CHECK_INT(state_get(st, STATE_GREYLIST, "192.0.2.4 <user@example.com> <rcpt@example.net>", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_GREYLIST, "192.0.2.4 <user@example.com> <rcpt@example.net>", val, sizeof val), 0);
 	/* a local part that merely contains the markers is left alone */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "prvs@example.com", "rcpt@example.net", T0 + 2, NULL), GREY_DEFER_NEW);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "srs0@example.com", "rcpt@example.net", T0 + 2, NULL), GREY_DEFER_NEW);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -217,9 +257,9 @@ TEST(greylist_null_sender_is_a_tuple_of_its_own)
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "", "rcpt@example.net", T0, NULL), GREY_DEFER_NEW);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "<>", "rcpt@example.net", T0 + 1, NULL), GREY_DEFER_EARLY);
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "rcpt@example.net", T0 + 1, NULL), GREY_DEFER_NEW);
-	CHECK_INT(state_get(st, STATE_GREYLIST, "192.0.2.4 <> <rcpt@example.net>", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_GREYLIST, "192.0.2.4 <> <rcpt@example.net>", val, sizeof val), 0);
 	CHECK_STR(val, "expires=1172800.000 first_seen=1000000.000");
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -236,20 +276,20 @@ TEST(greylist_keys_clients_by_network_prefix)
 	CHECK_INT(gl(st, &c, "192.0.2.4", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
 	CHECK_INT(gl(st, &c, "192.0.2.200", "a@example.com", "b@example.net", T0 + 30, NULL), GREY_DEFER_EARLY);
 	CHECK_INT(gl(st, &c, "::ffff:192.0.2.9", "a@example.com", "b@example.net", T0 + 61, NULL), GREY_PASS_RETRY);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.0/24", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.0/24", val, sizeof val), 0);
 	CHECK_INT(gl(st, &c, "192.0.2.77", "z@example.com", "b@example.net", T0 + 62, NULL), GREY_PASS_ALLOWED);
 	CHECK_INT(gl(st, &c, "192.0.3.77", "z@example.com", "b@example.net", T0 + 62, NULL), GREY_DEFER_NEW);
 	/* an operator may allow one address even when keys are by /24 */
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.3.78", "expires=2000000"), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.3.78", "expires=2000000", T0), 0);
 	CHECK_INT(gl(st, &c, "192.0.3.78", "z@example.com", "b@example.net", T0 + 63, NULL), GREY_PASS_ALLOWED);
 	CHECK_INT(gl(st, &c, "192.0.3.79", "z@example.com", "b@example.net", T0 + 63, NULL), GREY_DEFER_EARLY);
 	/* IPv6 by /64, whatever the spelling */
 	CHECK_INT(gl(st, &c, "2001:DB8:1:2::1", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
 	CHECK_INT(gl(st, &c, "2001:db8:1:2:ffff::2", "a@example.com", "b@example.net", T0 + 60, NULL), GREY_PASS_RETRY);
-	CHECK_INT(state_get(st, STATE_ALLOW, "2001:db8:1:2::/64", val, sizeof val), 0);
-	CHECK_INT(state_get(st, STATE_ALLOW, "2001:0db8:0001:0002:0000:0000:0000:0009/64", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "2001:db8:1:2::/64", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "2001:0db8:0001:0002:0000:0000:0000:0009/64", val, sizeof val), 0);
 	CHECK_INT(gl(st, &c, "2001:db8:1:3::1", "a@example.com", "b@example.net", T0 + 60, NULL), GREY_DEFER_NEW);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -259,7 +299,7 @@ static struct ratelimit_result rl(struct state *st, const char *key, double limi
     double period, int mode, double count, double now)
 {
 	struct ratelimit_result r = { -1, -1 };
-	if (state_ratelimit(st, key, limit, period, mode, count, now, &r) != 0)
+	if (state_ratelimit_wait(st, key, limit, period, mode, count, now, &r) != 0)
 		fprintf(stderr, "  ratelimit: %s\n", state_error(st));
 	return r;
 }
@@ -297,7 +337,7 @@ TEST(ratelimit_follows_exims_smoothed_rate)
 		struct ratelimit_result r = rl(st, "b@example.com", 100, 3600, RL_STRICT, 3, T0 + rcpt[i].t);
 		CHECK_RATE(r, rcpt[i].rate);
 	}
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -322,7 +362,7 @@ TEST(ratelimit_flags_the_message_that_reaches_the_limit)
 		CHECK_RATE(r, rate[n]);
 		CHECK_INT(r.over, n >= 10);
 	}
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -339,7 +379,7 @@ TEST(ratelimit_burst_at_one_instant_passes_exactly_the_limit)
 	/* Exim: a client at the limit is over it */
 	struct ratelimit_result r = rl(st, "one@example.com", 1, 3600, RL_LEAKY, 1, T0);
 	CHECK_INT(r.over, 1);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -364,7 +404,7 @@ TEST(ratelimit_leaky_recovers_sooner_than_strict)
 	CHECK_RATE(s, 28.343266043303892);
 	CHECK_INT(l.over, 0);
 	CHECK_INT(s.over, 1);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -378,14 +418,14 @@ TEST(ratelimit_strict_waits_ln_peak_over_limit_periods)
 		rl(st, "strict@example.com", 10, 600, RL_STRICT, 1, T0 + n);
 	/* silent until the rate has decayed: 690 s after the burst, not 680 */
 	char val[256];
-	CHECK_INT(state_get(st, STATE_RATELIMIT, "strict@example.com", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_RATELIMIT, "strict@example.com", val, sizeof val), 0);
 	s = rl(st, "strict@example.com", 10, 600, RL_STRICT, 1, T0 + 29 + 690);
 	CHECK_RATE(s, 9.860014650537137);
 	CHECK_INT(s.over, 0);
-	CHECK_INT(state_put(st, STATE_RATELIMIT, "strict@example.com", val), 0);
+	CHECK_INT(state_put_wait(st, STATE_RATELIMIT, "strict@example.com", val, T0), 0);
 	s = rl(st, "strict@example.com", 10, 600, RL_STRICT, 1, T0 + 29 + 680);
 	CHECK_INT(s.over, 1);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -399,18 +439,18 @@ TEST(ratelimit_decays_with_silence_and_forgets_after_ten_periods)
 	char val[256];
 	CHECK(st);
 	for (size_t i = 0; i < sizeof d / sizeof *d; i++) {
-		CHECK_INT(state_put(st, STATE_RATELIMIT, "Decay@Example.com",
-		    "expires=1036000 rate=20 last=1000000"), 0);
+		CHECK_INT(state_put_wait(st, STATE_RATELIMIT, "Decay@Example.com",
+		    "expires=1036000 rate=20 last=1000000", T0), 0);
 		struct ratelimit_result r = rl(st, "decay@example.com", 100, 3600, RL_STRICT, 1, T0 + d[i].after);
 		CHECK_RATE(r, d[i].rate);
 	}
-	CHECK_INT(state_get(st, STATE_RATELIMIT, "decay@example.com", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_RATELIMIT, "decay@example.com", val, sizeof val), 0);
 	CHECK_STR(val, "expires=1043200.000 rate=3.139038 last=1007200.000");
 	/* ten periods of silence: the record is gone, the next message counts 1 */
-	CHECK_INT(state_sweep(st, T0 + 7200 + 36000), 1);
+	CHECK_INT(state_sweep_wait(st, T0 + 7200 + 36000), 1);
 	struct ratelimit_result r = rl(st, "decay@example.com", 100, 3600, RL_STRICT, 1, T0 + 7200 + 36000);
 	CHECK_RATE(r, 1);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -422,17 +462,17 @@ TEST(callout_cache_answers_until_expiry)
 	struct state *st = open_dir(dir, 0);
 	char val[64], big[2048];
 	CHECK(st);
-	CHECK_INT(state_cache_get(st, "rcpt:B@example.net", T0, val, sizeof val), 1);
-	CHECK_INT(state_cache_put(st, "rcpt:B@example.net", "550 5.1.1 no such user", T0 + 600), 0);
-	CHECK_INT(state_cache_get(st, "rcpt:B@example.net", T0 + 599, val, sizeof val), 0);
+	CHECK_INT(state_cache_get_wait(st, "rcpt:B@example.net", T0, val, sizeof val), 1);
+	CHECK_INT(state_cache_put_wait(st, "rcpt:B@example.net", "550 5.1.1 no such user", T0 + 600, T0), 0);
+	CHECK_INT(state_cache_get_wait(st, "rcpt:B@example.net", T0 + 599, val, sizeof val), 0);
 	CHECK_STR(val, "550 5.1.1 no such user");
-	CHECK_INT(state_cache_get(st, "rcpt:b@example.net", T0, val, sizeof val), 1);
-	CHECK_INT(state_cache_get(st, "rcpt:B@example.net", T0 + 600, val, sizeof val), 1);
-	CHECK_INT(state_cache_get(st, "rcpt:B@example.net", T0, val, 8), -1);
+	CHECK_INT(state_cache_get_wait(st, "rcpt:b@example.net", T0, val, sizeof val), 1);
+	CHECK_INT(state_cache_get_wait(st, "rcpt:B@example.net", T0 + 600, val, sizeof val), 1);
+	CHECK_INT(state_cache_get_wait(st, "rcpt:B@example.net", T0, val, 8), -1);
 	memset(big, 'x', sizeof big - 1);
 	big[sizeof big - 1] = '\0';
-	CHECK_INT(state_cache_put(st, "k", big, T0 + 1), -1);
-	state_close(st);
+	CHECK_INT(state_cache_put_wait(st, "k", big, T0 + 1, T0), -1);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -453,18 +493,18 @@ TEST(sweep_removes_expired_records_only)
 		snprintf(key, sizeof key, "rcpt%d@example.net", i);
 		CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", key, i % 3 ? T0 : T0 - 3 * 86400, NULL), GREY_DEFER_NEW);
 	}
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.1", "expires=999999"), 0);
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.2", "expires=1000001"), 0);
-	CHECK_INT(state_put(st, STATE_CALLOUT, "old", "expires=999000 value=250 ok"), 0);
-	CHECK_INT(state_put(st, STATE_RATELIMIT, "x", "expires=1000000 rate=1"), 0);
-	CHECK_INT(state_sweep(st, T0), 834 + 1 + 1 + 1);
-	CHECK_INT(state_list(st, STATE_GREYLIST, count_cb, &n), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.1", "expires=999999", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.2", "expires=1000001", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_CALLOUT, "old", "expires=999000 value=250 ok", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_RATELIMIT, "x", "expires=1000000 rate=1", T0), 0);
+	CHECK_INT(state_sweep_wait(st, T0), 834 + 1 + 1 + 1);
+	CHECK_INT(state_list_wait(st, STATE_GREYLIST, count_cb, &n), 0);
 	CHECK_INT(n, 1666);
 	n = 0;
-	CHECK_INT(state_list(st, STATE_ALLOW, count_cb, &n), 0);
+	CHECK_INT(state_list_wait(st, STATE_ALLOW, count_cb, &n), 0);
 	CHECK_INT(n, 1);
-	CHECK_INT(state_sweep(st, T0), 0);
-	state_close(st);
+	CHECK_INT(state_sweep_wait(st, T0), 0);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -485,39 +525,40 @@ TEST(operators_get_put_del_list_as_text)
 	struct listing l = { "", 0 };
 	char val[256];
 	CHECK(st);
-	CHECK_INT(state_put(st, STATE_ALLOW, "2001:DB8::1", "expires=2000000 since=1000000"), 0);
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.77/24", "expires=2000000.5 since=1000000"), 0);
-	CHECK_INT(state_put(st, STATE_GREYLIST, "192.0.2.4 <a@example.com> <b@example.net>",
-	    "first_seen=1000000 expires=1172800"), 0);
-	CHECK_INT(state_put(st, STATE_CALLOUT, "route:example.net", "expires=1000600 value=250 2.1.5 ok, fine"), 0);
-	CHECK_INT(state_list(st, STATE_ALLOW, listing_cb, &l), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "2001:DB8::1", "expires=2000000 since=1000000", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.77/24", "expires=2000000.5 since=1000000", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_GREYLIST, "192.0.2.4 <a@example.com> <b@example.net>",
+	    "first_seen=1000000 expires=1172800", T0), 0);
+	CHECK_INT(state_put_wait(st, STATE_CALLOUT, "route:example.net", "expires=1000600 value=250 2.1.5 ok, fine", T0), 0);
+	CHECK_INT(state_list_wait(st, STATE_ALLOW, listing_cb, &l), 0);
 	CHECK_STR(l.text, "192.0.2.0/24 = expires=2000000.500 since=1000000.000\n"
 	    "2001:db8::1 = expires=2000000.000 since=1000000.000\n");
-	CHECK_INT(state_get(st, STATE_CALLOUT, "route:example.net", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_CALLOUT, "route:example.net", val, sizeof val), 0);
 	CHECK_STR(val, "expires=1000600.000 value=250 2.1.5 ok, fine");
-	CHECK_INT(state_cache_get(st, "route:example.net", T0, val, sizeof val), 0);
+	CHECK_INT(state_cache_get_wait(st, "route:example.net", T0, val, sizeof val), 0);
 	CHECK_STR(val, "250 2.1.5 ok, fine");
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 60, NULL), GREY_PASS_RETRY);
 	/* bad input is refused with a reason */
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.9", "since=5"), -1);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.9", "since=5", T0), -1);
 	CHECK(strstr(state_error(st), "expires"));
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.9", "expires=soon"), -1);
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.9", "expires=5 rate=3"), -1);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.9", "expires=soon", T0), -1);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.9", "expires=5 rate=3", T0), -1);
 	CHECK(strstr(state_error(st), "unknown field"));
-	CHECK_INT(state_get(st, STATE_ALLOW, "2001:db8::1", val, 10), -1);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "2001:db8::1", val, 10), -1);
 	/* relative expiry, from the wall clock */
-	CHECK_INT(state_put(st, STATE_ALLOW, "192.0.2.10", "expires=+1d"), 0);
-	CHECK_INT(state_get(st, STATE_ALLOW, "192.0.2.10", val, sizeof val), 0);
+	CHECK_INT(state_put_wait(st, STATE_ALLOW, "192.0.2.10", "expires=+1d", T0), 0);
+	CHECK_INT(state_get_wait(st, STATE_ALLOW, "192.0.2.10", val, sizeof val), 0);
 	double e = strtod(val + 8, NULL), now = (double)time(NULL);
 	CHECK(e > now + 86300 && e <= now + 86400);
-	CHECK_INT(state_del(st, STATE_ALLOW, "2001:db8:0::1"), 0);
-	CHECK_INT(state_del(st, STATE_ALLOW, "2001:db8::1"), 1);
-	state_close(st);
+	CHECK_INT(state_del_wait(st, STATE_ALLOW, "2001:db8:0::1"), 0);
+	CHECK_INT(state_del_wait(st, STATE_ALLOW, "2001:db8::1"), 1);
+	close_st(st);
 	drop_dir(dir);
 }
 
 TEST(map_full_is_met_by_sweeping_then_reported)
 {
+	LMDB_ONLY();
 	char *dir = new_dir();
 	struct state *st = open_dir(dir, 1 << 20);
 	struct greylist_conf c = grey;
@@ -537,7 +578,7 @@ TEST(map_full_is_met_by_sweeping_then_reported)
 		snprintf(rcpt, sizeof rcpt, "fresh-recipient-%06d@example.net", j);
 		CHECK_INT(gl(st, &c, "192.0.2.4", "a@example.com", rcpt, T0 + 11, NULL), GREY_DEFER_NEW);
 	}
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -597,11 +638,11 @@ TEST(ratelimit_updates_from_racing_workers_are_serialised)
 			for (int i = 0; i < INCREMENTS; i++) {
 				struct ratelimit_result r;
 				/* one instant, a long period: each increment adds 1 */
-				if (state_ratelimit(st, "shared", 1e9, 1e6, RL_STRICT, 1, T0, &r))
+				if (state_ratelimit_wait(st, "shared", 1e9, 1e6, RL_STRICT, 1, T0, &r))
 					_exit(2);
 				got[i] = (int)lround(r.rate);
 			}
-			state_close(st);
+			close_st(st);
 			snprintf(path, sizeof path, "%s/out.%d", dir, w);
 			_exit(write_all(path, got, sizeof got) ? 3 : 0);
 		}
@@ -629,9 +670,9 @@ TEST(ratelimit_updates_from_racing_workers_are_serialised)
 	struct state *st = open_dir(dir, 0);
 	struct ratelimit_result r;
 	CHECK(st);
-	CHECK_INT(state_ratelimit(st, "shared", 1e9, 1e6, RL_STRICT, 0, T0, &r), 0);
+	CHECK_INT(state_ratelimit_wait(st, "shared", 1e9, 1e6, RL_STRICT, 0, T0, &r), 0);
 	CHECK(fabs(r.rate - WORKERS * INCREMENTS) < 1e-3);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -662,7 +703,7 @@ TEST(greylist_racing_workers_record_each_tuple_once)
 				else
 					_exit(2);
 			}
-			state_close(st);
+			close_st(st);
 			snprintf(path, sizeof path, "%s/out.%d", dir, w);
 			_exit(write_all(path, count, sizeof count) ? 3 : 0);
 		}
@@ -688,6 +729,7 @@ TEST(greylist_racing_workers_record_each_tuple_once)
 
 TEST(store_survives_kill_9_in_the_middle_of_writes)
 {
+	LMDB_ONLY();
 	char *dir = new_dir();
 	CHECK(dir);
 	for (int round = 0; round < 5; round++) {
@@ -705,7 +747,7 @@ TEST(store_survives_kill_9_in_the_middle_of_writes)
 				struct ratelimit_result r;
 				snprintf(rcpt, sizeof rcpt, "r%d-%ld@example.net", round, i);
 				gl(st, &grey, "192.0.2.4", "a@example.com", rcpt, T0, NULL);
-				state_ratelimit(st, "victim", 1e9, 3600, RL_STRICT, 1, T0 + i, &r);
+				state_ratelimit_wait(st, "victim", 1e9, 3600, RL_STRICT, 1, T0 + i, &r);
 				if (i % 64 == 0 && write(fds[1], "x", 1) != 1)
 					_exit(2);
 			}
@@ -724,31 +766,32 @@ TEST(store_survives_kill_9_in_the_middle_of_writes)
 	char val[256];
 	int n = 0;
 	CHECK(st);
-	CHECK_INT(state_list(st, STATE_GREYLIST, count_cb, &n), 0);
+	CHECK_INT(state_list_wait(st, STATE_GREYLIST, count_cb, &n), 0);
 	CHECK(n >= 5 * (3 * 64 + 1)); /* a byte per 64 writes, 4 bytes read */
-	CHECK_INT(state_get(st, STATE_RATELIMIT, "victim", val, sizeof val), 0);
+	CHECK_INT(state_get_wait(st, STATE_RATELIMIT, "victim", val, sizeof val), 0);
 	/* and the writer lock a dead process held is usable again */
 	CHECK_INT(gl(st, &grey, "192.0.2.4", "after@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
-	CHECK_INT(state_sweep(st, T0 + 30 * 86400), n + 2);
-	state_close(st);
+	CHECK_INT(state_sweep_wait(st, T0 + 30 * 86400), n + 2);
+	close_st(st);
 	drop_dir(dir);
 }
 
 TEST(handle_opened_before_fork_is_refused_in_the_child)
 {
+	LMDB_ONLY();
 	char *dir = new_dir();
 	struct state *st = open_dir(dir, 0);
 	CHECK(st);
 	pid_t pid = fork();
 	if (pid == 0) {
 		struct greylist_result r;
-		int rc = state_greylist(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, &r);
+		int rc = state_greylist_wait(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, &r);
 		_exit(rc == -1 && r.verdict == GREY_ERROR && strstr(state_error(st), "fork") ? 0 : 1);
 	}
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
@@ -778,13 +821,17 @@ static struct cli cli(const char *dir, const char *a1, const char *a2, const cha
 	if (pid == 0) {
 		char *argv[8] = { "state", "-d", (char *)dir };
 		int argc = 3;
+		struct state_conf sc;
+		store_conf(dir, 0, &sc);
+		if (redis_server)
+			argc = 1;       /* the store of a config, as `mxgate state -c FILE` */
 		const char *a[] = { a1, a2, a3, a4 };
 		for (int i = 0; i < 4 && a[i]; i++)
 			argv[argc++] = (char *)a[i];
 		argv[argc] = NULL;
 		if (!freopen(out, "w", stdout) || !freopen(err, "w", stderr))
 			_exit(99);
-		int rc = state_cli_main(argc, argv);
+		int rc = redis_server ? state_cli_main(argc, argv, &sc) : state_cli_main(argc, argv, NULL);
 		fflush(stdout);
 		fflush(stderr);
 		_exit(rc);
@@ -804,8 +851,8 @@ TEST(cli_lists_adds_gets_and_deletes_records)
 	struct cli c;
 	CHECK(st);
 	gl(st, &grey, "192.0.2.4", "prvs=0123456789=a@example.com", "b@example.net", T0, NULL);
-	state_put(st, STATE_ALLOW, "192.0.2.99", "expires=1000 since=500");
-	state_close(st);
+	state_put_wait(st, STATE_ALLOW, "192.0.2.99", "expires=1000 since=500", T0);
+	close_st(st);
 
 	c = cli(dir, "list", "greylist", NULL, NULL);
 	CHECK_INT(c.rc, 0);
@@ -855,14 +902,14 @@ TEST(cli_del_ratelimit_releases_a_stuck_sender)
 	double now = (double)time(NULL);
 	CHECK(st);
 	for (int i = 0; i < 20; i++) {
-		state_ratelimit(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
-		state_ratelimit(st, "sender@example.com/per_rcpt", 10, 3600, RL_STRICT, 5, now, &r);
+		state_ratelimit_wait(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
+		state_ratelimit_wait(st, "sender@example.com/per_rcpt", 10, 3600, RL_STRICT, 5, now, &r);
 	}
-	state_ratelimit(st, "sender@example.community", 10, 3600, RL_STRICT, 1, now, &r);
+	state_ratelimit_wait(st, "sender@example.community", 10, 3600, RL_STRICT, 1, now, &r);
 	CHECK_INT(r.over, 0);
-	state_ratelimit(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
+	state_ratelimit_wait(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
 	CHECK_INT(r.over, 1);
-	state_close(st);
+	close_st(st);
 
 	c = cli(dir, "del", "ratelimit", "Sender@Example.com", NULL);
 	CHECK_INT(c.rc, 0);
@@ -874,14 +921,15 @@ TEST(cli_del_ratelimit_releases_a_stuck_sender)
 
 	st = open_dir(dir, 0);
 	CHECK(st);
-	state_ratelimit(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
+	state_ratelimit_wait(st, "sender@example.com", 10, 3600, RL_STRICT, 1, now, &r);
 	CHECK_INT(r.over, 0);
-	state_close(st);
+	close_st(st);
 	drop_dir(dir);
 }
 
 TEST(cli_refuses_a_missing_store)
 {
+	LMDB_ONLY();
 	char *dir = new_dir();
 	struct cli c = cli(dir, "list", "allow", NULL, NULL);
 	CHECK_INT(c.rc, 2);
@@ -889,4 +937,4 @@ TEST(cli_refuses_a_missing_store)
 	drop_dir(dir);
 }
 
-UNIT_MAIN()
+UNIT_MAIN_INIT(redis_server = getenv("MXGATE_TEST_REDIS"))

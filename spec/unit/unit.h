@@ -30,12 +30,19 @@ static int unit_ntests;
 	fprintf(stderr, "  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, _a, _b); \
 	*unit_failed = 1; return; } } while (0)
 
-#define UNIT_MAIN() int main(int argc, char **argv) { \
+/* A test that does not apply to this run: "skip NAME: why". */
+#define UNIT_SKIP(why) do { fprintf(stderr, "  skipped: %s\n", why); \
+	*unit_failed = -1; return; } while (0)
+
+/* init runs first (e.g. reads the environment that parametrises a run). */
+#define UNIT_MAIN_INIT(init) int main(int argc, char **argv) { \
 	int bad = 0; \
+	init; \
 	for (int i = 0; i < unit_ntests; i++) { \
 		if (argc > 1 && strcmp(argv[1], unit_tests[i].name) != 0) continue; \
 		int f = 0; unit_tests[i].fn(&f); \
-		printf("%s %s\n", f ? "not ok" : "ok", unit_tests[i].name); \
-		fflush(stdout); bad |= f; } \
+		printf("%s %s\n", f > 0 ? "not ok" : f < 0 ? "skip" : "ok", unit_tests[i].name); \
+		fflush(stdout); bad |= f > 0; } \
 	return bad; }
+#define UNIT_MAIN() UNIT_MAIN_INIT((void)0)
 #endif
