@@ -530,10 +530,13 @@ class PortalRowsTest(PortalCase):
             self.assert_row(4, got, ip, GOOD_SENDER, rcpt, detail="retry in 1s")
             c.rset()
             # An early retry is greylisted again; retry, as a client would,
-            # until the delay has passed.
-            self.assert_reply(self.rcpt(c, GOOD_SENDER, rcpt), ROWS[4])
-            tries = 1
-            while True:
+            # until the delay has passed. (A loaded machine may take the
+            # whole delay to get here: then the retry is not early.)
+            got = self.rcpt(c, GOOD_SENDER, rcpt)
+            tries = 0 if got[0] == 250 else 1
+            if tries:
+                self.assert_reply(got, ROWS[4])
+            while got[0] != 250:
                 c.rset()
                 got = self.rcpt(c, GOOD_SENDER, rcpt)
                 if got[0] == 250:
