@@ -34,6 +34,7 @@
 #include "version.h"
 
 #define REPORT_FIELDS  32          /* key=value pairs read per log line */
+#define LOG_LINE_MAX   65536       /* longer is not a line of ours (log.c writes 4 KiB) */
 
 struct reason {                    /* one reason as the portal shows it */
 	char *key, *text, *cause;
@@ -449,12 +450,17 @@ fold_line(struct report *rp, char *line)
 static int
 fold_log(struct report *rp, FILE *f)
 {
-	char *line = NULL;
-	size_t cap = 0;
+	struct buf line = BUF_INIT(LOG_LINE_MAX);
+	char empty[1] = "";
+	int rc;
 
-	while (getline(&line, &cap, f) != -1)
-		fold_line(rp, line);
-	free(line);
+	while ((rc = buf_getline(&line, f)) != 0) {
+		if (rc < 0)
+			rp->skipped++;          /* not a line mxgate writes */
+		else
+			fold_line(rp, line.p ? line.p : empty);
+	}
+	buf_free(&line);
 	return ferror(f) ? -1 : 0;
 }
 

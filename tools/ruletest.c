@@ -42,6 +42,7 @@
 #define DEFAULT_TLS_CIPHER  "TLS_AES_256_GCM_SHA384"
 #define CASE_SIZE 1000          /* a case's message size without `size` */
 #define CASE_MAX  (4 << 20)     /* a .session file larger than this is refused */
+#define JOURNAL_LINE_MAX (16 << 20) /* the largest journal.max_record the config takes */
 
 /* ---------------- the run ---------------- */
 
@@ -1016,23 +1017,25 @@ static int
 replay_journal(struct rt *rt, const char *path, struct record *rec)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	char *line = NULL, err[300];
-	size_t cap = 0;
-	ssize_t len;
-	int n = 0;
+	struct buf line = BUF_INIT(JOURNAL_LINE_MAX);
+	char err[300];
+	int n = 0, rc;
 
 	if (!f) {
 		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	rt->journals++;
-	while ((len = getline(&line, &cap, f)) > 0) {
+	while ((rc = buf_getline(&line, f)) != 0) {
 		n++;
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		if (!len)
+		if (rc < 0) {
+			fprintf(stderr, "%s:%d: a line longer than %d bytes: skipped\n", path, n, JOURNAL_LINE_MAX);
+			rt->bad_lines++;
 			continue;
-		if (record_parse_json(rec, line, (size_t)len, err, sizeof err) < 0) {
+		}
+		if (!line.len)
+			continue;
+		if (record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
 			fprintf(stderr, "%s:%d: %s: skipped\n", path, n, err);
 			rt->bad_lines++;
 			continue;
@@ -1044,7 +1047,7 @@ replay_journal(struct rt *rt, const char *path, struct record *rec)
 			rt->bad_lines++;
 		}
 	}
-	free(line);
+	buf_free(&line);
 	if (f != stdin)
 		fclose(f);
 	return 0;

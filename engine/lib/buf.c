@@ -160,3 +160,26 @@ buf_take(struct buf *b, size_t *len)
 	b->err = 0;
 	return p;
 }
+
+int
+buf_getline(struct buf *b, FILE *f)
+{
+	char chunk[8192];
+	int any = 0;
+
+	buf_reset(b);
+	while (fgets(chunk, sizeof chunk, f)) {
+		size_t n = strlen(chunk);
+		any = 1;
+		buf_add(b, chunk, n);           /* past max: err set, the rest still read */
+		if (n && chunk[n - 1] == '\n')
+			break;
+	}
+	if (!any)
+		return 0;
+	if (b->err)
+		return -1;
+	while (b->len && (b->p[b->len - 1] == '\n' || b->p[b->len - 1] == '\r'))
+		buf_truncate(b, b->len - 1);
+	return 1;
+}

@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct buf {
 	char  *p;           /* NULL until the first append; then NUL-terminated */
@@ -41,6 +42,9 @@ void  buf_reset(struct buf *b);
 void  buf_free(struct buf *b);
 /* The content, "" when nothing was appended. */
 const char *buf_str(const struct buf *b);
+/* The next line of f, without its LF or CRLF: 1, 0 at the end of f, or -1
+ * for a line longer than b->max (read past to its end, not kept). */
+int   buf_getline(struct buf *b, FILE *f);
 /* Hands the content to the caller (free() it; never NULL unless out of
  * memory) and leaves the buffer empty. */
 char *buf_take(struct buf *b, size_t *len);

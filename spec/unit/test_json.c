@@ -4,6 +4,7 @@
  * numbers, nesting depth, invalid UTF-8, trailing garbage, empty input;
  * and the one buffer (buf.h) it writes into, with its bound.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,6 +263,25 @@ TEST(an_unbounded_buffer_grows_and_printf_can_exceed_any_scratch)
 	CHECK(strlen(buf_str(&b)) == b.len);
 	buf_free(&b);
 	CHECK_STR(buf_str(&b), "");
+}
+
+TEST(getline_strips_the_end_and_skips_a_line_past_the_bound_whole)
+{
+	struct buf b = BUF_INIT(16);
+	char text[] = "one\r\n\nthis line is far longer than sixteen bytes\nlast";
+	FILE *f = fmemopen(text, strlen(text), "r");
+
+	CHECK(f != NULL);
+	CHECK(buf_getline(&b, f) == 1);
+	CHECK_STR(buf_str(&b), "one");
+	CHECK(buf_getline(&b, f) == 1);
+	CHECK(b.len == 0);
+	CHECK(buf_getline(&b, f) == -1);           /* too long: read past, not kept */
+	CHECK(buf_getline(&b, f) == 1);
+	CHECK_STR(buf_str(&b), "last");            /* no newline at the end */
+	CHECK(buf_getline(&b, f) == 0);
+	fclose(f);
+	buf_free(&b);
 }
 
 /* Lua's side: json_decode keeps array length with json_null, drops null members. */
