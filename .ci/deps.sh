@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config clang liblua5.4-dev lua5.4 libc-ares-dev libssl-dev liblmdb-dev
       libev-dev openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl
-      libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils"
+      libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -37,13 +37,44 @@ usage(int code)
 	exit(code);
 }
 
-/* The same check SIGHUP runs: config, then a full load of the rules. */
+/*
+ * The state store the config names, asked before anything starts: one
+ * that refuses us (a wrong Redis password) is an error; one that cannot
+ * be reached now is a warning (the fail modes answer until it comes).
+ */
+static int
+check_store(const struct conf *c, int quiet)
+{
+	struct state_conf sc;
+	char err[1024];
+	int rc;
+
+	if (!c->rules[0])
+		return 0;                       /* the built-in policy has no store */
+	world_state_conf(c, &sc);
+	rc = state_probe(&sc, err, sizeof err);
+	if (rc < 0) {
+		fprintf(stderr, "mxgate: %s\n", err);
+		return -1;
+	}
+	if (rc > 0 && !quiet)
+		fprintf(stderr, "mxgate: warning: %s (greylist and ratelimit answer with "
+		    "their fail modes until it is reachable)\n", err);
+	if (rc > 0)
+		log_event("state_error", "backend", sc.backend, "error", err, NULL);
+	return 0;
+}
+
+/* The same check SIGHUP runs: config, then a full load of the rules; and
+ * whether the state store lets us in. */
 static int
 check(struct conf *c)
 {
 	struct policy p;
 	char err[1024];
 
+	if (check_store(c, 0) < 0)
+		return 1;
 	if (policy_open(&p, c, NULL, err, sizeof err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
@@ -118,6 +149,8 @@ main(int argc, char **argv)
 		    "not a link)\n", c->log_file, strerror(errno));
 		return 1;
 	}
+	if (check_store(c, 1) < 0)
+		return 1;
 	c->refs = 1;
 	return master_main(c);
 }

@@ -36,6 +36,15 @@ struct state *state_open(const struct state_conf *c, struct ev_loop *loop, char 
 	return NULL;
 }
 
+int state_probe(const struct state_conf *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+		if (strcmp(backends[i]->name, c->backend[0] ? c->backend : "lmdb") == 0)
+			return backends[i]->probe ? backends[i]->probe(c, err, errlen) : 0;
+	snprintf(err, errlen, "state: no backend \"%s\" (lmdb, redis)", c->backend);
+	return -1;
+}
+
 void state_close(struct state *st)
 {
 	if (st)

@@ -89,6 +89,10 @@ struct state;
 struct state_ops {
 	const char *name;
 	int         ttl_expiry;        /* records expire by themselves: no sweep timer */
+	/* Before starting (and `mxgate -t`), synchronously: 0 fine, 1 cannot
+	 * reach it now (a warning: the fail modes apply until it comes),
+	 * -1 it refuses us (a wrong password, db...). NULL: nothing to check. */
+	int (*probe)(const struct state_conf *c, char *err, size_t errlen);
 	struct state *(*open)(const struct state_conf *c, struct ev_loop *loop,
 	    char *err, size_t errlen);
 	void (*close)(struct state *st);
@@ -125,6 +129,8 @@ struct state {
 struct state *state_open(const struct state_conf *c, struct ev_loop *loop,
     char *err, size_t errlen);
 void          state_close(struct state *st);
+/* The backend's probe (above); 0 for a backend without one, -1 for an unknown one. */
+int           state_probe(const struct state_conf *c, char *err, size_t errlen);
 
 /* "greylist" <-> STATE_GREYLIST ...; NULL or -1 when unknown. */
 const char *state_db_name(enum state_db db);

@@ -1,7 +1,9 @@
-"""Greylisting state outlives the server: the allow list is on disk (LMDB)."""
+"""Greylisting state outlives the server: the allow list is on disk (LMDB),
+or in Redis; the same test runs against each backend."""
 import subprocess
 
 from spec.e2e.harness import Mxgate, MxgateTest, binary, wait_for
+from spec.e2e.redisserver import RedisServer
 
 GREY = {"50-grey.lua": '''
 rule("rcpt", "grey", function(s)
@@ -31,7 +33,7 @@ class StateSurvivesRestart(MxgateTest):
         s.stop()
         # A new server on the same state directory: the client is still allowed,
         # so a tuple it never sent passes at once.
-        again = Mxgate(dict(self.CONFIG, state_dir='"%s/var"' % s.dir), rules=dict(GREY))
+        again = Mxgate(dict(self.server.config, state_dir='"%s/var"' % s.dir), rules=dict(GREY))
         self.addCleanup(again.cleanup)
         again.start()
         self.addCleanup(again.stop)
@@ -39,3 +41,13 @@ class StateSurvivesRestart(MxgateTest):
         out = subprocess.run([binary(), "state", "-c", again.conf_path, "list", "allow"],
                              capture_output=True, text=True, timeout=30).stdout
         self.assertIn("127.0.0.1", out)
+
+
+class StateSurvivesRestartRedis(StateSurvivesRestart):
+    """The same, with the state in a real redis-server."""
+
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.addCleanup(self.redis.cleanup)
+        self.CONFIG = dict(self.CONFIG, state={"backend": '"redis"', "server": '"%s"' % self.redis.address})
+        super().setUp()

@@ -531,8 +531,12 @@ TEST(operators_get_put_del_list_as_text)
 	    "first_seen=1000000 expires=1172800", T0), 0);
 	CHECK_INT(state_put_wait(st, STATE_CALLOUT, "route:example.net", "expires=1000600 value=250 2.1.5 ok, fine", T0), 0);
 	CHECK_INT(state_list_wait(st, STATE_ALLOW, listing_cb, &l), 0);
-	CHECK_STR(l.text, "192.0.2.0/24 = expires=2000000.500 since=1000000.000\n"
-	    "2001:db8::1 = expires=2000000.000 since=1000000.000\n");
+	/* in key order (LMDB) or in any order (Redis's SCAN): both records, once */
+	const char *a = "192.0.2.0/24 = expires=2000000.500 since=1000000.000\n";
+	const char *b = "2001:db8::1 = expires=2000000.000 since=1000000.000\n";
+	CHECK_INT(l.len, strlen(a) + strlen(b));
+	CHECK(strstr(l.text, a) && strstr(l.text, b));
+	CHECK(redis_server || strncmp(l.text, a, strlen(a)) == 0);
 	CHECK_INT(state_get_wait(st, STATE_CALLOUT, "route:example.net", val, sizeof val), 0);
 	CHECK_STR(val, "expires=1000600.000 value=250 2.1.5 ok, fine");
 	CHECK_INT(state_cache_get_wait(st, "route:example.net", T0, val, sizeof val), 0);
