@@ -17,6 +17,9 @@
 #include "record.h"
 
 #define ABLOCK  65536
+/* The line, its events, an event, a call's "a" or "r": then values as deep
+ * as the writer (lua_json.c) lets them be. */
+#define RECORD_DEPTH (4 + JSON_MAX_DEPTH)
 
 /* ---------------- arena: strings stay put until record_reset ---------------- */
 
@@ -266,7 +269,7 @@ record_parse_json(struct record *r, const char *line, size_t len, char *err, siz
 	size_t i;
 
 	record_reset(r);
-	if (!(r->root = jsonr_parse(line, len, JSON_MAX_DEPTH, &je))) {
+	if (!(r->root = jsonr_parse(line, len, RECORD_DEPTH, &je))) {
 		if (je.premature)
 			snprintf(err, errlen, "truncated line (ends after %zu bytes)", len);
 		else

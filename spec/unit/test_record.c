@@ -1,0 +1,74 @@
+/*
+ * test_record.c - ruletest's journal reader (tools/record.c on jansson):
+ * what it keeps of a line, how it names a bad one, and the canonical
+ * form it gives a call's arguments.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "record.h"
+#include "unit.h"
+
+#define HEAD "{\"v\":1,\"sid\":\"s1\",\"time\":1.5,\"direction\":\"outbound\"," \
+	"\"client\":{\"ip\":\"192.0.2.1\",\"port\":4000},\"local\":{\"ip\":\"127.0.0.1\",\"port\":25},\"events\":["
+
+static int
+parse(struct record *r, const char *line, char *err)
+{
+	return record_parse_json(r, line, strlen(line), err, 300);
+}
+
+TEST(a_line_gives_its_facts_events_and_canonical_call_arguments)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+
+	CHECK(parse(&r, HEAD "{\"e\":\"cmd\",\"line\":\"EHLO x\"},"
+	    "{\"e\":\"call\",\"p\":\"greylist\",\"a\":[\"1.2.3.4\",{\"z\":1,\"a\":\"\\u0041\",\"n\":null}],"
+	    "\"r\":[{\"pass\":true},null]},{\"e\":\"reply\",\"code\":250,\"text\":\"ok\"}],\"truncated\":true}", err) == 0);
+	CHECK_STR(r.sid, "s1");
+	CHECK(r.direction == DIR_OUTBOUND && r.client_port == 4000 && r.truncated);
+	CHECK_STR(r.client_ip, "192.0.2.1");
+	CHECK(r.nev == 3 && r.ncalls == 1);
+	CHECK_STR(r.ev[0].text, "EHLO x");
+	CHECK_STR(r.calls[0].args, "[\"1.2.3.4\",{\"a\":\"A\",\"z\":1}]");
+	CHECK(json_array_size(r.calls[0].res) == 2);
+	CHECK(r.ev[2].code == 250);
+	record_free(&r);
+}
+
+TEST(a_cut_line_is_truncated_and_other_garbage_is_not_a_session_record)
+{
+	struct record r = { 0 };
+	char err[300];
+
+	CHECK(parse(&r, HEAD "{\"e\":\"cmd\",\"line\":\"EH", err) < 0);
+	CHECK(strstr(err, "truncated line") == err);
+	CHECK(parse(&r, "not JSON", err) < 0);
+	CHECK(strstr(err, "not a session record: offset") == err);
+	CHECK(parse(&r, "{\"v\":1,\"events\":[]}", err) < 0);
+	CHECK(strstr(err, "not a session record") == err);
+	CHECK(parse(&r, HEAD "{\"e\":\"call\",\"p\":\"dns\"}]}", err) < 0);
+	CHECK(strstr(err, "without \"p\", \"a\" or \"r\"") != NULL);
+	CHECK(parse(&r, HEAD "]} trailing", err) < 0);
+	record_free(&r);
+}
+
+TEST(call_arguments_as_deep_as_the_writer_allows_are_read)
+{
+	struct record r = { 0 };
+	char line[1024], err[300] = "";
+	int n = 0;
+
+	n += snprintf(line + n, sizeof line - n, "%s{\"e\":\"call\",\"p\":\"x\",\"a\":[", HEAD);
+	for (int i = 0; i < 31; i++)
+		line[n++] = '[';
+	for (int i = 0; i < 31; i++)
+		line[n++] = ']';
+	snprintf(line + n, sizeof line - n, "],\"r\":[]}]}");
+	CHECK(parse(&r, line, err) == 0);
+	CHECK(r.ncalls == 1);
+	record_free(&r);
+}
+
+UNIT_MAIN()
