@@ -8,6 +8,8 @@
  * compares against (jsonw_canonical).
  */
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -308,21 +310,42 @@ static int
 is_number(const char *s)
 {
 	char *e;
+	double v;
 
 	if (!*s)
 		return 0;
-	strtod(s, &e);
-	return *e == '\0';
+	v = strtod(s, &e);
+	return *e == '\0' && isfinite(v);
+}
+
+/* A number token as JSON (an integer stays one); 0 if it is no finite number. */
+static int
+token_number(struct buf *b, const char *t)
+{
+	char *e;
+	long long i;
+
+	if (!is_number(t))
+		return 0;
+	errno = 0;
+	i = strtoll(t, &e, 10);
+	if (*e == '\0' && errno == 0)
+		jsonw_int(b, i);
+	else
+		jsonw_num(b, strtod(t, NULL));
+	return 1;
 }
 
 /* A token as a JSON value: numbers, true/false, nil, or a string. */
 static void
 token_value(struct buf *b, const char *t)
 {
-	if (is_number(t) || !strcmp(t, "true") || !strcmp(t, "false"))
-		buf_add(b, t, strlen(t));
+	if (token_number(b, t))
+		return;
+	if (!strcmp(t, "true") || !strcmp(t, "false"))
+		jsonw_bool(b, !strcmp(t, "true"));
 	else if (!strcmp(t, "nil") || !strcmp(t, "null"))
-		buf_add(b, "null", 4);
+		jsonw_null(b);
 	else
 		jsonw_str(b, t, strlen(t));
 }
@@ -384,7 +407,10 @@ answer_results(struct buf *b, const char *name, const char *type, char *rhs, cha
 				buf_add(b, "{\"host\":", 8);
 				jsonw_str(b, t[i + 1], strlen(t[i + 1]));
 				buf_add(b, ",\"pref\":", 8);
-				buf_add(b, t[i], strlen(t[i]));
+				if (!token_number(b, t[i])) {
+					snprintf(err, errlen, "dns mx answers are PREF HOST pairs");
+					return -1;
+				}
 				buf_add(b, "}", 1);
 			}
 		} else
@@ -398,19 +424,24 @@ answer_results(struct buf *b, const char *name, const char *type, char *rhs, cha
 	}
 	if (!strcmp(name, "greylist")) {
 		int pass = !strcmp(t[0], "pass");
-		char tmp[160];
 		if (!pass && strcmp(t[0], "defer") != 0) {
 			snprintf(err, errlen, "greylist answers: pass [allowed|retry] or defer [new|early] [WAIT]");
 			return -1;
 		}
-		snprintf(tmp, sizeof tmp, "[{\"pass\":%s,\"verdict\":\"%s\",\"wait\":%s}]",
-		    pass ? "true" : "false", n > 1 ? t[1] : pass ? "allowed" : "new",
-		    n > 2 && is_number(t[2]) ? t[2] : pass ? "0" : "60");
-		buf_add(b, tmp, strlen(tmp));
+		jsonw_open(b, '[');
+		jsonw_open(b, '{');
+		jsonw_key(b, "pass");
+		jsonw_bool(b, pass);
+		jsonw_key(b, "verdict");
+		jsonw_strz(b, n > 1 ? t[1] : pass ? "allowed" : "new");
+		jsonw_key(b, "wait");
+		if (n < 3 || !token_number(b, t[2]))
+			jsonw_int(b, pass ? 0 : 60);
+		jsonw_close(b, '}');
+		jsonw_close(b, ']');
 		return 0;
 	}
 	if (!strcmp(name, "ratelimit")) {
-		char tmp[160];
 		if (!strcmp(t[0], "error")) {
 			buf_add(b, "[null,", 6);
 			jsonw_str(b, n > 1 ? t[1] : "error", strlen(n > 1 ? t[1] : "error"));
@@ -421,21 +452,26 @@ answer_results(struct buf *b, const char *name, const char *type, char *rhs, cha
 			snprintf(err, errlen, "ratelimit answers: over [RATE], under [RATE] or error WHY");
 			return -1;
 		}
-		snprintf(tmp, sizeof tmp, "[{\"over\":%s,\"rate\":%s}]", !strcmp(t[0], "over") ? "true" : "false",
-		    n > 1 && is_number(t[1]) ? t[1] : "0");
-		buf_add(b, tmp, strlen(tmp));
+		jsonw_open(b, '[');
+		jsonw_open(b, '{');
+		jsonw_key(b, "over");
+		jsonw_bool(b, !strcmp(t[0], "over"));
+		jsonw_key(b, "rate");
+		if (n < 2 || !token_number(b, t[1]))
+			jsonw_int(b, 0);
+		jsonw_close(b, '}');
+		jsonw_close(b, ']');
 		return 0;
 	}
 	if (!strcmp(name, "callout") || !strcmp(name, "verify_sender")) {
 		buf_add(b, "[{\"result\":", 11);
 		jsonw_str(b, t[0], strlen(t[0]));
 		if (n > 1) {
-			if (!is_number(t[1])) {
+			buf_add(b, ",\"code\":", 8);
+			if (!token_number(b, t[1])) {
 				snprintf(err, errlen, "%s answers: RESULT [CODE [TEXT...]]", name);
 				return -1;
 			}
-			buf_add(b, ",\"code\":", 8);
-			buf_add(b, t[1], strlen(t[1]));
 		}
 		if (n > 2) {
 			struct buf text = BUF_INIT(0);

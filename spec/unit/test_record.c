@@ -71,4 +71,30 @@ TEST(call_arguments_as_deep_as_the_writer_allows_are_read)
 	record_free(&r);
 }
 
+TEST(hand_written_answers_are_written_as_json_whatever_the_tokens)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+	struct buf b = BUF_INIT(0);
+
+	/* A quote in a token used to be pasted into the JSON as it stood. */
+	CHECK(record_add_answer(&r, "greylist * -> defer ne\"w 1.5", 1, err, sizeof err) == 0);
+	CHECK(jsonw_canonical(&b, r.calls[0].res) == 0);
+	CHECK_STR(buf_str(&b), "[{\"pass\":false,\"verdict\":\"ne\\\"w\",\"wait\":1.5}]");
+	CHECK(record_add_answer(&r, "ratelimit * -> over 7", 2, err, sizeof err) == 0);
+	buf_reset(&b);
+	CHECK(jsonw_canonical(&b, r.calls[1].res) == 0);
+	CHECK_STR(buf_str(&b), "[{\"over\":true,\"rate\":7}]");
+	CHECK(record_add_answer(&r, "dns example.test mx -> 10 mx1.example.test 20 mx2.example.test", 3, err,
+	    sizeof err) == 0);
+	CHECK(record_add_answer(&r, "dns example.test mx -> nan mx1.example.test", 4, err, sizeof err) < 0);
+	CHECK(record_add_answer(&r, "callout * -> rejected inf", 5, err, sizeof err) < 0);
+	CHECK(record_add_answer(&r, "now -> 1700000000 true nil x", 6, err, sizeof err) == 0);
+	buf_reset(&b);
+	CHECK(jsonw_canonical(&b, r.calls[r.ncalls - 1].res) == 0);
+	CHECK_STR(buf_str(&b), "[1700000000,true,null,\"x\"]");
+	buf_free(&b);
+	record_free(&r);
+}
+
 UNIT_MAIN()
