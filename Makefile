@@ -14,9 +14,10 @@ WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 #   engine/net    DNS, TLS, SMTP client, callouts
 #   engine/smtp   the SMTP protocol, the server, the policy seam, the journal
 #   lua           the rules bridge
+#   engine/delivery  the delivery process: queue, scheduler, sessions, bounces, routing
 #   engine/proc   master, workers, connection limits
 #   tools         ruletest, report, the state CLI, the journal reader
-LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/proc tools
+LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/delivery engine/proc tools
 CPPFLAGS += -D_GNU_SOURCE $(addprefix -I,$(LAYERS)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 

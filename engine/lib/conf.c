@@ -29,7 +29,7 @@ static const char *known_keys[] = {
 	"spool_dir", "log_file", "tls", "rules", "stdlib", "hosted_domains",
 	"relay_networks", "limits", "timeouts", "bare_lf",
 	"dns", "dnsbl", "greylist", "ratelimit", "callout", "verify_sender",
-	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state",
+	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state", "delivery",
 	"settings", NULL,
 };
 
@@ -311,6 +311,13 @@ read_domains(struct reader *r, struct conf *c)
 			if (!lua_isnil(L, -1) && copy_str(r, "hosted_domains", -1, d->route, sizeof d->route) < 0)
 				return -1;
 			lua_pop(L, 1);
+			lua_getfield(L, -1, "tls");
+			if (!lua_isnil(L, -1) && copy_str(r, "hosted_domains", -1, d->tls, sizeof d->tls) < 0)
+				return -1;
+			lua_pop(L, 1);
+			if (d->tls[0] && strcmp(d->tls, "require") != 0 && strcmp(d->tls, "verify") != 0 &&
+			    strcmp(d->tls, "may") != 0)
+				return fail(r, "hosted_domains", "%s: tls must be \"may\", \"require\" or \"verify\"", d->name);
 		} else if (lua_type(L, -1) == LUA_TSTRING) {
 			if (copy_str(r, "hosted_domains", -1, d->route, sizeof d->route) < 0)
 				return -1;
@@ -453,6 +460,30 @@ read_table_nums(struct reader *r, struct conf *c)
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "callout", "expected a table");
 	lua_pop(r->L, 1);
+	if (getkey(r, "delivery") == LUA_TTABLE) {
+		lua_getfield(r->L, -1, "enabled");
+		if (!lua_isnil(r->L, -1))
+			c->delivery.enabled = lua_toboolean(r->L, -1);
+		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "tls");
+		if (!lua_isnil(r->L, -1) && copy_str(r, "delivery", -1, c->delivery.tls, sizeof c->delivery.tls) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+		if (c->delivery.tls[0] && strcmp(c->delivery.tls, "require") != 0 &&
+		    strcmp(c->delivery.tls, "verify") != 0 && strcmp(c->delivery.tls, "may") != 0)
+			return fail(r, "delivery", "tls must be \"may\", \"require\" or \"verify\"");
+		if (opt_int(r, "delivery", "port", 1, 65535, &c->delivery.port) ||
+		    opt_int(r, "delivery", "per_destination", 1, 10000, &c->delivery.per_destination) ||
+		    opt_int(r, "delivery", "max_sessions", 1, 100000, &c->delivery.max_sessions) ||
+		    opt_num(r, "delivery", "retry_min", 0.01, 1e7, &c->delivery.retry_min) ||
+		    opt_num(r, "delivery", "retry_max", 0.01, 1e7, &c->delivery.retry_max) ||
+		    opt_num(r, "delivery", "max_lifetime", 0.01, 1e9, &c->delivery.max_lifetime) ||
+		    opt_num(r, "delivery", "connect_timeout", 0.05, 600, &c->delivery.connect_timeout) ||
+		    opt_num(r, "delivery", "command_timeout", 0.05, 3600, &c->delivery.command_timeout))
+			return -1;
+	} else if (!lua_isnil(r->L, -1))
+		return fail(r, "delivery", "expected a table");
+	lua_pop(r->L, 1);
 	if (getkey(r, "rule_limits") == LUA_TTABLE) {
 		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
 		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
@@ -588,6 +619,15 @@ set_defaults(struct conf *c)
 	c->state.timeout = 0.5;
 	strcpy(c->state.fail_greylist, "pass");
 	strcpy(c->state.fail_ratelimit, "allow");
+	c->delivery.enabled = 1;
+	c->delivery.port = 25;
+	c->delivery.per_destination = 20;
+	c->delivery.max_sessions = 100;
+	c->delivery.retry_min = 300;
+	c->delivery.retry_max = 3600;
+	c->delivery.max_lifetime = 5 * 86400;
+	c->delivery.connect_timeout = 30;
+	c->delivery.command_timeout = 300;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;

@@ -29,6 +29,7 @@ struct conf_listener {
 struct conf_domain {
 	char name[CONF_NAME];   /* lower case */
 	char route[CONF_NAME];  /* "host[:port]" or "mx:domain" */
+	char tls[16];           /* delivery: "" (opportunistic), "require", "verify" */
 };
 
 struct conf_net {
@@ -107,6 +108,18 @@ struct conf {
 		char   fail_greylist[8];  /* store failed: "pass" or "defer" */
 		char   fail_ratelimit[8]; /* store failed: "allow" or "defer" */
 	} state;
+	struct {
+		int    enabled;        /* the delivery process runs (default true) */
+		int    port;           /* next hop port for MX routes (25) */
+		int    per_destination;/* sessions per destination at once (20) */
+		int    max_sessions;   /* sessions at once in all (100) */
+		double retry_min;      /* first retry after (300 s), doubling ... */
+		double retry_max;      /* ... up to (3600 s) */
+		double max_lifetime;   /* then bounce (5 days) */
+		double connect_timeout;
+		double command_timeout;
+		char   tls[16];        /* "" opportunistic, "require", "verify" */
+	} delivery;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	int    refs;               /* sessions using it (smtp_server.c) */

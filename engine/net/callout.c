@@ -17,9 +17,8 @@
  * inside smtp_client.c's. A callback may call callout_verify() or
  * callout_free(): the busy counter defers the free to the outermost frame.
  *
- * dns.c has no cancel: each lookup carries a ticket, and callout_free()
- * orphans the tickets (ticket->co = NULL) so a late answer only frees its
- * ticket.
+ * Routes resolve in route.c (shared with delivery); freeing a job
+ * cancels its lookups.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,16 +36,15 @@
 #include "dns.h"
 #include "htab.h"
 #include "log.h"
+#include "route.h"
 #include "smtp_client.h"
 #include "state.h"
 #include "tls.h"
 
 #define CALLOUT_PATH_MAX     254   /* RFC 5321 4.5.3.1.3: 256 octets with the <> */
-#define CALLOUT_MAX_HOSTS    10    /* MX hosts resolved per callout */
-#define CALLOUT_MAX_TARGETS  16    /* addresses tried per callout */
 #define CALLOUT_PATH_BUF     320   /* sizeof conf.mail_from: room for any path we send */
 #define CALLOUT_KEY_MAX      1024
-#define CALLOUT_ADDR_TEXT    (INET6_ADDRSTRLEN + 10)  /* "[v6]:65535" */
+#define CALLOUT_ADDR_TEXT    ROUTE_ADDR_TEXT
 #define CALLOUT_CACHE_VALUE  1024  /* what state_cache_put() takes */
 
 /* ------------------------------------------------------------------ */
@@ -66,23 +64,6 @@ struct lookup {
 	struct job     *job;
 };
 
-/* One MX host (or the route's host) and the addresses DNS gave it. */
-struct mxhost {
-	char name[DNS_RR_TEXT];
-	int  literal;                       /* name is an address already */
-	int  n4, n6;
-	struct in_addr  v4[CALLOUT_MAX_TARGETS];
-	struct in6_addr v6[CALLOUT_MAX_TARGETS];
-	enum dns_status st4, st6;
-};
-
-struct target {
-	struct sockaddr_storage sa;
-	socklen_t               salen;
-	char                    addr[CALLOUT_ADDR_TEXT];   /* the host key */
-	const char             *name;                      /* into job->mx */
-};
-
 struct host;
 struct conn;
 
@@ -99,10 +80,8 @@ struct job {
 	char                   from[CALLOUT_PATH_BUF];
 	char                   rcpt[CALLOUT_PATH_BUF];
 	int                    port;
-	struct mxhost         *mx;
-	int                    nmx;
-	int                    dns_pending, issuing;
-	struct target          t[CALLOUT_MAX_TARGETS];
+	struct route_query    *rq;          /* resolving the route */
+	struct route_target    t[ROUTE_MAX_TARGETS];
 	int                    nt, cur, tried;
 	struct job            *qnext;       /* in a host's queue */
 	struct conn           *conn;
@@ -127,15 +106,6 @@ struct conn {
 	char                addr[CALLOUT_ADDR_TEXT];
 };
 
-/* A DNS lookup in flight; orphaned (co = NULL) by callout_free(). */
-struct ticket {
-	struct ticket  *prev, *next;
-	struct callout *co;
-	struct job     *job;
-	int             mx;                 /* -1: the MX lookup itself */
-	enum dns_type   type;
-};
-
 struct centry {
 	struct hnode         h;              /* key: key[] */
 	struct lru_node      lru;
@@ -157,7 +127,6 @@ struct callout {
 	struct htab              jobs, hosts, cache;
 	struct lru               lru;
 	struct conn             *conns;
-	struct ticket           *tickets;
 	struct lookup           *lookups;
 	int                      busy, closing;
 	struct callout_stats     stats;
@@ -486,7 +455,7 @@ on_client_closed(void *arg)
 
 /* 0 when connecting; -1 when it failed at once (noted in the job). */
 static int
-job_connect(struct job *j, struct host *h, const struct target *t)
+job_connect(struct job *j, struct host *h, const struct route_target *t)
 {
 	struct callout *co = j->co;
 	struct callout_answer a;
@@ -504,7 +473,7 @@ job_connect(struct job *j, struct host *h, const struct target *t)
 	cn->job = j;
 	snprintf(cn->addr, sizeof cn->addr, "%s", t->addr);
 	cn->c = smtp_client_start(co->loop, &co->cc, (const struct sockaddr *)&t->sa, t->salen,
-	    t->name, j->from, j->rcpt, on_client_reply, on_client_closed, cn, err, sizeof err);
+	    t->name[0] ? t->name : NULL, j->from, j->rcpt, on_client_reply, on_client_closed, cn, err, sizeof err);
 	if (!cn->c) {
 		set_answer(&a, CO_UNREACHABLE, 0, "connect", t->addr, "%s", err);
 		job_note(j, &a);
@@ -530,7 +499,7 @@ job_next(struct job *j)
 	struct callout_answer a;
 
 	while (j->cur < j->nt) {
-		struct target *t = &j->t[j->cur];
+		struct route_target *t = &j->t[j->cur];
 		struct host *h = host_get(co, t->addr);
 
 		if (!h) {
@@ -551,330 +520,39 @@ job_next(struct job *j)
 }
 
 /* ------------------------------------------------------------------ */
-/* routes and DNS                                                     */
-
-/* Adds ip (AF_INET: struct in_addr, AF_INET6: struct in6_addr) once. */
-static void
-add_target(struct job *j, int family, const void *ip, const char *name)
-{
-	struct target *t;
-	char text[INET6_ADDRSTRLEN];
-	int i;
-
-	if (j->nt == CALLOUT_MAX_TARGETS)
-		return;
-	t = &j->t[j->nt];
-	memset(t, 0, sizeof *t);
-	inet_ntop(family, ip, text, sizeof text);
-	if (family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&t->sa;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)j->port);
-		memcpy(&s4->sin_addr, ip, sizeof s4->sin_addr);
-		t->salen = sizeof *s4;
-		snprintf(t->addr, sizeof t->addr, "%s:%d", text, j->port);
-	} else {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->sa;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)j->port);
-		memcpy(&s6->sin6_addr, ip, sizeof s6->sin6_addr);
-		t->salen = sizeof *s6;
-		snprintf(t->addr, sizeof t->addr, "[%s]:%d", text, j->port);
-	}
-	for (i = 0; i < j->nt; i++)
-		if (strcmp(j->t[i].addr, t->addr) == 0)
-			return;         /* two MX names, one address: try it once */
-	t->name = name;
-	j->nt++;
-}
-
-/* Every lookup is in: the addresses, MX preference first, then A before AAAA. */
-static void
-job_targets(struct job *j)
-{
-	int i, k, failed = 0;
-
-	for (i = 0; i < j->nmx; i++) {
-		struct mxhost *m = &j->mx[i];
-
-		for (k = 0; k < m->n4; k++)
-			add_target(j, AF_INET, &m->v4[k], m->literal ? NULL : m->name);
-		for (k = 0; k < m->n6; k++)
-			add_target(j, AF_INET6, &m->v6[k], m->literal ? NULL : m->name);
-		failed |= m->st4 == DNS_TIMEOUT || m->st4 == DNS_SERVFAIL ||
-		    m->st6 == DNS_TIMEOUT || m->st6 == DNS_SERVFAIL;
-	}
-	if (j->nt == 0) {
-		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->nmx ? j->mx[0].name : j->dest,
-		    failed ? "%s: address lookup failed" : "%s: no A or AAAA record",
-		    j->nmx ? j->mx[0].name : j->dest);
-		j->have = 1;
-	}
-	job_next(j);
-}
-
-static void dns_done(struct callout *co, struct job *j, int mx, enum dns_type type,
-    const struct dns_answer *ans);
-static void on_dns(void *arg, const struct dns_answer *ans);
+/* routes (route.c)                                                   */
 
 static void
-job_dns(struct job *j, const char *name, enum dns_type type, int mx)
+on_route(void *arg, const struct route_answer *ra)
 {
+	struct job *j = arg;
 	struct callout *co = j->co;
-	struct ticket *t = NULL;
-	struct dns_answer fail;
 
-	j->dns_pending++;
-	if (!co->dns || !(t = calloc(1, sizeof *t))) {
-		memset(&fail, 0, sizeof fail);
-		fail.status = DNS_SERVFAIL;
-		dns_done(co, j, mx, type, &fail);
-		return;
-	}
-	t->co = co;
-	t->job = j;
-	t->mx = mx;
-	t->type = type;
-	t->next = co->tickets;
-	if (co->tickets)
-		co->tickets->prev = t;
-	co->tickets = t;
-	dns_query(co->dns, name, type, on_dns, t);
-}
-
-/* A and AAAA for every host at once; job_targets() once all are in. */
-static void
-resolve_hosts(struct job *j)
-{
-	int i;
-
-	j->issuing = 1;
-	for (i = 0; i < j->nmx; i++) {
-		struct mxhost *m = &j->mx[i];
-
-		/* A route or MX that is an address already: no lookup. */
-		if (inet_pton(AF_INET, m->name, &m->v4[0]) == 1) {
-			m->literal = m->n4 = 1;
-			continue;
-		}
-		if (inet_pton(AF_INET6, m->name, &m->v6[0]) == 1) {
-			m->literal = m->n6 = 1;
-			continue;
-		}
-		job_dns(j, j->mx[i].name, DNS_A, i);
-		job_dns(j, j->mx[i].name, DNS_AAAA, i);
-	}
-	j->issuing = 0;
-	if (j->dns_pending == 0)
-		job_targets(j);
-}
-
-static int
-job_hosts(struct job *j, int n)
-{
-	if (!(j->mx = calloc((size_t)n, sizeof *j->mx)))
-		return -1;
-	j->nmx = n;
-	return 0;
-}
-
-static void
-on_mx(struct job *j, const struct dns_answer *ans)
-{
-	int i, n = 0, null_mx = 0;
-
-	switch (ans->status) {
-	case DNS_OK:
-		if (ans->n == 0)
-			break;
-		for (i = 0; i < ans->n; i++)
-			null_mx |= !ans->rr[i].text[0] || strcmp(ans->rr[i].text, ".") == 0;
-		if (job_hosts(j, ans->n < CALLOUT_MAX_HOSTS ? ans->n : CALLOUT_MAX_HOSTS) < 0)
-			break;
-		/* dns.c sorted them by preference. */
-		for (i = 0; i < ans->n && n < j->nmx; i++)
-			if (ans->rr[i].text[0] && strcmp(ans->rr[i].text, ".") != 0)
-				snprintf(j->mx[n++].name, sizeof j->mx[0].name, "%s", ans->rr[i].text);
-		j->nmx = n;
-		if (n == 0) {
-			set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, null_mx ?
-			    "%s: null MX, the domain accepts no mail (RFC 7505)" :
-			    "%s: no usable MX", j->dest);
-			j->have = 1;
-			job_finish(j);
-			return;
-		}
-		resolve_hosts(j);
-		return;
-	case DNS_NODATA:
-		/* RFC 5321 5.1: no MX, the domain itself is the implicit MX. */
-		if (job_hosts(j, 1) < 0)
-			break;
-		snprintf(j->mx[0].name, sizeof j->mx[0].name, "%s", j->dest);
-		resolve_hosts(j);
-		return;
-	case DNS_NXDOMAIN:
-		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: no such domain", j->dest);
-		j->have = 1;
-		job_finish(j);
-		return;
-	default:
-		set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "%s: MX lookup failed (%s)",
-		    j->dest, dns_status_str(ans->status));
-		j->have = 1;
-		job_finish(j);
-		return;
-	}
-	set_answer(&j->a, CO_UNREACHABLE, 0, "dns", j->dest, "out of memory");
-	j->have = 1;
-	job_finish(j);
-}
-
-static void
-on_addr(struct job *j, int i, enum dns_type type, const struct dns_answer *ans)
-{
-	struct mxhost *m = &j->mx[i];
-	int k;
-
-	if (type == DNS_A)
-		m->st4 = ans->status;
-	else
-		m->st6 = ans->status;
-	for (k = 0; ans->status == DNS_OK && k < ans->n; k++) {
-		if (type == DNS_A && m->n4 < CALLOUT_MAX_TARGETS &&
-		    inet_pton(AF_INET, ans->rr[k].text, &m->v4[m->n4]) == 1)
-			m->n4++;
-		else if (type == DNS_AAAA && m->n6 < CALLOUT_MAX_TARGETS &&
-		    inet_pton(AF_INET6, ans->rr[k].text, &m->v6[m->n6]) == 1)
-			m->n6++;
-	}
-}
-
-static void
-dns_done(struct callout *co, struct job *j, int mx, enum dns_type type,
-    const struct dns_answer *ans)
-{
 	co_enter(co);
-	j->dns_pending--;
-	if (mx < 0)
-		on_mx(j, ans);
-	else {
-		on_addr(j, mx, type, ans);
-		if (j->dns_pending == 0 && !j->issuing)
-			job_targets(j);
+	if (ra->status != ROUTE_OK) {
+		set_answer(&j->a, CO_UNREACHABLE, 0, ra->stage, ra->host, "%s", ra->why);
+		j->have = 1;
+		job_finish(j);
+	} else {
+		memcpy(j->t, ra->t, (size_t)ra->n * sizeof *ra->t);
+		j->nt = ra->n;
+		job_next(j);
 	}
 	co_leave(co);
 }
 
 static void
-on_dns(void *arg, const struct dns_answer *ans)
-{
-	struct ticket *t = arg;
-	struct callout *co = t->co;
-	struct job *j = t->job;
-	int mx = t->mx;
-	enum dns_type type = t->type;
-
-	if (co) {
-		if (t->prev)
-			t->prev->next = t->next;
-		else
-			co->tickets = t->next;
-		if (t->next)
-			t->next->prev = t->prev;
-	}
-	free(t);
-	if (co && !co->closing)
-		dns_done(co, j, mx, type, ans);
-}
-
-/* "host", "host:port", "[addr]", "[addr]:port", or a bare IPv6 address. */
-static int
-parse_route(const char *route, char *host, size_t hostlen, int *port)
-{
-	const char *p, *colon = NULL;
-	size_t n;
-
-	if (route[0] == '[') {
-		if (!(p = strchr(route, ']')))
-			return -1;
-		n = (size_t)(p - route - 1);
-		if (p[1] == ':')
-			colon = p + 1;
-		else if (p[1] != '\0')
-			return -1;
-		route++;
-	} else if ((p = strchr(route, ':')) && !strchr(p + 1, ':')) {
-		colon = p;
-		n = (size_t)(p - route);
-	} else
-		n = strlen(route);
-	if (n == 0 || n >= hostlen)
-		return -1;
-	memcpy(host, route, n);
-	host[n] = '\0';
-	if (colon) {
-		char *end;
-		long v = strtol(colon + 1, &end, 10);
-
-		if (*end || v < 1 || v > 65535)
-			return -1;
-		*port = (int)v;
-	}
-	return 0;
-}
-
-static void
 job_start(struct job *j, const char *route)
 {
-	char host[DNS_RR_TEXT];
-	const char *domain;
+	int port;
 
-	if (route && strncasecmp(route, "mx:", 3) == 0) {
+	if (!route)
+		snprintf(j->dest, sizeof j->dest, "%s", strrchr(j->rcpt, '@') + 1);
+	else if (strncasecmp(route, "mx:", 3) == 0)
 		snprintf(j->dest, sizeof j->dest, "%s", route + 3);
-	} else if (route) {
-		if (parse_route(route, host, sizeof host, &j->port) < 0 || job_hosts(j, 1) < 0) {
-			set_answer(&j->a, CO_UNREACHABLE, 0, "input", route, "bad route");
-			j->have = 1;
-			job_finish(j);
-			return;
-		}
-		snprintf(j->dest, sizeof j->dest, "%s", host);
-		snprintf(j->mx[0].name, sizeof j->mx[0].name, "%s", host);
-		resolve_hosts(j);
-		return;
-	} else {
-		domain = strrchr(j->rcpt, '@') + 1;     /* checked by callout_verify() */
-		snprintf(j->dest, sizeof j->dest, "%s", domain);
-		/* RFC 5321 4.1.3: a domain literal, "[192.0.2.1]" or "[IPv6:2001:db8::1]". */
-		if (domain[0] == '[') {
-			const char *a = domain + 1;
-			size_t n;
-
-			if (strncasecmp(a, "IPv6:", 5) == 0)
-				a += 5;
-			n = strcspn(a, "]");
-			if (a[n] != ']' || a[n + 1] != '\0' || n >= sizeof host || job_hosts(j, 1) < 0) {
-				set_answer(&j->a, CO_UNREACHABLE, 0, "input", domain, "bad domain literal");
-				j->have = 1;
-				job_finish(j);
-				return;
-			}
-			memcpy(j->mx[0].name, a, n);
-			j->mx[0].name[n] = '\0';
-			resolve_hosts(j);
-			return;
-		}
-	}
-	if (!j->dest[0]) {
-		set_answer(&j->a, CO_UNREACHABLE, 0, "input", "", "no domain to route to");
-		j->have = 1;
-		job_finish(j);
-		return;
-	}
-	job_dns(j, j->dest, DNS_MX, -1);
+	else if (route_parse(route, j->dest, sizeof j->dest, &port) < 0)
+		snprintf(j->dest, sizeof j->dest, "%s", route);
+	route_resolve(&j->rq, j->co->dns, route, route ? NULL : j->dest, j->port, on_route, j);
 }
 
 /* The job is over: cache, log, and answer every request that joined it.
@@ -905,7 +583,7 @@ job_finish_as(struct job *j, int cached)
 			w->cb(w->arg, &a);
 		free(w);
 	}
-	free(j->mx);
+	route_cancel(&j->rq);
 	free(j);
 }
 
@@ -989,7 +667,7 @@ job_free(struct job *j)
 		j->head = w->next;
 		free(w);
 	}
-	free(j->mx);
+	route_cancel(&j->rq);
 	free(j);
 }
 
@@ -1058,7 +736,6 @@ static void
 callout_destroy(struct callout *co)
 {
 	struct conn *cn;
-	struct ticket *t;
 	size_t i;
 
 	while ((cn = co->conns) != NULL) {
@@ -1066,8 +743,6 @@ callout_destroy(struct callout *co)
 		smtp_client_abort(cn->c);
 		free(cn);
 	}
-	for (t = co->tickets; t; t = t->next)
-		t->co = NULL;
 	for (struct lookup *l = co->lookups; l; l = l->next)
 		l->co = NULL;
 	for (i = 0; co->jobs.b && i <= co->jobs.mask; i++)

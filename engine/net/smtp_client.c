@@ -32,12 +32,15 @@
 #define SMTPC_REPLY_MAX  4096   /* a whole multi-line reply (EHLO's is the longest) */
 #define SMTPC_IN_SIZE    (2 * SMTPC_LINE_MAX)
 #define SMTPC_OUT_SIZE   1024   /* one command: "MAIL FROM:<" 256 ">\r\n" fits */
+#define SMTPC_XOUT_SIZE  16384  /* a delivery session: pipelined commands, body chunks */
 #define SMTPC_QUIT_WAIT  5.0    /* seconds for 221 and the close once answered */
 #define SMTPC_ROUNDS     16     /* reads per wake-up: a flood cannot pin the loop */
 
 enum cstate {
 	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_TLS, C_EHLO_TLS,
 	C_MAIL, C_RCPT, C_QUIT, C_DRAIN, C_DONE,
+	/* Delivery sessions only (smtp_client_open): after EHLO, transactions. */
+	C_READY, C_TXN, C_RSET,
 };
 
 enum carg { A_NONE, A_HELO, A_FROM, A_RCPT };
@@ -64,7 +67,13 @@ static const struct step {
 	[C_QUIT]     = { "quit",     "QUIT\r\n",             A_NONE },
 	[C_DRAIN]    = { "quit",     NULL,                   A_NONE },
 	[C_DONE]     = { "quit",     NULL,                   A_NONE },
+	[C_READY]    = { "ready",    NULL,                   A_NONE },
+	[C_TXN]      = { "mail",     NULL,                   A_NONE },
+	[C_RSET]     = { "rset",     "RSET\r\n",             A_NONE },
 };
+
+/* EHLO keywords a delivery session uses (RFC 2920, 1870, 6531, 6152, 3207). */
+enum { CAP_PIPELINING = 1, CAP_SIZE = 2, CAP_SMTPUTF8 = 4, CAP_8BITMIME = 8, CAP_STARTTLS = 16 };
 
 struct smtp_client {
 	struct ev_loop        *loop;
@@ -91,14 +100,39 @@ struct smtp_client {
 
 	char                   in[SMTPC_IN_SIZE];
 	size_t                 inlen;
-	char                   out[SMTPC_OUT_SIZE];
-	size_t                 outlen, outoff;
+	char                  *out;             /* obuf, or xout in a delivery session */
+	size_t                 outcap, outlen, outoff;
+	char                   obuf[SMTPC_OUT_SIZE];
 
 	char                   helo[256];
 	char                   from[SMTPC_OUT_SIZE / 2];
 	char                   rcpt[SMTPC_OUT_SIZE / 2];
 	char                   sni[256];
+
+	/* A delivery session (smtp_client_open): capabilities and the
+	 * transaction in flight. */
+	int                    delivery, tls_require, tls_verify;
+	unsigned               caps, r_caps;
+	unsigned long long     size_max, r_size;
+	struct smtp_client_msg msg;
+	struct smtp_client_txn *txn;
+	smtp_client_txn_cb    *txn_cb;
+	void                  *txn_arg;
+	int                    t_sent;          /* commands queued: MAIL, RCPTs, DATA */
+	int                    t_replies;       /* replies read, in the same order */
+	int                    t_accepted;      /* RCPTs answered 2xx */
+	int                    t_body;          /* 1: streaming the body, 2: the dot is out */
+	long long              t_off;           /* body bytes read so far */
+	int                    t_bol, t_cr;     /* dot-stuffing and CRLF state */
+	char                  *xout;
 };
+
+static enum cstate after_ehlo(struct smtp_client *c);
+static void txn_reply(struct smtp_client *c);
+static void txn_end(struct smtp_client *c, const char *why);
+static void fill(struct smtp_client *c);
+static void delivery_step(struct smtp_client *c, enum cstate st);
+static int  fill_wanted(const struct smtp_client *c);
 
 /* ------------------------------------------------------------------ */
 /* lifecycle                                                          */
@@ -106,8 +140,10 @@ struct smtp_client {
 static void
 settle(struct smtp_client *c)
 {
-	if (c->dead && c->busy == 0)
+	if (c->dead && c->busy == 0) {
+		free(c->xout);
 		free(c);
+	}
 }
 
 static void
@@ -171,6 +207,8 @@ answer(struct smtp_client *c, int replied, const char *fmt, ...)
 static void
 fail(struct smtp_client *c, const char *why)
 {
+	if (c->txn)
+		txn_end(c, why);
 	if (!c->answered)
 		answer(c, 0, "%s", why);
 	close_now(c, 0);
@@ -180,6 +218,8 @@ fail(struct smtp_client *c, const char *why)
 static void
 lost(struct smtp_client *c, const char *why)
 {
+	if (c->txn)
+		txn_end(c, why);
 	if (c->answered)
 		close_now(c, 0);
 	else
@@ -196,8 +236,14 @@ go(struct smtp_client *c, enum cstate st)
 	const char *arg = "";
 	int n;
 
+	if (c->delivery && (st == C_READY || st == C_DONE)) {
+		delivery_step(c, st);
+		return;
+	}
 	c->state = st;
 	c->r_code = c->r_lines = c->r_starttls = 0;
+	c->r_caps = 0;
+	c->r_size = 0;
 	c->r_bytes = 0;
 	c->r_text[0] = '\0';
 	if (s->fmt) {
@@ -207,8 +253,8 @@ go(struct smtp_client *c, enum cstate st)
 		case A_RCPT: arg = c->rcpt; break;
 		case A_NONE: break;
 		}
-		n = snprintf(c->out + c->outlen, sizeof c->out - c->outlen, s->fmt, arg);
-		if (n < 0 || (size_t)n >= sizeof c->out - c->outlen) {
+		n = snprintf(c->out + c->outlen, c->outcap - c->outlen, s->fmt, arg);
+		if (n < 0 || (size_t)n >= c->outcap - c->outlen) {
 			fail(c, "command too long");
 			return;
 		}
@@ -235,7 +281,7 @@ on_reply(struct smtp_client *c)
 		break;
 	case C_EHLO:
 		if (ok)
-			go(c, c->tls && c->r_starttls ? C_STARTTLS : C_MAIL);
+			go(c, after_ehlo(c));
 		else if (c->r_code / 100 == 5)
 			go(c, C_HELO);     /* RFC 5321 3.2: an old server; try HELO */
 		else
@@ -244,7 +290,7 @@ on_reply(struct smtp_client *c)
 	case C_HELO:
 	case C_EHLO_TLS:
 		if (ok)
-			go(c, C_MAIL);
+			go(c, after_ehlo(c));
 		else
 			answer(c, 1, NULL);
 		break;
@@ -252,8 +298,10 @@ on_reply(struct smtp_client *c)
 		if (c->r_code == 220) {
 			c->state = C_TLS;
 			timer_set(c, c->command_timeout);
-		} else
-			go(c, C_MAIL);     /* opportunistic: carry on in the clear */
+		} else if (c->tls_require)
+			answer(c, 1, NULL);
+		else
+			go(c, c->delivery ? after_ehlo(c) : C_MAIL);  /* opportunistic: carry on in the clear */
 		break;
 	case C_MAIL:
 		if (ok)
@@ -267,12 +315,44 @@ on_reply(struct smtp_client *c)
 	case C_QUIT:
 		c->state = C_DRAIN;    /* the server closes after 221; wait for it */
 		break;
+	case C_TXN:
+		txn_reply(c);
+		/* Replies to pipelined commands follow one another. */
+		c->r_lines = 0;
+		c->r_bytes = 0;
+		break;
+	case C_RSET:
+		c->state = C_READY;
+		ev_timer_stop(c->loop, &c->timer);
+		txn_end(c, NULL);
+		break;
 	default:
 		break;
 	}
 	/* Answered before RCPT or at it: say goodbye politely. */
 	if (c->answered && c->state < C_QUIT && !c->dead)
 		go(c, C_QUIT);
+}
+
+/* An EHLO line's keyword, for a delivery session (the first line is a name). */
+static void
+ehlo_keyword(struct smtp_client *c, const char *kw, size_t len)
+{
+	static const struct { const char *name; unsigned cap; } known[] = {
+		{ "PIPELINING", CAP_PIPELINING }, { "SIZE", CAP_SIZE },
+		{ "SMTPUTF8", CAP_SMTPUTF8 }, { "8BITMIME", CAP_8BITMIME },
+	};
+
+	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+		size_t n = strlen(known[i].name);
+
+		if (len < n || strncasecmp(kw, known[i].name, n) != 0 || (len > n && kw[n] != ' '))
+			continue;
+		c->r_caps |= known[i].cap;
+		/* RFC 1870: "SIZE 10240000"; no number or 0: no fixed limit. */
+		if (known[i].cap == CAP_SIZE && len > n + 1)
+			c->r_size = strtoull(kw + n + 1, NULL, 10);
+	}
 }
 
 /* One reply line (CR LF stripped). Returns 1 when the reply is complete,
@@ -307,6 +387,8 @@ reply_line(struct smtp_client *c, const char *line, size_t len)
 	else if (len >= 12 && strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
 	    (len == 12 || line[12] == ' '))
 		c->r_starttls = 1;
+	else if (c->delivery)
+		ehlo_keyword(c, line + 4, len - 4);
 	return sep == ' ';
 }
 
@@ -460,7 +542,7 @@ arm(struct smtp_client *c)
 
 	if (c->state == C_DONE)
 		return;
-	if (c->state == C_CONNECT || c->outoff < c->outlen || c->ssl_want_write)
+	if (c->state == C_CONNECT || c->outoff < c->outlen || c->ssl_want_write || fill_wanted(c))
 		events |= EV_WRITE;
 	if (c->state == C_CONNECT)
 		events = EV_WRITE;
@@ -482,6 +564,11 @@ pump(struct smtp_client *c)
 		int rc;
 
 		c->ssl_want_write = 0;
+		if (fill_wanted(c)) {
+			fill(c);
+			if (c->state == C_DONE)
+				return;
+		}
 		if (c->outoff < c->outlen && flush_out(c) < 0) {
 			lost(c, "connection lost while sending");
 			return;
@@ -610,6 +697,8 @@ smtp_client_start(struct ev_loop *loop, const struct smtp_client_conf *conf,
 	snprintf(c->from, sizeof c->from, "%s", mail_from);
 	snprintf(c->rcpt, sizeof c->rcpt, "%s", rcpt);
 	snprintf(c->sni, sizeof c->sni, "%s", servername ? servername : "");
+	c->out = c->obuf;
+	c->outcap = sizeof c->obuf;
 	c->state = C_CONNECT;
 	/* Even a loopback connect that completed at once is reported by EV_WRITE. */
 	ev_io_init(&c->io, on_io, c->fd, EV_WRITE);
@@ -627,4 +716,380 @@ smtp_client_abort(struct smtp_client *c)
 	c->aborted = 1;
 	close_now(c, 0);
 	settle(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* delivery sessions: one connection, many transactions               */
+
+/* After EHLO (or HELO, or EHLO again inside TLS): what comes next. */
+static enum cstate
+after_ehlo(struct smtp_client *c)
+{
+	if (c->state == C_EHLO || c->state == C_EHLO_TLS)
+		c->caps = c->r_caps | (c->r_starttls ? CAP_STARTTLS : 0);
+	else
+		c->caps = 0;                    /* HELO: plain RFC 821, no extensions */
+	c->size_max = (c->caps & CAP_SIZE) ? c->r_size : 0;
+	if (c->tls && c->r_starttls && !c->tls_on && c->state != C_HELO)
+		return C_STARTTLS;
+	if (!c->delivery)
+		return C_MAIL;
+	if (c->tls_require && !c->tls_on) {
+		/* Not a reply of theirs to pass on: our policy refuses the clear. */
+		c->r_code = 0;
+		return C_DONE;
+	}
+	return C_READY;
+}
+
+/* In a delivery session, go() into C_READY or C_DONE comes here. */
+static void
+delivery_step(struct smtp_client *c, enum cstate st)
+{
+	if (st == C_DONE) {
+		fail(c, "TLS required, but the server offers no STARTTLS");
+		return;
+	}
+	c->state = C_READY;
+	ev_timer_stop(c->loop, &c->timer);
+	answer(c, 1, NULL);     /* ready: the caller may send */
+}
+
+static int
+fill_wanted(const struct smtp_client *c)
+{
+	if (c->state != C_TXN || c->outlen - c->outoff > c->outcap / 2)
+		return 0;
+	if (c->t_body == 1)
+		return 1;
+	if (c->t_body)
+		return 0;
+	if (c->t_sent > c->msg.nrcpts + 1)
+		return 0;
+	/* Without PIPELINING, one command at a time (RFC 5321 4.1). */
+	return (c->caps & CAP_PIPELINING) || c->t_replies == c->t_sent;
+}
+
+static int
+put(struct smtp_client *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(c->out + c->outlen, c->outcap - c->outlen, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= c->outcap - c->outlen)
+		return -1;
+	c->outlen += (size_t)n;
+	return 0;
+}
+
+/*
+ * The body, as stored (CRLF lines, not dot-stuffed), into the output
+ * buffer: a "." at the start of a line doubled (RFC 5321 4.5.2), any bare
+ * CR or LF written as CRLF so the next hop never sees one (SMTP smuggling),
+ * then the final CRLF.CRLF.
+ */
+static void
+fill_body(struct smtp_client *c)
+{
+	char chunk[4096];
+	size_t room = c->outcap - c->outlen, want;
+	ssize_t got;
+
+	if (c->outoff == c->outlen)
+		c->outoff = c->outlen = 0, room = c->outcap;
+	if (room < 16)
+		return;
+	want = (room - 8) / 3;          /* worst case: every byte a bare CR -> ".\r\n" */
+	if (want > sizeof chunk)
+		want = sizeof chunk;
+	if ((long long)want > c->msg.length - c->t_off)
+		want = (size_t)(c->msg.length - c->t_off);
+	if (want > 0) {
+		got = pread(c->msg.fd, chunk, want, (off_t)(c->msg.offset + c->t_off));
+		if (got <= 0) {
+			/* The queue file changed under us: never send half a message. */
+			fail(c, got < 0 ? "queue file read error" : "queue file shorter than its length");
+			return;
+		}
+		c->t_off += got;
+		for (ssize_t i = 0; i < got; i++) {
+			char ch = chunk[i];
+
+			if (c->t_cr) {
+				c->out[c->outlen++] = '\r';
+				c->out[c->outlen++] = '\n';
+				c->t_cr = 0;
+				c->t_bol = 1;
+				if (ch == '\n')
+					continue;
+			}
+			if (ch == '\r') {
+				c->t_cr = 1;
+				continue;
+			}
+			if (ch == '\n') {
+				c->out[c->outlen++] = '\r';
+				c->out[c->outlen++] = '\n';
+				c->t_bol = 1;
+				continue;
+			}
+			if (c->t_bol && ch == '.')
+				c->out[c->outlen++] = '.';
+			c->out[c->outlen++] = ch;
+			c->t_bol = 0;
+		}
+	}
+	if (c->t_off < c->msg.length)
+		return;
+	if (c->t_cr || !c->t_bol)
+		put(c, "\r\n");
+	put(c, ".\r\n");
+	c->t_body = 2;
+	c->t_sent++;
+}
+
+/* Queues the next commands of the transaction, or the next body bytes. */
+static void
+fill(struct smtp_client *c)
+{
+	int n = c->msg.nrcpts;
+
+	if (c->t_body == 1) {
+		fill_body(c);
+		return;
+	}
+	while (fill_wanted(c) && c->outcap - c->outlen > SMTPC_LINE_MAX + 64) {
+		int rc;
+
+		if (c->t_sent == 0) {
+			rc = put(c, "MAIL FROM:<%s>", c->msg.from);
+			if (rc == 0 && (c->caps & CAP_SIZE))
+				rc = put(c, " SIZE=%lld", c->msg.length);
+			if (rc == 0 && c->msg.body8bit && (c->caps & CAP_8BITMIME))
+				rc = put(c, " BODY=8BITMIME");
+			if (rc == 0 && c->msg.smtputf8)
+				rc = put(c, " SMTPUTF8");
+			if (rc == 0)
+				rc = put(c, "\r\n");
+		} else if (c->t_sent <= n)
+			rc = put(c, "RCPT TO:<%s>\r\n", c->msg.rcpts[c->t_sent - 1]);
+		else
+			rc = put(c, "DATA\r\n");
+		if (rc < 0) {
+			fail(c, "command too long");
+			return;
+		}
+		c->t_sent++;
+		if (!(c->caps & CAP_PIPELINING))
+			break;
+	}
+}
+
+static void
+copy_reply(struct smtp_client *c, struct smtp_client_reply *r)
+{
+	r->code = c->r_code;
+	memcpy(r->text, c->r_text, sizeof r->text);
+}
+
+/* One reply of the transaction, in the order the commands went out. */
+static void
+txn_reply(struct smtp_client *c)
+{
+	struct smtp_client_txn *t = c->txn;
+	int n = c->msg.nrcpts, i = c->t_replies++, ok = c->r_code / 100 == 2;
+
+	timer_set(c, c->command_timeout);
+	if (i == 0) {
+		copy_reply(c, &t->mail);
+		if (!ok && !(c->caps & CAP_PIPELINING)) {
+			c->state = C_READY;
+			ev_timer_stop(c->loop, &c->timer);
+			txn_end(c, NULL);
+			return;
+		}
+	} else if (i <= n) {
+		copy_reply(c, &t->rcpt[i - 1]);
+		c->t_accepted += ok;
+		if (i == n && !(c->caps & CAP_PIPELINING) && (t->mail.code / 100 != 2 || c->t_accepted == 0)) {
+			go(c, C_RSET);
+			return;
+		}
+	} else if (i == n + 1) {
+		if (c->r_code == 354 && t->mail.code / 100 == 2 && c->t_accepted > 0) {
+			c->t_body = 1;
+			c->t_bol = 1;
+			return;
+		}
+		copy_reply(c, &t->data);
+		if (c->r_code == 354) {
+			/* 354 with no recipient: an empty message it must refuse. */
+			put(c, ".\r\n");
+			c->t_body = 2;
+			c->t_sent++;
+			return;
+		}
+		if (t->mail.code / 100 == 2)
+			go(c, C_RSET);
+		else {
+			c->state = C_READY;
+			ev_timer_stop(c->loop, &c->timer);
+			txn_end(c, NULL);
+		}
+	} else {
+		if (t->data.code == 0)
+			copy_reply(c, &t->data);
+		t->completed = 1;
+		c->state = C_READY;
+		ev_timer_stop(c->loop, &c->timer);
+		txn_end(c, NULL);
+	}
+}
+
+/*
+ * The transaction is over (why: the connection failed first). Each
+ * recipient's reply becomes its outcome: MAIL's refusal, its own RCPT
+ * refusal, or, for an accepted RCPT, the reply to the end of data.
+ */
+static void
+txn_end(struct smtp_client *c, const char *why)
+{
+	struct smtp_client_txn *t = c->txn;
+	smtp_client_txn_cb *cb = c->txn_cb;
+
+	if (!t)
+		return;
+	c->txn = NULL;
+	if (why) {
+		if (t->mail.code == 0 && c->t_replies == 0)
+			snprintf(t->mail.text, sizeof t->mail.text, "%s", why);
+		if (t->data.code == 0 || t->data.code == 354) {
+			t->data.code = 0;
+			snprintf(t->data.text, sizeof t->data.text, "%s", why);
+			t->completed = 0;
+		}
+	}
+	for (int i = 0; i < c->msg.nrcpts; i++) {
+		struct smtp_client_reply *r = &t->rcpt[i];
+
+		if (t->mail.code / 100 != 2)
+			*r = t->mail;
+		else if (r->code == 0 && why)
+			snprintf(r->text, sizeof r->text, "%s", why);
+		else if (r->code / 100 == 2)
+			*r = t->data;
+	}
+	if (!c->aborted)
+		cb(c->txn_arg, t);
+}
+
+struct smtp_client *
+smtp_client_open(struct ev_loop *loop, const struct smtp_client_conf *conf,
+    const struct sockaddr *sa, socklen_t salen, const char *servername,
+    smtp_client_reply_cb *on_ready, smtp_client_closed_cb *on_closed, void *arg,
+    char *err, size_t errlen)
+{
+	struct smtp_client *c;
+	char *x = malloc(SMTPC_XOUT_SIZE);
+
+	if (!x) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c = smtp_client_start(loop, conf, sa, salen, servername, "", "", on_ready, on_closed,
+	    arg, err, errlen);
+	if (!c) {
+		free(x);
+		return NULL;
+	}
+	c->delivery = 1;
+	c->tls_require = conf->tls_require && conf->tls;
+	c->xout = c->out = x;
+	c->outcap = SMTPC_XOUT_SIZE;
+	if (conf->tls_require && !conf->tls)
+		c->tls_require = 1;     /* no TLS context: every server fails the check */
+	return c;
+}
+
+int
+smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
+    struct smtp_client_txn *t, smtp_client_txn_cb *cb, void *arg)
+{
+	if (!c->delivery || c->state != C_READY || c->txn || m->nrcpts < 1)
+		return -1;
+	memset(&t->mail, 0, sizeof t->mail);
+	memset(&t->data, 0, sizeof t->data);
+	t->completed = 0;
+	for (int i = 0; i < m->nrcpts; i++)
+		memset(&t->rcpt[i], 0, sizeof t->rcpt[i]);
+	c->msg = *m;
+	c->txn = t;
+	c->txn_cb = cb;
+	c->txn_arg = arg;
+	c->t_sent = c->t_replies = c->t_accepted = c->t_body = 0;
+	c->t_off = 0;
+	c->t_cr = 0;
+	c->t_bol = 1;
+	c->state = C_TXN;
+	c->r_code = c->r_lines = 0;
+	c->r_bytes = 0;
+	timer_set(c, c->command_timeout);
+	if (!c->busy) {
+		c->busy++;
+		fill(c);
+		arm(c);
+		c->busy--;
+		settle(c);
+	}
+	return 0;
+}
+
+void
+smtp_client_quit(struct smtp_client *c)
+{
+	if (c->state != C_READY) {
+		smtp_client_abort(c);
+		return;
+	}
+	go(c, C_QUIT);
+	if (!c->busy)
+		arm(c);
+}
+
+int
+smtp_client_idle(const struct smtp_client *c)
+{
+	return c->state == C_READY && !c->txn;
+}
+
+int
+smtp_client_offers(const struct smtp_client *c, const char *what)
+{
+	if (strcmp(what, "SMTPUTF8") == 0)
+		return !!(c->caps & CAP_SMTPUTF8);
+	if (strcmp(what, "PIPELINING") == 0)
+		return !!(c->caps & CAP_PIPELINING);
+	if (strcmp(what, "8BITMIME") == 0)
+		return !!(c->caps & CAP_8BITMIME);
+	if (strcmp(what, "STARTTLS") == 0)
+		return !!(c->caps & CAP_STARTTLS);
+	return 0;
+}
+
+unsigned long long
+smtp_client_size_max(const struct smtp_client *c)
+{
+	return c->size_max;
+}
+
+void
+smtp_client_tls_info(const struct smtp_client *c, char *out, size_t len)
+{
+	if (!c->ssl || !c->tls_on)
+		snprintf(out, len, "none");
+	else
+		snprintf(out, len, "%s:%s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
 }

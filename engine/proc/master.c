@@ -23,6 +23,7 @@
 
 #include "conf.h"
 #include "connlimit.h"
+#include "delivery.h"
 #include "log.h"
 #include "master.h"
 #include "safepath.h"
@@ -130,6 +131,26 @@ spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *
 	return pid;
 }
 
+/* The delivery process: same supervision as a worker, no listener. */
+static pid_t
+spawn_delivery(struct conf *c, const int *fds)
+{
+	pid_t master = getpid(), pid = fork();
+
+	if (pid == 0) {
+		sigset_t none;
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master)
+			_exit(1);
+		for (int i = 0; i < c->nlisten; i++)
+			close(fds[i]);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		_exit(delivery_main(c));
+	}
+	return pid;
+}
+
 static void
 raise_nofile(int want)
 {
@@ -145,7 +166,7 @@ int
 master_main(struct conf *c)
 {
 	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive, sfd;
-	struct child kids[MAX_WORKERS];
+	struct child kids[MAX_WORKERS], dl = { 0, 0 };
 	struct connlimit *cl;
 	SSL_CTX *tls;
 	char err[1024], tlsdir[1024];
@@ -217,6 +238,10 @@ master_main(struct conf *c)
 		kids[i].pid = spawn(i, c, fds, cl, tls);
 		kids[i].started = now();
 	}
+	if (c->delivery.enabled) {
+		dl.pid = spawn_delivery(c, fds);
+		dl.started = now();
+	}
 	{
 		char nw[16];
 		snprintf(nw, sizeof nw, "%d", n);
@@ -232,6 +257,16 @@ master_main(struct conf *c)
 
 		/* Reap everything that exited, restart what should run. */
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (pid == dl.pid) {
+				dl.pid = 0;
+				if (running) {
+					char p[16], st[32];
+					snprintf(p, sizeof p, "%d", (int)pid);
+					snprintf(st, sizeof st, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
+					    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+					log_event("delivery_died", "pid", p, "status", st, NULL);
+				}
+			}
 			for (int i = 0; i < n; i++) {
 				if (kids[i].pid != pid)
 					continue;
@@ -256,6 +291,8 @@ master_main(struct conf *c)
 				for (int i = 0; i < n; i++)
 					if (kids[i].pid > 0)
 						kill(kids[i].pid, SIGHUP);
+				if (dl.pid > 0)
+					kill(dl.pid, SIGHUP);
 			}
 			conf_free(&test);
 		} else if ((sig == SIGTERM || sig == SIGINT) && running) {
@@ -265,6 +302,8 @@ master_main(struct conf *c)
 			for (int i = 0; i < n; i++)
 				if (kids[i].pid > 0)
 					kill(kids[i].pid, SIGTERM);
+			if (dl.pid > 0)
+				kill(dl.pid, SIGTERM);
 			for (int i = 0; i < c->nlisten; i++)
 				close(fds[i]);          /* the workers close theirs */
 		}
@@ -282,12 +321,21 @@ master_main(struct conf *c)
 			} else if (running)
 				alive++;
 		}
+		if (dl.pid > 0)
+			alive++;
+		else if (running && c->delivery.enabled && now() - dl.started >= 1.0) {
+			dl.pid = spawn_delivery(c, fds);
+			dl.started = now();
+		}
 		if (!running && alive == 0)
 			break;
-		if (!running && now() > deadline)
+		if (!running && now() > deadline) {
 			for (int i = 0; i < n; i++)
 				if (kids[i].pid > 0)
 					kill(kids[i].pid, SIGKILL);
+			if (dl.pid > 0)
+				kill(dl.pid, SIGKILL);
+		}
 	}
 	log_event("stopped", NULL);
 	return 0;

@@ -11,6 +11,7 @@ the socket listening, and wait_idle() waits for sessions to end.
         srv.wait_idle()                          # every session has ended
         srv.connections, srv.max_concurrent      # TCP connections; most at once
         srv.rcpts, srv.mails, srv.helos          # what the clients said, in order
+        srv.messages                             # {"mail", "rcpts", "data" (bytes), "options", "tls"}
         srv.sessions                             # one dict per session (see below)
 
 Ready-made servers (functions returning a SmtpServer, not yet started):
@@ -35,6 +36,10 @@ SmtpServer(host="127.0.0.1", port=0, *, greeting=None, ehlo=None,
     mail, rcpt None (accept), a reply line, or f(address) -> reply or None
     delay      seconds before answering RCPT, so that sessions overlap
     tls        offer STARTTLS with a throwaway self-signed certificate
+    data       None (accept and record in .messages), a reply line, or
+               f(envelope) -> reply or None, at the end of DATA
+    smtputf8   offer SMTPUTF8 (RFC 6531)
+    require_tls  refuse MAIL before STARTTLS (530)
 
 Each session dict: {"peer", "helo", "esmtp", "tls", "mail", "rcpts", "quit"};
 MAIL FROM:<> records mail "" (aiosmtpd itself refuses the null sender, which
@@ -260,6 +265,17 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def handle_DATA(self, server, session, envelope):
+        reply = self._decide(self.srv.data, envelope)
+        if reply is not None:
+            return reply
+        with self.srv._lock:
+            self.srv.messages.append({"mail": envelope.mail_from, "rcpts": list(envelope.rcpt_tos),
+                                      "data": envelope.original_content,
+                                      "options": list(envelope.mail_options),
+                                      "tls": session.ssl is not None})
+        return "250 2.0.0 OK: queued"
+
     async def handle_QUIT(self, server, session, envelope):
         server._record["quit"] = True
         return "221 2.0.0 Bye"
@@ -275,7 +291,8 @@ class _Session(SMTP):
         self._record = {"peer": None, "helo": None, "esmtp": None, "tls": False,
                         "mail": None, "rcpts": [], "quit": False}
         super().__init__(srv._handler, hostname=srv.hostname, ident="ESMTP test",
-                         tls_context=srv._tls, timeout=30)
+                         tls_context=srv._tls, timeout=30, decode_data=False,
+                         enable_SMTPUTF8=srv.smtputf8, require_starttls=srv.require_tls)
 
     def connection_made(self, transport):
         # STARTTLS calls this again with the TLS transport: count once.
@@ -328,8 +345,13 @@ class SmtpServer(_Counted):
     """An aiosmtpd server with a policy; see the module docstring."""
 
     def __init__(self, host="127.0.0.1", port=0, *, greeting=None, ehlo=None, mail=None,
-                 rcpt=None, delay=0.0, tls=False, hostname="mx.test"):
+                 rcpt=None, delay=0.0, tls=False, hostname="mx.test", data=None,
+                 smtputf8=True, require_tls=False):
         super().__init__(host, port)
+        self.data = data
+        self.smtputf8 = smtputf8
+        self.require_tls = require_tls
+        self.messages = []
         self.greeting = greeting
         self.ehlo = ehlo
         self.mail = mail

@@ -1,0 +1,154 @@
+/*
+ * delivery.c - the delivery process: its loop, the queue directory watch
+ * and the signals.
+ *
+ * The first attempt starts as soon as a message is in spool/queue: the
+ * workers' committer renames each file into queue/ (spool.c), and inotify
+ * (IN_MOVED_TO) tells us at once; no polling. The watch is set before the
+ * start-up scan, so a file that lands during the scan is seen by one or
+ * the other (sched_add() ignores a message it already has).
+ *
+ * The committer renames before its syncfs(), so a message can be picked up
+ * a fraction of a millisecond before it is durable. That is safe: if the
+ * flush fails, the worker answers 451 and the client sends it again (a
+ * duplicate, never a loss), and a file torn by a crash is refused by its
+ * length check (queue.c).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf.h"
+#include "delivery.h"
+#include "dns.h"
+#include "log.h"
+#include "queue.h"
+#include "scheduler.h"
+#include "session.h"
+#include "spool.h"
+#include "tls.h"
+
+static struct {
+	struct sched  s;
+	int           ifd;
+	ev_io         watch;
+	ev_signal     sigterm, sigint, sighup, sigusr1;
+} D;
+
+static void
+add_one(void *arg, const char *qid)
+{
+	sched_add(arg, qid);
+}
+
+static void
+on_watch(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	int rescan = 0;
+
+	/* Bounded per wake-up: a flood of arrivals cannot starve deliveries. */
+	for (int round = 0; round < 16; round++) {
+		if ((n = read(D.ifd, buf, sizeof buf)) <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				rescan = 1;
+			else if (ev->len && ev->name[0] != '.')
+				sched_add(&D.s, ev->name);
+			p += sizeof *ev + ev->len;
+		}
+	}
+	if (rescan) {
+		log_event("queue_rescan", "why", "inotify overflow", NULL);
+		queue_scan(D.s.conf->spool_dir, add_one, &D.s);
+	}
+}
+
+static void
+on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+on_flush(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	/* `mxgate queue flush` and friends: pick up what the CLI changed. */
+	queue_scan(D.s.conf->spool_dir, add_one, &D.s);
+	sched_flush(&D.s, NULL);
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	log_reopen();
+}
+
+int
+delivery_main(struct conf *c)
+{
+	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+	struct dns_conf dc = {
+		.servers = c->dns.servers[0] ? c->dns.servers : NULL,
+		.timeout = c->dns.timeout, .tries = c->dns.tries,
+		.cache_entries = (size_t)c->dns.cache,
+	};
+	struct spool *sp;
+	struct dns *dns;
+	SSL_CTX *tls;
+	char err[1024], qdir[1024], n[32];
+	long found;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (queue_dirs(c->spool_dir) < 0) {
+		log_event("fatal", "process", "delivery", "error", strerror(errno), NULL);
+		return 1;
+	}
+	if (!(sp = spool_open(loop, c->spool_dir, err, sizeof err)) ||
+	    !(dns = dns_new(loop, &dc, err, sizeof err)) || !(tls = tls_client_ctx(err, sizeof err))) {
+		log_event("fatal", "process", "delivery", "error", err, NULL);
+		return 1;
+	}
+	if (sched_init(&D.s, loop, c, dns, sp) < 0) {
+		log_event("fatal", "process", "delivery", "error", "out of memory", NULL);
+		return 1;
+	}
+	D.s.tls = tls;
+	snprintf(qdir, sizeof qdir, "%s/queue", c->spool_dir);
+	if ((D.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
+	    inotify_add_watch(D.ifd, qdir, IN_MOVED_TO | IN_Q_OVERFLOW) < 0) {
+		log_event("fatal", "process", "delivery", "error", strerror(errno), NULL);
+		return 1;
+	}
+	ev_io_init(&D.watch, on_watch, D.ifd, EV_READ);
+	ev_io_start(loop, &D.watch);
+	ev_signal_init(&D.sigterm, on_stop, SIGTERM);
+	ev_signal_start(loop, &D.sigterm);
+	ev_signal_init(&D.sigint, on_stop, SIGINT);
+	ev_signal_start(loop, &D.sigint);
+	ev_signal_init(&D.sighup, on_hup, SIGHUP);
+	ev_signal_start(loop, &D.sighup);
+	ev_signal_init(&D.sigusr1, on_flush, SIGUSR1);
+	ev_signal_start(loop, &D.sigusr1);
+
+	found = queue_scan(c->spool_dir, add_one, &D.s);
+	snprintf(n, sizeof n, "%ld", found);
+	log_event("delivery_start", "queued", n, NULL);
+
+	ev_run(loop, 0);
+
+	session_abort_all(&D.s);
+	spool_close(sp);
+	log_event("delivery_stop", NULL);
+	return 0;
+}

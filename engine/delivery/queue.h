@@ -1,0 +1,71 @@
+/*
+ * queue.h - the delivery side's view of spool/queue: a queue file's
+ * envelope, and each message's per-recipient status record.
+ *
+ * A status record (spool/status/QID) is append-only, one line per fact,
+ * each fdatasync'd before anything acts on it:
+ *   "D <i>"                       recipient i delivered
+ *   "P <i> <relay> <code> <text>" recipient i failed for good (to bounce)
+ *   "B"                           the bounce for every P is queued
+ *   "H" / "R"                     held / released (mxgate queue)
+ * The queue file is removed only when every recipient is D or P and the
+ * bounce (if any) is queued; then the status record goes too.
+ */
+#ifndef MXGATE_DELIVERY_QUEUE_H
+#define MXGATE_DELIVERY_QUEUE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "spool.h"
+
+enum rcpt_state { R_PENDING, R_DONE, R_FAILED };
+
+struct qrcpt {
+	char            *addr;
+	enum rcpt_state  state;
+	int              code;          /* the last reply's code (0: none) */
+	char            *relay;         /* R_FAILED: where (may be "") */
+	char            *reply;         /* the last reply or why: "550 5.1.1 no such user" */
+};
+
+struct qenv {
+	char          qid[QID_LEN];
+	time_t        arrived;
+	int           inbound;          /* direction */
+	char         *sender;           /* "" for the null sender */
+	int           smtputf8, body8bit;
+	char         *routes_json;      /* unused for now: per-recipient routes */
+	int           nrcpt;
+	struct qrcpt *rcpt;
+	long long     size;             /* the whole file */
+	long long     body_off;         /* the message starts here */
+	int           held, bounced;
+	int           received;         /* Received: header lines (RFC 5321 6.3) */
+};
+
+/* Directories under the spool dir, made if missing. 0 or -1. */
+int  queue_dirs(const char *spool_dir);
+
+/* Reads spool/queue/qid and its status record. 0; -1 with why (torn,
+ * corrupt, vanished: the file is not to be delivered). */
+int  queue_load(const char *spool_dir, const char *qid, struct qenv *e, char *why, size_t whylen);
+void queue_env_free(struct qenv *e);
+
+/* Opens the queue file for reading the body; -1 on error. */
+int  queue_open(const char *spool_dir, const char *qid);
+
+/* Appends one fact to qid's status record and makes it durable. 0 or -1. */
+int  queue_note(const char *spool_dir, const char *qid, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Removes the queue file, then the status record. */
+void queue_remove(const char *spool_dir, const char *qid);
+
+/* Moves a file that must not be delivered to spool/corrupt/. */
+void queue_quarantine(const char *spool_dir, const char *qid);
+
+/* Calls fn for every queue file name; returns how many. */
+long queue_scan(const char *spool_dir, void (*fn)(void *arg, const char *qid), void *arg);
+
+#endif

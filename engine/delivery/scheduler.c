@@ -1,0 +1,624 @@
+/*
+ * scheduler.c - the scheduler: every queued message in memory, split into
+ * jobs (its pending recipients for one destination), each destination's
+ * ready list, the retry heap and the dead-destination marks.
+ *
+ * A destination that cannot be reached is marked dead for its backoff
+ * interval: what waits for it is deferred at once (one log line per
+ * recipient), and when the interval ends ONE session probes it; only when
+ * that session is ready do others start. So 10,000 messages for a dead
+ * route cost one connection attempt per interval, not 10,000.
+ *
+ * Picking the next due job is O(log n) (a binary heap); a destination's
+ * ready list is a FIFO.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bounce.h"
+#include "conf.h"
+#include "log.h"
+#include "queue.h"
+#include "routing.h"
+#include "scheduler.h"
+#include "session.h"
+
+static void kick(struct sched *s, struct dest *d);
+static void msg_finish(struct sched *s, struct msg *m);
+
+static unsigned long
+hash(const char *k)
+{
+	unsigned long h = 1469598103934665603ul;
+
+	for (; *k; k++)
+		h = (h ^ (unsigned char)*k) * 1099511628211ul;
+	return h;
+}
+
+static double
+backoff(const struct conf *c, int attempts)
+{
+	double d = c->delivery.retry_min * pow(2, attempts > 1 ? attempts - 1 : 0);
+
+	return d > c->delivery.retry_max ? c->delivery.retry_max : d;
+}
+
+/* ------------------------------------------------------------------ */
+/* retry heap                                                         */
+
+static void
+heap_swap(struct sched *s, int a, int b)
+{
+	struct job *t = s->heap[a];
+
+	s->heap[a] = s->heap[b];
+	s->heap[b] = t;
+	s->heap[a]->heap = a;
+	s->heap[b]->heap = b;
+}
+
+static void
+heap_up(struct sched *s, int i)
+{
+	while (i > 0 && s->heap[(i - 1) / 2]->due > s->heap[i]->due) {
+		heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+heap_down(struct sched *s, int i)
+{
+	for (;;) {
+		int l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < s->nheap && s->heap[l]->due < s->heap[m]->due)
+			m = l;
+		if (r < s->nheap && s->heap[r]->due < s->heap[m]->due)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(s, i, m);
+		i = m;
+	}
+}
+
+static void
+arm_retry(struct sched *s)
+{
+	ev_timer_stop(s->loop, &s->retry);
+	if (s->nheap == 0)
+		return;
+	double in = s->heap[0]->due - ev_now(s->loop);
+	ev_timer_set(&s->retry, in > 0 ? in : 0, 0);
+	ev_timer_start(s->loop, &s->retry);
+}
+
+static int
+heap_push(struct sched *s, struct job *j)
+{
+	if (s->nheap == s->heapcap) {
+		int cap = s->heapcap ? s->heapcap * 2 : 64;
+		struct job **h = realloc(s->heap, (size_t)cap * sizeof *h);
+		if (!h)
+			return -1;
+		s->heap = h;
+		s->heapcap = cap;
+	}
+	j->heap = s->nheap;
+	s->heap[s->nheap++] = j;
+	heap_up(s, j->heap);
+	if (j->heap == 0)
+		arm_retry(s);
+	return 0;
+}
+
+static void
+heap_remove(struct sched *s, struct job *j)
+{
+	int i = j->heap;
+
+	if (i < 0)
+		return;
+	j->heap = -1;
+	if (i == --s->nheap)
+		return;
+	s->heap[i] = s->heap[s->nheap];
+	s->heap[i]->heap = i;
+	heap_down(s, i);
+	heap_up(s, i);
+}
+
+/* ------------------------------------------------------------------ */
+/* destinations                                                       */
+
+static void
+on_probe(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dest *d = w->data;
+
+	kick(d->sched, d);
+}
+
+static struct dest *
+dest_get(struct sched *s, const char *key, const char *domain, int tls)
+{
+	unsigned long h = hash(key) % s->ndbuckets;
+	struct dest *d;
+
+	for (d = s->dests[h]; d; d = d->hnext)
+		if (strcmp(d->key, key) == 0)
+			return d;
+	if (!(d = calloc(1, sizeof *d)) || !(d->key = strdup(key)) || !(d->domain = strdup(domain))) {
+		if (d)
+			free(d->key);
+		free(d);
+		return NULL;
+	}
+	d->tail = &d->head;
+	d->tls = tls;
+	d->sched = s;
+	ev_timer_init(&d->probe, on_probe, 0, 0);
+	d->probe.data = d;
+	d->hnext = s->dests[h];
+	s->dests[h] = d;
+	return d;
+}
+
+static void
+ready(struct sched *s, struct job *j)
+{
+	struct dest *d = j->d;
+
+	j->next = NULL;
+	*d->tail = j;
+	d->tail = &j->next;
+	d->nready++;
+}
+
+/* Starts sessions while work waits and the limits allow. */
+static void
+kick(struct sched *s, struct dest *d)
+{
+	double now = ev_now(s->loop);
+	int want;
+
+	if (d->dead_until > now) {
+		if (!ev_is_active(&d->probe)) {
+			ev_timer_set(&d->probe, d->dead_until - now, 0);
+			ev_timer_start(s->loop, &d->probe);
+		}
+		return;
+	}
+	/* Dead until now: one probe; alive: as many as the work wants. */
+	want = d->dead_until ? 1 : d->nready;
+	if (want > s->conf->delivery.per_destination)
+		want = s->conf->delivery.per_destination;
+	while (d->nready > 0 && d->sessions < want && s->sessions < s->conf->delivery.max_sessions) {
+		if (session_start(s, d) < 0)
+			break;
+	}
+}
+
+static void
+kick_all(struct sched *s)
+{
+	for (size_t i = 0; i < s->ndbuckets; i++)
+		for (struct dest *d = s->dests[i]; d; d = d->hnext)
+			if (d->nready && s->sessions < s->conf->delivery.max_sessions)
+				kick(s, d);
+}
+
+struct job *
+sched_take(struct sched *s, struct dest *d)
+{
+	struct job *j;
+
+	while ((j = d->head) != NULL) {
+		if (!(d->head = j->next))
+			d->tail = &d->head;
+		d->nready--;
+		j->next = NULL;
+		if (j->m->env.held) {
+			/* Held: dropped; release routes the message again. */
+			free(j->idx);
+			j->m->njobs--;
+			free(j);
+			continue;
+		}
+		j->inflight = 1;
+		return j;
+	}
+	return NULL;
+}
+
+void
+sched_dest_alive(struct sched *s, struct dest *d)
+{
+	d->failures = 0;
+	d->dead_until = 0;
+	ev_timer_stop(s->loop, &d->probe);
+	kick(s, d);
+}
+
+void
+sched_session_gone(struct sched *s, struct dest *d)
+{
+	int was_full = s->sessions + 1 >= s->conf->delivery.max_sessions;
+
+	kick(s, d);
+	if (was_full)
+		kick_all(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* recipients                                                         */
+
+static int
+pending(const struct msg *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < m->env.nrcpt; i++)
+		n += m->env.rcpt[i].state == R_PENDING;
+	return n;
+}
+
+static void
+log_rcpt(struct sched *s, const char *event, struct job *j, int k, const char *relay,
+    const char *reply, const char *tls)
+{
+	struct msg *m = j->m;
+	char delay[32], attempts[16];
+
+	snprintf(delay, sizeof delay, "%.3f", ev_now(s->loop) - (double)m->env.arrived);
+	snprintf(attempts, sizeof attempts, "%d", j->attempts + 1);
+	log_event(event, "qid", m->env.qid, "rcpt", m->env.rcpt[j->idx[k]].addr,
+	    "from", m->env.sender, "relay", relay && relay[0] ? relay : "-", "reply", reply,
+	    "delay", delay, "attempts", attempts, "tls", tls && tls[0] ? tls : "none", NULL);
+}
+
+static void
+set_reply(struct qrcpt *r, int code, const char *relay, const char *reply)
+{
+	free(r->reply);
+	free(r->relay);
+	r->code = code;
+	r->reply = strdup(reply ? reply : "");
+	r->relay = strdup(relay ? relay : "");
+}
+
+void
+sched_rcpt_delivered(struct sched *s, struct job *j, int k, const char *relay,
+    const char *reply, const char *tls)
+{
+	struct msg *m = j->m;
+	struct qrcpt *r = &m->env.rcpt[j->idx[k]];
+
+	r->state = R_DONE;
+	log_rcpt(s, "delivered", j, k, relay, reply, tls);
+	/* The last one needs no record: the queue file is about to go. */
+	if (pending(m) > 0 || m->env.bounced)
+		queue_note(s->conf->spool_dir, m->env.qid, "D %d", j->idx[k]);
+	else
+		for (int i = 0; i < m->env.nrcpt; i++)
+			if (m->env.rcpt[i].state == R_FAILED) {
+				queue_note(s->conf->spool_dir, m->env.qid, "D %d", j->idx[k]);
+				break;
+			}
+}
+
+void
+sched_rcpt_failed(struct sched *s, struct job *j, int k, const char *relay, int code,
+    const char *reply, const char *tls)
+{
+	struct msg *m = j->m;
+	struct qrcpt *r = &m->env.rcpt[j->idx[k]];
+
+	r->state = R_FAILED;
+	set_reply(r, code, relay, reply);
+	log_rcpt(s, "bounced", j, k, relay, reply, tls);
+	queue_note(s->conf->spool_dir, m->env.qid, "P %d %s %d %s", j->idx[k],
+	    relay && relay[0] ? relay : "-", code, reply);
+}
+
+void
+sched_rcpt_deferred(struct sched *s, struct job *j, int k, const char *relay, int code,
+    const char *reply, const char *tls)
+{
+	struct qrcpt *r = &j->m->env.rcpt[j->idx[k]];
+
+	set_reply(r, code, relay, reply);
+	log_rcpt(s, "deferred", j, k, relay, reply, tls);
+}
+
+static void
+job_free(struct sched *s, struct job *j)
+{
+	struct msg *m = j->m;
+
+	heap_remove(s, j);
+	free(j->idx);
+	free(j);
+	if (--m->njobs == 0)
+		msg_finish(s, m);
+}
+
+void
+sched_done(struct sched *s, struct job *j)
+{
+	struct msg *m = j->m;
+	double now = ev_now(s->loop);
+	int n = 0;
+
+	j->inflight = 0;
+	for (int k = 0; k < j->n; k++)
+		if (m->env.rcpt[j->idx[k]].state == R_PENDING)
+			j->idx[n++] = j->idx[k];
+	j->n = n;
+	if (n == 0) {
+		job_free(s, j);
+		return;
+	}
+	j->attempts++;
+	m->attempts++;
+	if (now - (double)m->env.arrived >= s->conf->delivery.max_lifetime) {
+		/* RFC 3463 4.4.7: the message stayed queued too long. */
+		for (int k = 0; k < j->n; k++) {
+			struct qrcpt *r = &m->env.rcpt[j->idx[k]];
+			char why[600];
+
+			snprintf(why, sizeof why, "4.4.7 delivery time expired; last error: %s",
+			    r->reply && r->reply[0] ? r->reply : "none");
+			sched_rcpt_failed(s, j, k, r->relay, r->code, why, NULL);
+		}
+		job_free(s, j);
+		return;
+	}
+	j->due = now + backoff(s->conf, j->attempts);
+	if (heap_push(s, j) < 0)
+		ready(s, j);
+}
+
+static void
+on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sched *s = w->data;
+	double now = ev_now(loop);
+
+	while (s->nheap > 0 && s->heap[0]->due <= now) {
+		struct job *j = s->heap[0];
+
+		heap_remove(s, j);
+		ready(s, j);
+		kick(s, j->d);
+	}
+	arm_retry(s);
+}
+
+void
+sched_dest_failed(struct sched *s, struct dest *d, int perm, const char *relay, int code,
+    const char *why)
+{
+	double now = ev_now(s->loop);
+	struct job *j;
+
+	if (!perm && d->dead_until <= now) {
+		d->failures++;
+		d->dead_until = now + backoff(s->conf, d->failures);
+	}
+	/* Everything waiting for it gets this attempt's answer. */
+	while ((j = sched_take(s, d)) != NULL) {
+		for (int k = 0; k < j->n; k++) {
+			if (perm)
+				sched_rcpt_failed(s, j, k, relay, code, why, NULL);
+			else
+				sched_rcpt_deferred(s, j, k, relay, code, why, NULL);
+		}
+		sched_done(s, j);
+	}
+	if (!perm)
+		kick(s, d);     /* arms the probe */
+}
+
+/* ------------------------------------------------------------------ */
+/* messages                                                           */
+
+struct msg *
+sched_find(struct sched *s, const char *qid)
+{
+	for (struct msg *m = s->msgs[hash(qid) % s->nbuckets]; m; m = m->hnext)
+		if (strcmp(m->env.qid, qid) == 0)
+			return m;
+	return NULL;
+}
+
+static void
+msg_unlink(struct sched *s, struct msg *m)
+{
+	struct msg **p = &s->msgs[hash(m->env.qid) % s->nbuckets];
+
+	while (*p && *p != m)
+		p = &(*p)->hnext;
+	if (*p)
+		*p = m->hnext;
+	s->nmsgs--;
+	queue_env_free(&m->env);
+	free(m);
+}
+
+static void
+bounced(void *arg, int ok)
+{
+	struct msg *m = ((void **)arg)[0];
+	struct sched *s = ((void **)arg)[1];
+
+	free(arg);
+	m->finishing = 0;
+	if (!ok) {
+		/* Not durable: keep the message; a restart tries again. */
+		log_event("dsn_error", "qid", m->env.qid, NULL);
+		msg_unlink(s, m);
+		return;
+	}
+	queue_remove(s->conf->spool_dir, m->env.qid);
+	msg_unlink(s, m);
+}
+
+/* Every recipient is done or failed: bounce what failed, then forget it. */
+static void
+msg_finish(struct sched *s, struct msg *m)
+{
+	int failed = 0;
+
+	if (pending(m) > 0)
+		return;         /* held, or parked: it stays */
+	for (int i = 0; i < m->env.nrcpt; i++)
+		failed += m->env.rcpt[i].state == R_FAILED;
+	if (failed && !m->env.bounced) {
+		void **arg;
+
+		if (!m->env.sender[0]) {
+			/* RFC 5321 6.1 / 3464: never bounce a bounce. */
+			log_event("dsn_dropped", "qid", m->env.qid, "why", "null sender", NULL);
+		} else if ((arg = malloc(2 * sizeof *arg)) != NULL) {
+			arg[0] = m;
+			arg[1] = s;
+			m->finishing = 1;
+			if (bounce_queue(s->spool, s->conf, &m->env, bounced, arg) == 0)
+				return;
+			free(arg);
+			m->finishing = 0;
+			log_event("dsn_error", "qid", m->env.qid, NULL);
+			msg_unlink(s, m);
+			return;
+		}
+	}
+	queue_remove(s->conf->spool_dir, m->env.qid);
+	msg_unlink(s, m);
+}
+
+/* The message's pending recipients into jobs, one per destination. */
+static void
+msg_route(struct sched *s, struct msg *m)
+{
+	char why[256], key[600], domain[300];
+	struct job **jobs = NULL;
+	int njobs = 0;
+
+	if (m->env.held || m->njobs > 0)
+		return;
+	if (!(jobs = calloc((size_t)m->env.nrcpt, sizeof *jobs)))
+		goto out;
+	/* One job per destination, recipients in envelope order. */
+	for (int i = 0; i < m->env.nrcpt; i++) {
+		struct qrcpt *r = &m->env.rcpt[i];
+		struct dest *d;
+		struct job *j = NULL;
+		int tls, k;
+
+		if (r->state != R_PENDING)
+			continue;
+		if (routing_dest(s->conf, r->addr, key, sizeof key, domain, sizeof domain, &tls,
+		    why, sizeof why) < 0 || !(d = dest_get(s, key, domain, tls))) {
+			struct job one = { .m = m, .idx = &i, .n = 1, .heap = -1 };
+			sched_rcpt_failed(s, &one, 0, "", 550, "5.1.3 bad destination address", NULL);
+			continue;
+		}
+		for (k = 0; k < njobs; k++)
+			if (jobs[k]->d == d)
+				j = jobs[k];
+		if (!j) {
+			if (!(j = calloc(1, sizeof *j)) || !(j->idx = calloc((size_t)m->env.nrcpt, sizeof *j->idx))) {
+				free(j);
+				continue;
+			}
+			j->m = m;
+			j->d = d;
+			j->heap = -1;
+			jobs[njobs++] = j;
+			m->njobs++;
+		}
+		j->idx[j->n++] = i;
+	}
+	for (int k = 0; k < njobs; k++)
+		ready(s, jobs[k]);
+	for (int k = 0; k < njobs; k++)
+		kick(s, jobs[k]->d);
+out:
+	free(jobs);
+	if (m->njobs == 0)
+		msg_finish(s, m);
+}
+
+void
+sched_add(struct sched *s, const char *qid)
+{
+	struct msg *m;
+	char why[256];
+	unsigned long h;
+
+	if (sched_find(s, qid))
+		return;
+	if (!(m = calloc(1, sizeof *m)))
+		return;
+	if (queue_load(s->conf->spool_dir, qid, &m->env, why, sizeof why) < 0) {
+		if (strcmp(why, "No such file or directory") != 0) {
+			log_event("queue_skipped", "qid", qid, "why", why, NULL);
+			queue_quarantine(s->conf->spool_dir, qid);
+		}
+		free(m);
+		return;
+	}
+	h = hash(qid) % s->nbuckets;
+	m->hnext = s->msgs[h];
+	s->msgs[h] = m;
+	s->nmsgs++;
+	msg_route(s, m);
+}
+
+void
+sched_flush(struct sched *s, const char *what)
+{
+	(void)what;
+	while (s->nheap > 0) {
+		struct job *j = s->heap[0];
+
+		heap_remove(s, j);
+		j->d->dead_until = 0;
+		ready(s, j);
+	}
+	kick_all(s);
+}
+
+int
+sched_init(struct sched *s, struct ev_loop *loop, const struct conf *c, struct dns *dns,
+    struct spool *spool)
+{
+	memset(s, 0, sizeof *s);
+	s->loop = loop;
+	s->conf = c;
+	s->dns = dns;
+	s->spool = spool;
+	s->nbuckets = 1 << 16;
+	s->ndbuckets = 1024;
+	s->msgs = calloc(s->nbuckets, sizeof *s->msgs);
+	s->dests = calloc(s->ndbuckets, sizeof *s->dests);
+	if (!s->msgs || !s->dests)
+		return -1;
+	ev_timer_init(&s->retry, on_retry, 0, 0);
+	s->retry.data = s;
+	return 0;
+}
+
+void
+sched_free(struct sched *s)
+{
+	ev_timer_stop(s->loop, &s->retry);
+	free(s->msgs);
+	free(s->dests);
+	free(s->heap);
+}

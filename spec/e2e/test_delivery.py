@@ -1,0 +1,276 @@
+"""Delivery: every accepted message reaches its next hop (aiosmtpd downstreams).
+
+Each test starts its downstream servers first, then an mxgate whose hosted
+domains route to them, sends with smtplib, and waits for what arrives.
+Retry intervals are tiny (delivery.retry_min) so retries happen in the test.
+"""
+import email
+import email.policy
+import hashlib
+import os
+import signal
+import smtplib
+import unittest
+
+try:
+    from . import smtpservers as ss
+    from .harness import Mxgate, wait_for
+except ImportError:
+    import smtpservers as ss
+    from harness import Mxgate, wait_for
+
+FAST = '{ retry_min = 0.2, retry_max = 0.4, connect_timeout = 2, command_timeout = 3 }'
+
+
+class DeliveryTest(unittest.TestCase):
+    """Downstreams named in DOWNSTREAMS are started first; hosted.test goes to
+    "main", sender.test (where bounces go) to "senders"."""
+
+    DELIVERY = FAST
+
+    def downstreams(self):
+        return {"main": ss.accept_all(), "senders": ss.accept_all()}
+
+    def routes(self):
+        return {"hosted.test": self.srv["main"].address, "sender.test": self.srv["senders"].address}
+
+    def setUp(self):
+        self.srv = self.downstreams()
+        for s in self.srv.values():
+            s.start()
+            self.addCleanup(s.stop)
+        domains = ", ".join('["%s"] = { route = "%s" }' % (d, r) for d, r in self.routes().items())
+        self.server = Mxgate({"hosted_domains": "{ %s }" % domains, "delivery": self.DELIVERY})
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        wait_for(lambda: self.server.events("delivery_start"), what="the delivery process")
+
+    def send(self, rcpts, body=b"Subject: hello\r\n\r\nHello.\r\n", sender="alice@sender.test",
+             direction="inbound"):
+        with self.server.smtp(direction) as c:
+            c.sendmail(sender, rcpts, body)
+
+    def dsn(self):
+        """The one DSN that reached sender.test, parsed."""
+        msgs = wait_for(lambda: self.srv["senders"].messages, what="a DSN")
+        self.assertEqual(len(msgs), 1)
+        m = msgs[0]
+        self.assertEqual(m["mail"], "<>")             # from the null sender
+        return email.message_from_bytes(m["data"], policy=email.policy.compat32)
+
+    @staticmethod
+    def report(msg):
+        """The per-recipient blocks of a multipart/report DSN."""
+        parts = msg.get_payload()
+        status = [p for p in parts if p.get_content_type() == "message/delivery-status"][0]
+        blocks = status.get_payload()      # [per-message, per-recipient...]
+        return blocks[0], blocks[1:]
+
+    def queue_empty(self):
+        return wait_for(lambda: self.server.queue() == [], what="an empty queue")
+
+
+class TestAccept(DeliveryTest):
+
+    def test_message_arrives_byte_for_byte_with_dots_restuffed(self):
+        body = (b"Subject: dots\r\nX-Test: 1\r\n\r\n"
+                b".starts with a dot\r\n..two dots\r\n.\r\nnot the end\r\n"
+                + b"x" * 990 + b"\r\n" + b"last line\r\n")
+        self.send(["bob@hosted.test"], body)
+        msgs = wait_for(lambda: self.srv["main"].messages, what="delivery")
+        got = msgs[0]["data"]
+        self.assertTrue(got.startswith(b"Received: from "), got[:80])
+        self.assertTrue(got.endswith(body), got[-200:])
+        self.assertNotIn(b"\n", got.replace(b"\r\n", b""))    # CRLF only
+        self.assertEqual(msgs[0]["mail"], "alice@sender.test")
+        self.assertEqual(msgs[0]["rcpts"], ["bob@hosted.test"])
+        self.queue_empty()
+        e = self.server.events("delivered")[0]
+        self.assertEqual(e["rcpt"], "bob@hosted.test")
+        self.assertEqual(e["relay"], self.srv["main"].address)
+        self.assertTrue(e["reply"].startswith("250"))
+        self.assertEqual(e["attempts"], "1")
+
+    def test_two_messages_for_one_destination_share_one_connection(self):
+        # Both are queued before the session is ready, so it sends both.
+        with self.server.smtp() as c:
+            c.sendmail("alice@sender.test", ["a@hosted.test"], b"Subject: 1\r\n\r\n1\r\n")
+            c.sendmail("alice@sender.test", ["b@hosted.test", "c@hosted.test"], b"Subject: 2\r\n\r\n2\r\n")
+        wait_for(lambda: len(self.srv["main"].messages) == 2, what="two deliveries")
+        self.queue_empty()
+        self.assertEqual(sorted(r for m in self.srv["main"].messages for r in m["rcpts"]),
+                         ["a@hosted.test", "b@hosted.test", "c@hosted.test"])
+
+    def test_outbound_relay_reaches_the_recipient_domains_route(self):
+        self.send(["carol@hosted.test"], direction="outbound")
+        wait_for(lambda: self.srv["main"].messages, what="delivery")
+        self.queue_empty()
+
+
+class TestDeferThenAccept(DeliveryTest):
+
+    def downstreams(self):
+        tries = []
+
+        def once_451(address):
+            tries.append(address)
+            return "451 4.3.0 Try again later" if len(tries) == 1 else None
+        return {"main": ss.SmtpServer(rcpt=once_451), "senders": ss.accept_all()}
+
+    def test_4xx_is_retried_and_then_delivered(self):
+        self.send(["bob@hosted.test"])
+        wait_for(lambda: self.srv["main"].messages, what="delivery after a retry")
+        self.queue_empty()
+        d = self.server.events("deferred")
+        self.assertEqual(len(d), 1)
+        self.assertTrue(d[0]["reply"].startswith("451 4.3.0"))
+        self.assertEqual(self.server.events("delivered")[0]["attempts"], "2")
+        self.assertEqual(self.srv["senders"].messages, [])     # no DSN
+
+
+class TestOneOfTwoRefused(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.reject_rcpt(only=["nobody@hosted.test"]), "senders": ss.accept_all()}
+
+    def test_5xx_for_one_recipient_bounces_only_that_one(self):
+        self.send(["bob@hosted.test", "nobody@hosted.test"],
+                  b"Subject: for two\r\nMessage-ID: <m1@sender.test>\r\n\r\nHi.\r\n")
+        wait_for(lambda: self.srv["main"].messages, what="delivery")
+        self.assertEqual(self.srv["main"].messages[0]["rcpts"], ["bob@hosted.test"])
+        msg = self.dsn()
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        self.assertEqual(msg["To"], "<alice@sender.test>")
+        per_msg, rcpts = self.report(msg)
+        self.assertEqual(per_msg["Reporting-MTA"], "dns; mx.mxgate.test")
+        self.assertEqual(len(rcpts), 1)
+        r = rcpts[0]
+        self.assertEqual(r["Final-Recipient"], "rfc822; nobody@hosted.test")
+        self.assertEqual(r["Action"], "failed")
+        self.assertEqual(r["Status"], "5.1.1")
+        self.assertEqual(r["Remote-MTA"], "dns; 127.0.0.1")
+        self.assertTrue(r["Diagnostic-Code"].startswith("smtp; 550 5.1.1"), r["Diagnostic-Code"])
+        headers = [p for p in msg.get_payload() if p.get_content_type() == "text/rfc822-headers"][0]
+        self.assertIn("Message-ID: <m1@sender.test>", headers.get_payload())
+        self.queue_empty()
+        # The DSN itself was delivered from <>, and the original is gone.
+        self.assertEqual(len(self.server.events("bounced")), 1)
+
+
+class TestRefusedAtData(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.SmtpServer(data="554 5.6.0 Message content rejected"),
+                "senders": ss.accept_all()}
+
+    def test_5xx_at_end_of_data_bounces_every_recipient_in_one_dsn(self):
+        self.send(["bob@hosted.test", "carol@hosted.test"])
+        msg = self.dsn()
+        _, rcpts = self.report(msg)
+        self.assertEqual(sorted(r["Final-Recipient"] for r in rcpts),
+                         ["rfc822; bob@hosted.test", "rfc822; carol@hosted.test"])
+        for r in rcpts:
+            self.assertEqual(r["Status"], "5.6.0")
+            self.assertTrue(r["Diagnostic-Code"].startswith("smtp; 554 5.6.0"))
+        self.queue_empty()
+
+    def test_a_bounce_from_the_null_sender_is_dropped_not_bounced(self):
+        self.send(["bob@hosted.test"], sender="")
+        wait_for(lambda: self.server.events("dsn_dropped"), what="the dropped DSN")
+        self.queue_empty()
+        self.assertEqual(self.srv["senders"].messages, [])
+
+
+class TestNoSmtputf8(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.SmtpServer(smtputf8=False), "senders": ss.accept_all()}
+
+    def test_smtputf8_message_to_a_hop_without_it_bounces_5_6_7(self):
+        with self.server.smtp() as c:
+            c.ehlo()
+            c.sendmail("alice@sender.test", ["bob@hosted.test"],
+                       "Subject: héllo\r\n\r\nçà\r\n".encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        msg = self.dsn()
+        _, rcpts = self.report(msg)
+        self.assertEqual(rcpts[0]["Status"], "5.6.7")
+        self.assertEqual(self.srv["main"].messages, [])
+        self.queue_empty()
+
+
+class TestStarttlsRequired(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.SmtpServer(tls=True, require_tls=True), "senders": ss.accept_all()}
+
+    def test_delivery_uses_starttls_when_offered_and_logs_the_cipher(self):
+        self.send(["bob@hosted.test"])
+        msgs = wait_for(lambda: self.srv["main"].messages, what="delivery")
+        self.assertTrue(msgs[0]["tls"])
+        e = self.server.events("delivered")[0]
+        self.assertTrue(e["tls"].startswith("TLSv1."), e["tls"])
+
+
+class TestClosedPort(DeliveryTest):
+
+    DELIVERY = '{ retry_min = 0.3, retry_max = 0.3, max_lifetime = 1.5, connect_timeout = 1 }'
+
+    def downstreams(self):
+        return {"senders": ss.accept_all()}
+
+    def routes(self):
+        return {"hosted.test": "127.0.0.1:%d" % ss.closed_port(), "sender.test": self.srv["senders"].address}
+
+    def test_refused_connection_defers_then_bounces_at_max_lifetime(self):
+        self.send(["bob@hosted.test"])
+        wait_for(lambda: self.server.events("deferred"), what="a deferral")
+        msg = self.dsn()
+        _, rcpts = self.report(msg)
+        self.assertEqual(rcpts[0]["Status"], "4.4.7")
+        self.assertEqual(rcpts[0]["Action"], "failed")
+        self.queue_empty()
+
+
+class TestRestart(DeliveryTest):
+
+    def test_kill_9_of_the_delivery_process_loses_nothing(self):
+        pid = int(wait_for(lambda: self.server.events("delivery_start"))[-1]["pid"])
+        sent = {}
+        with self.server.smtp() as c:
+            for i in range(30):
+                body = b"Subject: %d\r\n\r\nmessage %d\r\n" % (i, i)
+                c.sendmail("alice@sender.test", ["m%d@hosted.test" % i], body)
+                sent["m%d@hosted.test" % i] = hashlib.sha256(body).hexdigest()
+                if i == 10:
+                    os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(self.server.events("delivery_start")) >= 2, what="a restart")
+        wait_for(lambda: {r for m in self.srv["main"].messages for r in m["rcpts"]} >= set(sent),
+                 timeout=20, what="every message")
+        for m in self.srv["main"].messages:
+            self.assertTrue(m["data"].endswith(m["data"].split(b"\r\n", 3)[-1]))
+            body = m["data"][m["data"].index(b"Subject:"):]
+            self.assertEqual(hashlib.sha256(body).hexdigest(), sent[m["rcpts"][0]])
+        self.queue_empty()
+
+
+class TestTornFile(DeliveryTest):
+
+    def test_a_torn_queue_file_is_skipped_with_a_log_line(self):
+        q = os.path.join(self.server.spool_dir(), "queue")
+        tmp = os.path.join(self.server.spool_dir(), "tmp", "torn")
+        body = (b'{"length":"00000000000000009999","v":1,"qid":"TORN","sender":"a@sender.test",'
+                b'"rcpts":["bob@hosted.test"]}\nSubject: half\r\n')
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.rename(tmp, os.path.join(q, "TORN"))
+        e = wait_for(lambda: self.server.events("queue_skipped"), what="the skip")[0]
+        self.assertEqual(e["qid"], "TORN")
+        self.assertIn("torn", e["why"])
+        self.assertEqual(self.srv["main"].messages, [])
+        self.assertTrue(os.path.exists(os.path.join(self.server.spool_dir(), "corrupt", "TORN")))
+
+
+if __name__ == "__main__":
+    unittest.main()
