@@ -450,21 +450,18 @@ msg_unlink(struct sched *s, struct msg *m)
 	free(m);
 }
 
+/* The DSN is durable (ok), or could not be queued: the file stays for a restart. */
 static void
 bounced(void *arg, int ok)
 {
-	struct msg *m = ((void **)arg)[0];
-	struct sched *s = ((void **)arg)[1];
+	struct msg *m = arg;
+	struct sched *s = m->sched;
 
-	free(arg);
 	m->finishing = 0;
-	if (!ok) {
-		/* Not durable: keep the message; a restart tries again. */
+	if (ok)
+		queue_remove(s->conf->spool_dir, m->env.qid);
+	else
 		log_event("dsn_error", "qid", m->env.qid, NULL);
-		msg_unlink(s, m);
-		return;
-	}
-	queue_remove(s->conf->spool_dir, m->env.qid);
 	msg_unlink(s, m);
 }
 
@@ -475,28 +472,18 @@ msg_finish(struct sched *s, struct msg *m)
 	int failed = 0;
 
 	if (pending(m) > 0)
-		return;         /* held, or parked: it stays */
+		return;         /* held: it stays */
 	for (int i = 0; i < m->env.nrcpt; i++)
 		failed += m->env.rcpt[i].state == R_FAILED;
-	if (failed && !m->env.bounced) {
-		void **arg;
-
-		if (!m->env.sender[0]) {
-			/* RFC 5321 6.1 / 3464: never bounce a bounce. */
-			log_event("dsn_dropped", "qid", m->env.qid, "why", "null sender", NULL);
-		} else if ((arg = malloc(2 * sizeof *arg)) != NULL) {
-			arg[0] = m;
-			arg[1] = s;
-			m->finishing = 1;
-			if (bounce_queue(s->spool, s->conf, &m->env, bounced, arg) == 0)
-				return;
-			free(arg);
-			m->finishing = 0;
-			log_event("dsn_error", "qid", m->env.qid, NULL);
-			msg_unlink(s, m);
-			return;
-		}
+	if (failed && !m->env.bounced && m->env.sender[0]) {
+		m->finishing = 1;
+		if (bounce_queue(s->spool, s->conf, &m->env, bounced, m) < 0)
+			bounced(m, 0);
+		return;
 	}
+	/* RFC 5321 6.1, RFC 3464: never bounce a bounce. */
+	if (failed && !m->env.bounced)
+		log_event("dsn_dropped", "qid", m->env.qid, "why", "null sender", NULL);
 	queue_remove(s->conf->spool_dir, m->env.qid);
 	msg_unlink(s, m);
 }
@@ -573,6 +560,7 @@ sched_add(struct sched *s, const char *qid)
 		free(m);
 		return;
 	}
+	m->sched = s;
 	h = hash(qid) % s->nbuckets;
 	m->hnext = s->msgs[h];
 	s->msgs[h] = m;

@@ -24,6 +24,7 @@ struct msg {
 	int           njobs;            /* jobs alive (queued, waiting or in flight) */
 	int           attempts;
 	int           finishing;        /* the bounce is being queued */
+	struct sched *sched;
 };
 
 struct job {

@@ -112,22 +112,32 @@ master_run_as(const struct conf *c, char *err, size_t errlen)
 	return become(uid, gid, err, errlen);
 }
 
+/* In a new child: die with the master, take signals again. 0 in the child. */
 static pid_t
-spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
+fork_child(void)
 {
 	pid_t master = getpid(), pid = fork();
 
 	if (pid == 0) {
 		sigset_t none;
-		/* A master that dies takes its workers along (gracefully): a new
+		/* A master that dies takes its children along (gracefully): a new
 		 * master could not bind beside orphans, and nobody would restart them. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master)
 			_exit(1);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		_exit(worker_main(index, c, fds, cl, tls));
 	}
+	return pid;
+}
+
+static pid_t
+spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
+{
+	pid_t pid = fork_child();
+
+	if (pid == 0)
+		_exit(worker_main(index, c, fds, cl, tls));
 	return pid;
 }
 
@@ -135,17 +145,11 @@ spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *
 static pid_t
 spawn_delivery(struct conf *c, const int *fds)
 {
-	pid_t master = getpid(), pid = fork();
+	pid_t pid = fork_child();
 
 	if (pid == 0) {
-		sigset_t none;
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != master)
-			_exit(1);
 		for (int i = 0; i < c->nlisten; i++)
 			close(fds[i]);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		_exit(delivery_main(c));
 	}
 	return pid;
