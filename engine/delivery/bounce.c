@@ -13,49 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "bounce.h"
+#include "buf.h"
+#include "json.h"
 #include "conf.h"
 #include "spool.h"
 
 #define HEADERS_MAX (64 * 1024)
-
-struct out {
-	char  *p;
-	size_t n, cap;
-	int    err;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->err)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			o->err = 1;
-			return;
-		}
-		if ((size_t)n < o->cap - o->n)
-			break;
-		size_t cap = (o->cap + (size_t)n + 1) * 2;
-		char *np = realloc(o->p, cap);
-		if (!np) {
-			o->err = 1;
-			return;
-		}
-		o->p = np;
-		o->cap = cap;
-	}
-	o->n += (size_t)n;
-}
 
 /* The enhanced status (RFC 3463) in a reply, or one made from its code. */
 static void
@@ -96,7 +60,7 @@ mta_of(const char *relay, char *out, size_t len)
 
 /* The original header section, CRLF, cut at HEADERS_MAX. */
 static void
-original_headers(struct out *o, const char *spool_dir, const struct qenv *e)
+original_headers(struct buf *o, const char *spool_dir, const struct qenv *e)
 {
 	char *buf = malloc(HEADERS_MAX + 1);
 	int fd = queue_open(spool_dir, e->qid);
@@ -116,7 +80,7 @@ original_headers(struct out *o, const char *spool_dir, const struct qenv *e)
 		else if ((end = strrchr(buf, '\n')) != NULL)
 			n = end - buf + 1;      /* cut: whole lines only */
 		if (n > 0)
-			put(o, "%.*s", (int)n, buf);
+			buf_printf(o, "%.*s", (int)n, buf);
 	}
 	free(buf);
 }
@@ -134,21 +98,18 @@ int
 bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
     spool_done_cb *done, void *arg)
 {
-	struct out o = { 0 };
+	struct buf o = BUF_INIT(0);
 	char qid[QID_LEN], date[64], arrival[64], status[32], mta[300];
-	char *to = NULL;
+	struct buf to = BUF_INIT(0);
 	time_t now = time(NULL);
 	struct tm tm;
 	struct spool_msg *m;
-	json_t *js = json_string(e->sender);
 	int eight = e->smtputf8, global = utf8(e->sender);
 
-	if (js) {
-		to = json_dumps(js, JSON_ENCODE_ANY);
-		json_decref(js);
-	}
-	if (!to)
+	if (jsonw_strz(&to, e->sender) < 0) {
+		buf_free(&to);
 		return -1;
+	}
 	qid_new(qid);
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
@@ -156,42 +117,43 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 	strftime(arrival, sizeof arrival, "%a, %d %b %Y %H:%M:%S %z", &tm);
 
 	/* The envelope line: spool_create() wrote its "length". */
-	put(&o, "\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"outbound\",\"listener\":\"dsn\","
+	buf_printf(&o, "\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"outbound\",\"listener\":\"dsn\","
 	    "\"client\":\"127.0.0.1\",\"client_port\":0,\"helo\":\"\",\"tls\":false,\"sid\":\"dsn-%s\","
 	    "\"sender\":\"\",\"body\":\"%s\",\"smtputf8\":%s,\"rcpts\":[%s],\"dsn_for\":\"%s\"}\n",
-	    qid, (long long)now, e->qid, eight ? "8BITMIME" : "7BIT", eight ? "true" : "false", to,
+	    qid, (long long)now, e->qid, eight ? "8BITMIME" : "7BIT", eight ? "true" : "false", buf_str(&to),
 	    e->qid);
-	put(&o, "Received: by %s (mxgate) id %s;\r\n\t%s\r\n", c->hostname, qid, date);
-	put(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", c->hostname);
-	put(&o, "To: <%s>\r\n", e->sender);
-	put(&o, "Subject: Undelivered Mail Returned to Sender\r\n");
-	put(&o, "Date: %s\r\n", date);
-	put(&o, "Message-ID: <%s@%s>\r\n", qid, c->hostname);
-	put(&o, "Auto-Submitted: auto-replied\r\n");
-	put(&o, "MIME-Version: 1.0\r\n");
-	put(&o, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	buf_free(&to);
+	buf_printf(&o, "Received: by %s (mxgate) id %s;\r\n\t%s\r\n", c->hostname, qid, date);
+	buf_printf(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", c->hostname);
+	buf_printf(&o, "To: <%s>\r\n", e->sender);
+	buf_printf(&o, "Subject: Undelivered Mail Returned to Sender\r\n");
+	buf_printf(&o, "Date: %s\r\n", date);
+	buf_printf(&o, "Message-ID: <%s@%s>\r\n", qid, c->hostname);
+	buf_printf(&o, "Auto-Submitted: auto-replied\r\n");
+	buf_printf(&o, "MIME-Version: 1.0\r\n");
+	buf_printf(&o, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
 	    "\tboundary=\"%s/%s\"\r\n\r\n", qid, c->hostname);
-	put(&o, "This is a MIME-encapsulated message.\r\n\r\n");
+	buf_printf(&o, "This is a MIME-encapsulated message.\r\n\r\n");
 
-	put(&o, "--%s/%s\r\n", qid, c->hostname);
-	put(&o, "Content-Description: Notification\r\nContent-Type: text/plain; charset=%s\r\n\r\n",
+	buf_printf(&o, "--%s/%s\r\n", qid, c->hostname);
+	buf_printf(&o, "Content-Description: Notification\r\nContent-Type: text/plain; charset=%s\r\n\r\n",
 	    eight ? "utf-8" : "us-ascii");
-	put(&o, "This is the mail system at host %s.\r\n\r\n"
+	buf_printf(&o, "This is the mail system at host %s.\r\n\r\n"
 	    "Your message could not be delivered to one or more recipients.\r\n\r\n", c->hostname);
 	for (int i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpt[i];
 
 		if (r->state == R_FAILED)
-			put(&o, "<%s>: %s%s%s\r\n", r->addr, r->relay && r->relay[0] ? r->relay : "",
+			buf_printf(&o, "<%s>: %s%s%s\r\n", r->addr, r->relay && r->relay[0] ? r->relay : "",
 			    r->relay && r->relay[0] ? " said: " : "", r->reply ? r->reply : "");
 	}
-	put(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
+	buf_printf(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
 	for (int i = 0; i < e->nrcpt; i++)
 		global |= e->rcpt[i].state == R_FAILED && utf8(e->rcpt[i].addr);
 	/* RFC 6533: the global types only when an address needs UTF-8. */
-	put(&o, "Content-Description: Delivery report\r\nContent-Type: %s\r\n\r\n",
+	buf_printf(&o, "Content-Description: Delivery report\r\nContent-Type: %s\r\n\r\n",
 	    global ? "message/global-delivery-status" : "message/delivery-status");
-	put(&o, "Reporting-MTA: dns; %s\r\nX-Mxgate-Queue-ID: %s\r\nArrival-Date: %s\r\n",
+	buf_printf(&o, "Reporting-MTA: dns; %s\r\nX-Mxgate-Queue-ID: %s\r\nArrival-Date: %s\r\n",
 	    c->hostname, e->qid, arrival);
 	for (int i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpt[i];
@@ -199,33 +161,32 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 		if (r->state != R_FAILED)
 			continue;
 		status_of(r->reply, r->code, status, sizeof status);
-		put(&o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n",
+		buf_printf(&o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n",
 		    r->addr, status);
 		if (r->relay && r->relay[0]) {
 			mta_of(r->relay, mta, sizeof mta);
-			put(&o, "Remote-MTA: dns; %s\r\n", mta);
+			buf_printf(&o, "Remote-MTA: dns; %s\r\n", mta);
 		}
 		if (r->code)
-			put(&o, "Diagnostic-Code: smtp; %s\r\n", r->reply ? r->reply : "");
+			buf_printf(&o, "Diagnostic-Code: smtp; %s\r\n", r->reply ? r->reply : "");
 		else
-			put(&o, "Diagnostic-Code: X-mxgate; %s\r\n", r->reply ? r->reply : "");
+			buf_printf(&o, "Diagnostic-Code: X-mxgate; %s\r\n", r->reply ? r->reply : "");
 	}
-	put(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
-	put(&o, "Content-Description: Undelivered Message Headers\r\nContent-Type: %s\r\n\r\n",
+	buf_printf(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
+	buf_printf(&o, "Content-Description: Undelivered Message Headers\r\nContent-Type: %s\r\n\r\n",
 	    eight ? "message/global-headers" : "text/rfc822-headers");
 	original_headers(&o, c->spool_dir, e);
-	put(&o, "\r\n--%s/%s--\r\n", qid, c->hostname);
-	free(to);
+	buf_printf(&o, "\r\n--%s/%s--\r\n", qid, c->hostname);
 	if (o.err || !(m = spool_create(sp, qid))) {
-		free(o.p);
+		buf_free(&o);
 		return -1;
 	}
-	if (spool_write(m, o.p, o.n) < 0) {
+	if (spool_write(m, o.p, o.len) < 0) {
 		spool_abort(m);
-		free(o.p);
+		buf_free(&o);
 		return -1;
 	}
-	free(o.p);
+	buf_free(&o);
 	spool_commit(m, done, arg);
 	return 0;
 }

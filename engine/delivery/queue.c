@@ -10,8 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
+#include "json.h"
 #include "queue.h"
 
 #define ENVELOPE_MAX  (4 << 20)     /* an envelope line longer than this is corrupt */
@@ -33,7 +32,7 @@ queue_dirs(const char *spool_dir)
 
 	for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
 		snprintf(p, sizeof p, "%s/%s", spool_dir, subs[i]);
-		if (mkdir(p, 0750) < 0 && errno != EEXIST)
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
 			return -1;
 	}
 	return 0;
@@ -65,8 +64,8 @@ dup_str(json_t *o, const char *key)
 static int
 parse_envelope(struct qenv *e, const char *line, size_t len, char *why, size_t whylen)
 {
-	json_error_t jerr;
-	json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr), *r, *v;
+	struct json_err jerr;
+	json_t *o = jsonr_parse(line, len, JSON_MAX_DEPTH, &jerr), *r, *v;
 	int rc = -1;
 
 	if (!o || !json_is_object(o)) {
@@ -283,7 +282,7 @@ queue_note(const char *spool_dir, const char *qid, const char *fmt, ...)
 			line[i] = ' ';
 	line[n++] = '\n';
 	path(p, sizeof p, spool_dir, "status", qid);
-	if ((fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
+	if ((fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return -1;
 	rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : -1;
 	close(fd);
