@@ -14,6 +14,7 @@
 #include "log.h"
 #include "master.h"
 #include "policy.h"
+#include "queue_cli.h"
 #include "ruletest.h"
 #include "report.h"
 #include "state.h"
@@ -32,6 +33,7 @@ usage(int code)
 	    "       mxgate -t [-c FILE]      check the config and the rules, exit 0 or 1\n"
 	    "       mxgate state ...         list, look up, add, delete greylist/rate-limit records\n"
 	    "       mxgate report [...]      the portal's rejection table from the log\n"
+	    "       mxgate queue ...         list, show, flush, hold, release, delete queued mail\n"
 	    "       mxgate --help | --version\n"
 	    "Each subcommand takes --help. See mxgate(8).\n");
 	exit(code);
@@ -123,6 +125,8 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "report") == 0)
 		return report_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "queue") == 0)
+		return queue_cli_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;

@@ -80,12 +80,27 @@ on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* One request of `mxgate queue`: "flush", "flush QID|DOMAIN", "refresh QID". */
 static void
-on_flush(struct ev_loop *loop, ev_signal *w, int revents)
+on_request(void *arg, const char *req)
 {
-	/* `mxgate queue flush` and friends: pick up what the CLI changed. */
+	char verb[16], what[300] = "";
+
+	if (sscanf(req, "%15s %299s", verb, what) < 1)
+		return;
+	log_event("queue_request", "request", req, NULL);
+	if (strcmp(verb, "flush") == 0)
+		sched_flush(&D.s, what[0] ? what : NULL);
+	else if (strcmp(verb, "refresh") == 0 && what[0])
+		sched_refresh(&D.s, what);
+}
+
+static void
+on_control(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	queue_requests(D.s.conf->spool_dir, on_request, NULL);
+	/* Anything that landed unseen (an inotify overflow) is picked up too. */
 	queue_scan(D.s.conf->spool_dir, add_one, &D.s);
-	sched_flush(&D.s, NULL);
 }
 
 static void
@@ -138,9 +153,11 @@ delivery_main(struct conf *c)
 	ev_signal_start(loop, &D.sigint);
 	ev_signal_init(&D.sighup, on_hup, SIGHUP);
 	ev_signal_start(loop, &D.sighup);
-	ev_signal_init(&D.sigusr1, on_flush, SIGUSR1);
+	ev_signal_init(&D.sigusr1, on_control, SIGUSR1);
 	ev_signal_start(loop, &D.sigusr1);
 
+	queue_pidfile(c->spool_dir);
+	queue_requests(c->spool_dir, on_request, NULL);   /* stale: a fresh start does all */
 	found = queue_scan(c->spool_dir, add_one, &D.s);
 	snprintf(n, sizeof n, "%ld", found);
 	log_event("delivery_start", "queued", n, NULL);

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ path(char *out, size_t len, const char *spool_dir, const char *sub, const char *
 int
 queue_dirs(const char *spool_dir)
 {
-	static const char *const subs[] = { "status", "corrupt" };
+	static const char *const subs[] = { "status", "corrupt", "control" };
 	char p[1024];
 
 	for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
@@ -49,6 +50,7 @@ queue_env_free(struct qenv *e)
 	free(e->rcpt);
 	free(e->sender);
 	free(e->routes_json);
+	free(e->last_error);
 	memset(e, 0, sizeof *e);
 }
 
@@ -138,8 +140,14 @@ load_status(const char *spool_dir, struct qenv *e)
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char relay[300];
 		int i, code, off = 0;
+		long long due;
 
-		if (line[0] == 'H' && !line[1])
+		if (sscanf(line, "T %lld %d %n", &due, &i, &off) == 2 && off > 0) {
+			e->next_due = (time_t)due;
+			e->attempts = i;
+			free(e->last_error);
+			e->last_error = strdup(line + off);
+		} else if (line[0] == 'H' && !line[1])
 			e->held = 1;
 		else if (line[0] == 'R' && !line[1])
 			e->held = 0;
@@ -263,7 +271,7 @@ queue_open(const char *spool_dir, const char *qid)
 }
 
 int
-queue_note(const char *spool_dir, const char *qid, const char *fmt, ...)
+queue_note(const char *spool_dir, const char *qid, int sync, const char *fmt, ...)
 {
 	char p[1024], line[1024];
 	va_list ap;
@@ -284,7 +292,7 @@ queue_note(const char *spool_dir, const char *qid, const char *fmt, ...)
 	path(p, sizeof p, spool_dir, "status", qid);
 	if ((fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return -1;
-	rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : -1;
+	rc = write(fd, line, (size_t)n) == n && (!sync || fdatasync(fd) == 0) ? 0 : -1;
 	close(fd);
 	return rc;
 }
@@ -308,6 +316,80 @@ queue_quarantine(const char *spool_dir, const char *qid)
 	path(from, sizeof from, spool_dir, "queue", qid);
 	path(to, sizeof to, spool_dir, "corrupt", qid);
 	rename(from, to);
+}
+
+void
+queue_pidfile(const char *spool_dir)
+{
+	char p[1024], tmp[1100], pid[32];
+	int fd, n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+
+	snprintf(p, sizeof p, "%s/delivery.pid", spool_dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", p);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+		return;
+	if (write(fd, pid, (size_t)n) == n)
+		rename(tmp, p);
+	close(fd);
+}
+
+int
+queue_control(const char *spool_dir, const char *request)
+{
+	char p[1024], tmp[1100], buf[32];
+	static unsigned seq;
+	int fd, n;
+	long pid;
+
+	snprintf(p, sizeof p, "%s/control/%d.%u", spool_dir, (int)getpid(), seq++);
+	snprintf(tmp, sizeof tmp, "%s/control/.%d.tmp", spool_dir, (int)getpid());
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+		return -1;
+	n = (int)strlen(request);
+	if (write(fd, request, (size_t)n) != n || close(fd) < 0 || rename(tmp, p) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	snprintf(p, sizeof p, "%s/delivery.pid", spool_dir);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	return pid > 1 && kill((pid_t)pid, SIGUSR1) == 0 ? 1 : 0;
+}
+
+void
+queue_requests(const char *spool_dir, void (*fn)(void *arg, const char *req), void *arg)
+{
+	char p[1024], f[1400], req[512];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(p, sizeof p, "%s/control", spool_dir);
+	if (!(d = opendir(p)))
+		return;
+	while ((de = readdir(d)) != NULL) {
+		int fd;
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+		if ((fd = open(f, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+			continue;
+		n = read(fd, req, sizeof req - 1);
+		close(fd);
+		unlink(f);
+		if (n > 0) {
+			req[n] = '\0';
+			fn(arg, req);
+		}
+	}
+	closedir(d);
 }
 
 long

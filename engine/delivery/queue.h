@@ -8,6 +8,8 @@
  *   "P <i> <relay> <code> <text>" recipient i failed for good (to bounce)
  *   "B"                           the bounce for every P is queued
  *   "H" / "R"                     held / released (mxgate queue)
+ *   "T <due> <attempts> <reply>"  deferred until <due> (epoch; not synced:
+ *                                 for `mxgate queue list`, not for safety)
  * The queue file is removed only when every recipient is D or P and the
  * bounce (if any) is queued; then the status record goes too.
  */
@@ -42,6 +44,9 @@ struct qenv {
 	long long     body_off;         /* the message starts here */
 	int           held, bounced;
 	int           received;         /* Received: header lines (RFC 5321 6.3) */
+	time_t        next_due;         /* the last "T" line, for the CLI */
+	int           attempts;
+	char         *last_error;
 };
 
 /* Directories under the spool dir, made if missing. 0 or -1. */
@@ -55,15 +60,24 @@ void queue_env_free(struct qenv *e);
 /* Opens the queue file for reading the body; -1 on error. */
 int  queue_open(const char *spool_dir, const char *qid);
 
-/* Appends one fact to qid's status record and makes it durable. 0 or -1. */
-int  queue_note(const char *spool_dir, const char *qid, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Appends one fact to qid's status record; durable (fdatasync) when sync. 0 or -1. */
+int  queue_note(const char *spool_dir, const char *qid, int sync, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Removes the queue file, then the status record. */
 void queue_remove(const char *spool_dir, const char *qid);
 
 /* Moves a file that must not be delivered to spool/corrupt/. */
 void queue_quarantine(const char *spool_dir, const char *qid);
+
+/* A request to the running delivery process (spool/control/), then a
+ * SIGUSR1 to it (spool/delivery.pid): "flush", "flush X", "refresh QID".
+ * 1 when signalled, 0 when no delivery process runs, -1 on error. */
+int  queue_control(const char *spool_dir, const char *request);
+/* Reads and removes each request, calling fn with its text. */
+void queue_requests(const char *spool_dir, void (*fn)(void *arg, const char *req), void *arg);
+/* Records our pid for queue_control(). */
+void queue_pidfile(const char *spool_dir);
 
 /* Calls fn for every queue file name; returns how many. */
 long queue_scan(const char *spool_dir, void (*fn)(void *arg, const char *qid), void *arg);

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "bounce.h"
 #include "conf.h"
@@ -222,11 +224,14 @@ sched_take(struct sched *s, struct dest *d)
 			d->tail = &d->head;
 		d->nready--;
 		j->next = NULL;
-		if (j->m->env.held) {
+		if (j->m->env.held || j->m->deleted) {
 			/* Held: dropped; release routes the message again. */
+			struct msg *m = j->m;
+
 			free(j->idx);
-			j->m->njobs--;
 			free(j);
+			if (--m->njobs == 0 && m->deleted)
+				msg_finish(s, m);
 			continue;
 		}
 		j->inflight = 1;
@@ -302,11 +307,11 @@ sched_rcpt_delivered(struct sched *s, struct job *j, int k, const char *relay,
 	log_rcpt(s, "delivered", j, k, relay, reply, tls);
 	/* The last one needs no record: the queue file is about to go. */
 	if (pending(m) > 0 || m->env.bounced)
-		queue_note(s->conf->spool_dir, m->env.qid, "D %d", j->idx[k]);
+		queue_note(s->conf->spool_dir, m->env.qid, 1, "D %d", j->idx[k]);
 	else
 		for (int i = 0; i < m->env.nrcpt; i++)
 			if (m->env.rcpt[i].state == R_FAILED) {
-				queue_note(s->conf->spool_dir, m->env.qid, "D %d", j->idx[k]);
+				queue_note(s->conf->spool_dir, m->env.qid, 1, "D %d", j->idx[k]);
 				break;
 			}
 }
@@ -321,7 +326,7 @@ sched_rcpt_failed(struct sched *s, struct job *j, int k, const char *relay, int 
 	r->state = R_FAILED;
 	set_reply(r, code, relay, reply);
 	log_rcpt(s, "bounced", j, k, relay, reply, tls);
-	queue_note(s->conf->spool_dir, m->env.qid, "P %d %s %d %s", j->idx[k],
+	queue_note(s->conf->spool_dir, m->env.qid, 1, "P %d %s %d %s", j->idx[k],
 	    relay && relay[0] ? relay : "-", code, reply);
 }
 
@@ -355,6 +360,10 @@ sched_done(struct sched *s, struct job *j)
 	int n = 0;
 
 	j->inflight = 0;
+	if (m->deleted) {
+		job_free(s, j);
+		return;
+	}
 	for (int k = 0; k < j->n; k++)
 		if (m->env.rcpt[j->idx[k]].state == R_PENDING)
 			j->idx[n++] = j->idx[k];
@@ -381,6 +390,12 @@ sched_done(struct sched *s, struct job *j)
 	j->due = now + backoff(s->conf, j->attempts);
 	if (heap_push(s, j) < 0)
 		ready(s, j);
+	{
+		const struct qrcpt *r = &m->env.rcpt[j->idx[0]];
+		/* For `mxgate queue list`; a crash losing it costs nothing. */
+		queue_note(s->conf->spool_dir, m->env.qid, 0, "T %lld %d %s",
+		    (long long)(time(NULL) + (j->due - now)), m->attempts, r->reply ? r->reply : "");
+	}
 }
 
 static void
@@ -471,6 +486,14 @@ msg_finish(struct sched *s, struct msg *m)
 {
 	int failed = 0;
 
+	if (m->finishing)
+		return;         /* its DSN is being queued */
+	if (m->deleted) {
+		log_event("deleted", "qid", m->env.qid, NULL);
+		queue_remove(s->conf->spool_dir, m->env.qid);
+		msg_unlink(s, m);
+		return;
+	}
 	if (pending(m) > 0)
 		return;         /* held: it stays */
 	for (int i = 0; i < m->env.nrcpt; i++)
@@ -494,6 +517,7 @@ msg_route(struct sched *s, struct msg *m)
 {
 	char why[256], key[600], domain[300];
 	struct job **jobs = NULL;
+	struct dest **dests;
 	int njobs = 0;
 
 	if (m->env.held || m->njobs > 0)
@@ -531,14 +555,24 @@ msg_route(struct sched *s, struct msg *m)
 		}
 		j->idx[j->n++] = i;
 	}
-	for (int k = 0; k < njobs; k++)
+	if (njobs == 0) {
+		free(jobs);
+		msg_finish(s, m);
+		return;
+	}
+	/* A kick may fail a job at once and finish (free) the message: take
+	 * the destinations first, touch neither m nor its jobs after. */
+	dests = (struct dest **)jobs;   /* same size; each job's slot becomes its dest's */
+	for (int k = 0; k < njobs; k++) {
+		struct dest *d = jobs[k]->d;
+
 		ready(s, jobs[k]);
+		dests[k] = d;
+	}
 	for (int k = 0; k < njobs; k++)
-		kick(s, jobs[k]->d);
+		kick(s, dests[k]);
 out:
 	free(jobs);
-	if (m->njobs == 0)
-		msg_finish(s, m);
 }
 
 void
@@ -568,18 +602,71 @@ sched_add(struct sched *s, const char *qid)
 	msg_route(s, m);
 }
 
+static int
+flush_match(const struct job *j, const char *what)
+{
+	return !what || strcmp(j->m->env.qid, what) == 0 || strcasecmp(j->d->domain, what) == 0 ||
+	    strcasecmp(j->d->key, what) == 0;
+}
+
 void
 sched_flush(struct sched *s, const char *what)
 {
-	(void)what;
-	while (s->nheap > 0) {
-		struct job *j = s->heap[0];
+	for (int i = 0; i < s->nheap;) {
+		struct job *j = s->heap[i];
 
-		heap_remove(s, j);
+		if (!flush_match(j, what)) {
+			i++;
+			continue;
+		}
+		heap_remove(s, j);      /* the last one moved into i */
 		j->d->dead_until = 0;
+		ev_timer_stop(s->loop, &j->d->probe);
 		ready(s, j);
 	}
+	arm_retry(s);
 	kick_all(s);
+}
+
+void
+sched_refresh(struct sched *s, const char *qid)
+{
+	struct msg *m = sched_find(s, qid);
+	struct qenv e;
+	char why[256];
+
+	if (!m)
+		return;
+	if (queue_load(s->conf->spool_dir, qid, &e, why, sizeof why) < 0) {
+		/* Deleted: its jobs are dropped as they come up. */
+		m->deleted = 1;
+		for (int i = 0; i < s->nheap;) {
+			struct job *j = s->heap[i];
+			if (j->m == m && !j->inflight)
+				job_free(s, j);         /* may finish (and free) m */
+			else
+				i++;
+			if (!sched_find(s, qid))
+				return;
+		}
+		if (m->njobs == 0)
+			msg_finish(s, m);
+		return;
+	}
+	if (m->env.held != e.held) {
+		m->env.held = e.held;
+		log_event(e.held ? "held" : "released", "qid", qid, NULL);
+		if (!e.held) {
+			for (int i = 0; i < s->nheap; i++)
+				if (s->heap[i]->m == m)
+					s->heap[i]->due = 0;
+			for (int i = s->nheap / 2; i >= 0; i--)
+				heap_down(s, i);
+			arm_retry(s);
+			msg_route(s, m);
+		}
+	}
+	queue_env_free(&e);
 }
 
 int

@@ -24,6 +24,7 @@ struct msg {
 	int           njobs;            /* jobs alive (queued, waiting or in flight) */
 	int           attempts;
 	int           finishing;        /* the bounce is being queued */
+	int           deleted;          /* `mxgate queue delete`: drop, send nothing more */
 	struct sched *sched;
 };
 
@@ -106,7 +107,10 @@ void  sched_rcpt_failed(struct sched *s, struct job *j, int k, const char *relay
 void  sched_rcpt_deferred(struct sched *s, struct job *j, int k, const char *relay, int code,
 	const char *reply, const char *tls);
 
-/* Every message due now (flush), or one message's jobs. */
+/* Every deferred job due now (NULL), or those of one message or one
+ * recipient domain; dead marks of the destinations concerned cleared. */
 void  sched_flush(struct sched *s, const char *qid_or_domain);
+/* Re-reads a message's held/deleted state after `mxgate queue`. */
+void  sched_refresh(struct sched *s, const char *qid);
 
 #endif

@@ -163,7 +163,10 @@ on_route(void *arg, const struct route_answer *a)
 	char why[1100];
 
 	if (a->status != ROUTE_OK) {
-		int perm = a->status == ROUTE_PERM;
+		/* A recipient domain that cannot take mail fails for good; a
+		 * configured route that does not resolve is the operator's to fix:
+		 * retried until max_lifetime. */
+		int perm = a->status == ROUTE_PERM && strncmp(ss->d->key, "mx:", 3) == 0;
 
 		/* RFC 7505 3: a null MX is 556 5.1.10; a domain that does not
 		 * exist 5.1.2 (RFC 3463); DNS trouble 4.4.3. */

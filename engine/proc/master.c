@@ -156,6 +156,17 @@ spawn_delivery(struct conf *c, const int *fds)
 }
 
 static void
+log_death(const char *event, const char *key, pid_t pid, int status)
+{
+	char p[16], st[32];
+
+	snprintf(p, sizeof p, "%d", (int)pid);
+	snprintf(st, sizeof st, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	log_event(event, key, p, "status", st, NULL);
+}
+
+static void
 raise_nofile(int want)
 {
 	struct rlimit rl;
@@ -263,13 +274,8 @@ master_main(struct conf *c)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if (pid == dl.pid) {
 				dl.pid = 0;
-				if (running) {
-					char p[16], st[32];
-					snprintf(p, sizeof p, "%d", (int)pid);
-					snprintf(st, sizeof st, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
-					    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-					log_event("delivery_died", "pid", p, "status", st, NULL);
-				}
+				if (running)
+					log_death("delivery_died", "pid", pid, status);
 			}
 			for (int i = 0; i < n; i++) {
 				if (kids[i].pid != pid)
@@ -277,13 +283,8 @@ master_main(struct conf *c)
 				kids[i].pid = 0;
 				connlimit_reset(cl, i);
 				spool_clean_tmp(c->spool_dir, pid);
-				if (running) {
-					char p[16], st[32];
-					snprintf(p, sizeof p, "%d", (int)pid);
-					snprintf(st, sizeof st, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
-					    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-					log_event("worker_died", "worker_pid", p, "status", st, NULL);
-				}
+				if (running)
+					log_death("worker_died", "worker_pid", pid, status);
 			}
 		}
 		if (sig == SIGHUP) {

@@ -86,6 +86,9 @@ class Mxgate:
             "hosted_domains": '{ ["example.test"] = { route = "127.0.0.1:1" } }',
             "relay_networks": '{ "127.0.0.0/8" }',
             "rules": "false",
+            # Tests of the accept path read queue files: nothing takes them
+            # away (and nothing asks real DNS) unless a test turns delivery on.
+            "delivery": "{ enabled = false }",
         }
         self.config.update(config or {})
         self.rules = rules           # {"10-x.lua": "source"} or None

@@ -40,6 +40,8 @@ SmtpServer(host="127.0.0.1", port=0, *, greeting=None, ehlo=None,
                f(envelope) -> reply or None, at the end of DATA
     smtputf8   offer SMTPUTF8 (RFC 6531)
     require_tls  refuse MAIL before STARTTLS (530)
+    drop_data  this many transactions end with the connection dropped
+               after the message, before the final reply
 
 Each session dict: {"peer", "helo", "esmtp", "tls", "mail", "rcpts", "quit"};
 MAIL FROM:<> records mail "" (aiosmtpd itself refuses the null sender, which
@@ -266,6 +268,14 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        with self.srv._lock:
+            drop = self.srv.drop_data > 0
+            self.srv.drop_data -= drop
+        if drop:
+            # The whole message came, the reply never goes: a connection
+            # lost while the client waits for the final 250.
+            server.transport.abort()
+            return "421 4.4.2 gone"
         reply = self._decide(self.srv.data, envelope)
         if reply is not None:
             return reply
@@ -346,8 +356,9 @@ class SmtpServer(_Counted):
 
     def __init__(self, host="127.0.0.1", port=0, *, greeting=None, ehlo=None, mail=None,
                  rcpt=None, delay=0.0, tls=False, hostname="mx.test", data=None,
-                 smtputf8=True, require_tls=False):
+                 smtputf8=True, require_tls=False, drop_data=0):
         super().__init__(host, port)
+        self.drop_data = drop_data
         self.data = data
         self.smtputf8 = smtputf8
         self.require_tls = require_tls

@@ -12,6 +12,7 @@ COMMANDS = {
     "mxgate": [],
     "mxgate state": ["state"],
     "mxgate report": ["report"],
+    "mxgate queue": ["queue"],
     "ruletest": None,
 }
 

@@ -23,6 +23,7 @@ FAST = '{ retry_min = 0.2, retry_max = 0.4, connect_timeout = 2, command_timeout
 
 
 class DeliveryTest(unittest.TestCase):
+    USES_MXGATE = True
     """Downstreams named in DOWNSTREAMS are started first; hosted.test goes to
     "main", sender.test (where bounces go) to "senders"."""
 
@@ -39,9 +40,10 @@ class DeliveryTest(unittest.TestCase):
         for s in self.srv.values():
             s.start()
             self.addCleanup(s.stop)
-        domains = ", ".join('["%s"] = { route = "%s" }' % (d, r) for d, r in self.routes().items())
-        self.server = Mxgate({"hosted_domains": "{ %s }" % domains, "delivery": self.DELIVERY})
+        self.server = Mxgate({"delivery": self.DELIVERY})
         self.addCleanup(self.server.cleanup)
+        domains = ", ".join('["%s"] = { route = "%s" }' % (d, r) for d, r in self.routes().items())
+        self.server.config["hosted_domains"] = "{ %s }" % domains
         self.server.start()
         self.addCleanup(self.server.stop)
         wait_for(lambda: self.server.events("delivery_start"), what="the delivery process")
@@ -231,6 +233,62 @@ class TestClosedPort(DeliveryTest):
         self.assertEqual(rcpts[0]["Status"], "4.4.7")
         self.assertEqual(rcpts[0]["Action"], "failed")
         self.queue_empty()
+
+
+class TestDroppedBeforeTheFinalReply(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.SmtpServer(drop_data=1), "other": ss.accept_all(),
+                "senders": ss.accept_all()}
+
+    def routes(self):
+        return {"hosted.test": self.srv["main"].address, "other.test": self.srv["other"].address,
+                "sender.test": self.srv["senders"].address}
+
+    def test_the_lost_transfer_is_retried_and_delivered_recipients_are_not_resent(self):
+        self.send(["bob@hosted.test", "carol@other.test"])
+        wait_for(lambda: self.srv["main"].messages, what="the retry")
+        self.queue_empty()
+        self.assertEqual(len(self.srv["other"].messages), 1)   # not sent again
+        self.assertEqual(len(self.srv["main"].messages), 1)
+        d = self.server.events("deferred")
+        self.assertEqual([e["rcpt"] for e in d], ["bob@hosted.test"])
+
+
+class TestLoop(DeliveryTest):
+
+    def routes(self):
+        return {"hosted.test": "127.0.0.1:%d" % self.server.port, "sender.test": self.srv["senders"].address}
+
+    def test_a_route_back_to_our_own_listener_bounces_5_4_6(self):
+        self.send(["bob@hosted.test"])
+        r = self.report(self.dsn())[1][0]
+        self.assertEqual(r["Status"], "5.4.6")
+        self.assertIn("loops back to myself", r["Diagnostic-Code"])
+        self.queue_empty()
+        # Nothing was sent to ourselves: the only accepted message is the test's.
+        self.assertEqual(len(self.server.events("accepted")), 1)
+
+
+class TestDeadDestination(DeliveryTest):
+
+    DELIVERY = '{ retry_min = 0.5, retry_max = 0.5, connect_timeout = 1, command_timeout = 0.3 }'
+
+    def downstreams(self):
+        return {"main": ss.SilentServer(), "senders": ss.accept_all()}
+
+    def test_a_dead_destination_is_probed_once_per_interval(self):
+        with self.server.smtp() as c:
+            for i in range(6):
+                c.sendmail("alice@sender.test", ["m%d@hosted.test" % i], b"Subject: x\r\n\r\nx\r\n")
+        # Each round defers all six; after the first, one connection per round.
+        wait_for(lambda: len(self.server.events("deferred")) >= 6 * 4, timeout=20, what="four rounds")
+        rounds = len(self.server.events("deferred")) // 6
+        first = self.srv["main"].connections
+        wait_for(lambda: len(self.server.events("deferred")) >= 6 * (rounds + 2), timeout=20,
+                 what="two more rounds")
+        more = len(self.server.events("deferred")) // 6 - rounds
+        self.assertLessEqual(self.srv["main"].connections - first, more + 1)
 
 
 class TestRestart(DeliveryTest):
