@@ -30,16 +30,6 @@
 static void kick(struct sched *s, struct dest *d);
 static void msg_finish(struct sched *s, struct msg *m);
 
-static unsigned long
-hash(const char *k)
-{
-	unsigned long h = 1469598103934665603ul;
-
-	for (; *k; k++)
-		h = (h ^ (unsigned char)*k) * 1099511628211ul;
-	return h;
-}
-
 static double
 backoff(const struct conf *c, int attempts)
 {
@@ -148,12 +138,12 @@ on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 static struct dest *
 dest_get(struct sched *s, const char *key, const char *domain, int tls)
 {
-	unsigned long h = hash(key) % s->ndbuckets;
+	uint64_t h = htab_hash(key, strlen(key));
+	struct hnode *n = htab_find(&s->dests, h, key, strlen(key));
 	struct dest *d;
 
-	for (d = s->dests[h]; d; d = d->hnext)
-		if (strcmp(d->key, key) == 0)
-			return d;
+	if (n)
+		return container_of(n, struct dest, h);
 	if (!(d = calloc(1, sizeof *d)) || !(d->key = strdup(key)) || !(d->domain = strdup(domain))) {
 		if (d)
 			free(d->key);
@@ -165,8 +155,15 @@ dest_get(struct sched *s, const char *key, const char *domain, int tls)
 	d->sched = s;
 	ev_timer_init(&d->probe, on_probe, 0, 0);
 	d->probe.data = d;
-	d->hnext = s->dests[h];
-	s->dests[h] = d;
+	d->h.key = d->key;
+	d->h.keylen = strlen(d->key);
+	d->h.hash = h;
+	if (htab_add(&s->dests, &d->h) < 0) {
+		free(d->key);
+		free(d->domain);
+		free(d);
+		return NULL;
+	}
 	return d;
 }
 
@@ -208,10 +205,13 @@ kick(struct sched *s, struct dest *d)
 static void
 kick_all(struct sched *s)
 {
-	for (size_t i = 0; i < s->ndbuckets; i++)
-		for (struct dest *d = s->dests[i]; d; d = d->hnext)
+	for (size_t i = 0; s->dests.b && i <= s->dests.mask; i++)
+		for (struct hnode *n = s->dests.b[i]; n; n = n->next) {
+			struct dest *d = container_of(n, struct dest, h);
+
 			if (d->nready && s->sessions < s->conf->delivery.max_sessions)
 				kick(s, d);
+		}
 }
 
 struct job *
@@ -286,14 +286,17 @@ log_rcpt(struct sched *s, const char *event, struct job *j, int k, const char *r
 	    "delay", delay, "attempts", attempts, "tls", tls && tls[0] ? tls : "none", NULL);
 }
 
+/* relay and reply may be r's own (an expiry keeps the last ones). */
 static void
 set_reply(struct qrcpt *r, int code, const char *relay, const char *reply)
 {
+	char *nrelay = strdup(relay ? relay : ""), *nreply = strdup(reply ? reply : "");
+
 	free(r->reply);
 	free(r->relay);
 	r->code = code;
-	r->reply = strdup(reply ? reply : "");
-	r->relay = strdup(relay ? relay : "");
+	r->reply = nreply;
+	r->relay = nrelay;
 }
 
 void
@@ -325,9 +328,9 @@ sched_rcpt_failed(struct sched *s, struct job *j, int k, const char *relay, int 
 
 	r->state = R_FAILED;
 	set_reply(r, code, relay, reply);
-	log_rcpt(s, "bounced", j, k, relay, reply, tls);
+	log_rcpt(s, "bounced", j, k, r->relay, r->reply, tls);
 	queue_note(s->conf->spool_dir, m->env.qid, 1, "P %d %s %d %s", j->idx[k],
-	    relay && relay[0] ? relay : "-", code, reply);
+	    r->relay && r->relay[0] ? r->relay : "-", code, r->reply ? r->reply : "");
 }
 
 void
@@ -337,7 +340,7 @@ sched_rcpt_deferred(struct sched *s, struct job *j, int k, const char *relay, in
 	struct qrcpt *r = &j->m->env.rcpt[j->idx[k]];
 
 	set_reply(r, code, relay, reply);
-	log_rcpt(s, "deferred", j, k, relay, reply, tls);
+	log_rcpt(s, "deferred", j, k, r->relay, r->reply, tls);
 }
 
 static void
@@ -445,21 +448,15 @@ sched_dest_failed(struct sched *s, struct dest *d, int perm, const char *relay, 
 struct msg *
 sched_find(struct sched *s, const char *qid)
 {
-	for (struct msg *m = s->msgs[hash(qid) % s->nbuckets]; m; m = m->hnext)
-		if (strcmp(m->env.qid, qid) == 0)
-			return m;
-	return NULL;
+	struct hnode *n = htab_find(&s->msgs, htab_hash(qid, strlen(qid)), qid, strlen(qid));
+
+	return n ? container_of(n, struct msg, h) : NULL;
 }
 
 static void
 msg_unlink(struct sched *s, struct msg *m)
 {
-	struct msg **p = &s->msgs[hash(m->env.qid) % s->nbuckets];
-
-	while (*p && *p != m)
-		p = &(*p)->hnext;
-	if (*p)
-		*p = m->hnext;
+	htab_del(&s->msgs, &m->h);
 	s->nmsgs--;
 	queue_env_free(&m->env);
 	free(m);
@@ -580,7 +577,6 @@ sched_add(struct sched *s, const char *qid)
 {
 	struct msg *m;
 	char why[256];
-	unsigned long h;
 
 	if (sched_find(s, qid))
 		return;
@@ -588,16 +584,21 @@ sched_add(struct sched *s, const char *qid)
 		return;
 	if (queue_load(s->conf->spool_dir, qid, &m->env, why, sizeof why) < 0) {
 		if (strcmp(why, "No such file or directory") != 0) {
-			log_event("queue_skipped", "qid", qid, "why", why, NULL);
 			queue_quarantine(s->conf->spool_dir, qid);
+			log_event("queue_skipped", "qid", qid, "why", why, NULL);
 		}
 		free(m);
 		return;
 	}
 	m->sched = s;
-	h = hash(qid) % s->nbuckets;
-	m->hnext = s->msgs[h];
-	s->msgs[h] = m;
+	m->h.key = m->env.qid;
+	m->h.keylen = strlen(m->env.qid);
+	m->h.hash = htab_hash(m->env.qid, m->h.keylen);
+	if (htab_add(&s->msgs, &m->h) < 0) {
+		queue_env_free(&m->env);
+		free(m);
+		return;
+	}
 	s->nmsgs++;
 	msg_route(s, m);
 }
@@ -678,11 +679,7 @@ sched_init(struct sched *s, struct ev_loop *loop, const struct conf *c, struct d
 	s->conf = c;
 	s->dns = dns;
 	s->spool = spool;
-	s->nbuckets = 1 << 16;
-	s->ndbuckets = 1024;
-	s->msgs = calloc(s->nbuckets, sizeof *s->msgs);
-	s->dests = calloc(s->ndbuckets, sizeof *s->dests);
-	if (!s->msgs || !s->dests)
+	if (htab_init(&s->msgs, 1024) < 0 || htab_init(&s->dests, 64) < 0)
 		return -1;
 	ev_timer_init(&s->retry, on_retry, 0, 0);
 	s->retry.data = s;
@@ -693,7 +690,7 @@ void
 sched_free(struct sched *s)
 {
 	ev_timer_stop(s->loop, &s->retry);
-	free(s->msgs);
-	free(s->dests);
+	htab_free(&s->msgs);
+	htab_free(&s->dests);
 	free(s->heap);
 }

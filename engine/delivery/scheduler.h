@@ -10,6 +10,7 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+#include "htab.h"
 #include "queue.h"
 
 struct conf;
@@ -20,7 +21,7 @@ struct dest;
 
 struct msg {
 	struct qenv   env;
-	struct msg   *hnext;            /* hash chain by qid */
+	struct hnode  h;                /* in sched.msgs, by qid */
 	int           njobs;            /* jobs alive (queued, waiting or in flight) */
 	int           attempts;
 	int           finishing;        /* the bounce is being queued */
@@ -43,7 +44,7 @@ struct job {
 struct dest {
 	char         *key;              /* the route */
 	char         *domain;           /* the recipient domain (MX routes, TLS policy) */
-	struct dest  *hnext;
+	struct hnode  h;                /* in sched.dests, by key */
 	struct job   *head, **tail;     /* ready to go, in order */
 	int           nready;
 	int           sessions;         /* connecting or connected */
@@ -60,11 +61,9 @@ struct sched {
 	const struct conf  *conf;
 	struct dns         *dns;
 	struct spool       *spool;      /* bounces are queued through it */
-	struct msg        **msgs;       /* hash by qid */
-	size_t              nbuckets;
+	struct htab         msgs;       /* by qid */
 	long                nmsgs;
-	struct dest       **dests;
-	size_t              ndbuckets;
+	struct htab         dests;      /* by route */
 	struct job        **heap;       /* retry heap, earliest due first */
 	int                 nheap, heapcap;
 	ev_timer            retry;
