@@ -185,6 +185,31 @@ class TestRefusedAtData(DeliveryTest):
         self.assertEqual(self.srv["senders"].messages, [])
 
 
+class TestTooManyHops(DeliveryTest):
+
+    def test_more_than_50_received_lines_bounce_5_4_6_and_are_not_sent(self):
+        hops = b"".join(b"Received: from hop%d.example by hop%d.example; Mon, 1 Jan 2026 00:00:00 +0000\r\n"
+                        % (i, i + 1) for i in range(50))
+        self.send(["bob@hosted.test"], hops + b"Subject: loop\r\n\r\nround and round\r\n")
+        r = self.report(self.dsn())[1][0]
+        self.assertEqual(r["Status"], "5.4.6")
+        self.assertEqual(self.srv["main"].messages, [])
+        self.queue_empty()
+
+
+class TestMalformedReplies(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.SmtpServer(greeting="220 " + "x" * 600), "senders": ss.accept_all()}
+
+    def test_an_overlong_reply_line_defers_and_sends_nothing(self):
+        self.send(["bob@hosted.test"])
+        d = wait_for(lambda: self.server.events("deferred"), what="a deferral")[0]
+        self.assertIn("reply line too long", d["reply"])
+        self.assertEqual(self.srv["main"].messages, [])
+        self.assertEqual(len(self.server.queue()), 1)
+
+
 class TestNoSmtputf8(DeliveryTest):
 
     def downstreams(self):
