@@ -138,6 +138,27 @@ def _preallow(server, ctx):
     return preallow_greylist(server)
 
 
+# issue 13: the state store on every message (bench/rulesets.py "state": a
+# ratelimit() per MAIL, a greylist() per RCPT for a pre-allowed client), on
+# LMDB and on a redis-server the bench starts (its own port and directory).
+REDIS_PORT = postfix.free_port(6390, set())
+STATE_LMDB = dict(NOJOURNAL, rules=os.path.join(RULESETS, "state"), greylist={"delay": 1})
+STATE_REDIS = dict(STATE_LMDB, state={"backend": "redis", "server": f"127.0.0.1:{REDIS_PORT}",
+                                      "timeout": 2})
+REDIS = None          # the bench's redis-server, started when a variant needs it
+
+
+def redis_commands():
+    """INFO commandstats of the bench's Redis: {command: calls}."""
+    out = REDIS.cli("INFO", "commandstats") if REDIS else ""
+    calls = {}
+    for line in out.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line[8:].partition(":")
+            calls[name] = int(rest.split("calls=")[1].split(",")[0])
+    return calls
+
+
 M20 = ["msgs_20"]
 # The DNSBL rows also at one message per connection: every message is a
 # new session, so the connect-time prefetch and the per-session look-up
@@ -182,6 +203,14 @@ VARIANTS = [
             "caches nothing, every connection asks rbldnsd (prefetched at connect, "
             "awaited at RCPT). On reused sessions 50-dnsbl.lua asks once per session "
             "whatever the TTL; Postfix's RBL cache ignores TTLs, so no Postfix row"),
+    Variant("state-lmdb", mxgate=STATE_LMDB, setup=_preallow, metrics=M20, interleave=True,
+            ref="lua-empty", issue="issue 13 state (LMDB)",
+            note="a ratelimit() per MAIL and a greylist() per RCPT (pre-allowed client) on "
+            "LMDB, against the empty ruleset (no state)"),
+    Variant("state-redis", mxgate=STATE_REDIS, setup=_preallow, metrics=M20, interleave=True,
+            ref="state-lmdb", target=0.10, issue="issue 13 state on Redis (>= 0.9x LMDB)",
+            note="the same on a local redis-server (state.backend = redis): one EVALSHA "
+            "per call; Redis commands per message from INFO commandstats"),
     Variant("greylist", mxgate=GREYLIST, setup=_preallow, metrics=M20, interleave=True,
             ref="rules", target=0.10, issue="issue 5 greylisting",
             note="rules + greylist { delay = 1 } for a client on the allow list "
@@ -883,6 +912,7 @@ def summary(rows, sink, why_none):
 # ---------------------------------------------------------------------------
 
 def main():
+    global REDIS
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0,
@@ -1112,7 +1142,24 @@ def main():
                         e.setup = lambda srv: check_postfix_dns(srv, dns)
                         e.extra_pids = lambda: [dns.proc.pid] if dns.proc else []
                     entries.append(e)
+            if any(e.v.name == "state-redis" for e in entries) and REDIS is None:
+                sys.path.insert(0, os.path.join(REPO, "spec", "e2e"))
+                from redisserver import RedisServer
+                REDIS = RedisServer(port=REDIS_PORT).start()
+                REDIS.cli("CONFIG", "RESETSTAT")
             got = measure_matrix(entries, metric, opts) if entries else {}
+            for e in entries:
+                if e.v.name == "state-redis" and e.server is not None and REDIS:
+                    calls = redis_commands()
+                    setup = {"info", "config", "ping", "script", "auth", "select", "command"}
+                    n = sum(c for k, c in calls.items() if k not in setup)
+                    k = getattr(e.server, "files_per_msg", None) or 1
+                    msgs = e.server.queued() // k
+                    per = round(n / msgs, 3) if msgs else None
+                    results.setdefault("redis", {})[key] = {
+                        "commands": calls, "messages": msgs, "commands_per_message": per}
+                    log(f"  redis: {n} commands for {msgs} messages: {per} per message "
+                        f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))})")
             for (name, who), r in got.items():
                 mx, pf = res_by.setdefault(name, ({}, {}))
                 (mx if who == "mxgate" else pf)[key] = r
@@ -1165,6 +1212,8 @@ def main():
             log("bench crashed:\n" + traceback.format_exc())
     finally:
         _stop_all()
+        if REDIS is not None:
+            REDIS.cleanup()
         if dns is not None:
             try:
                 dns.stop()

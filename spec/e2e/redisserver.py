@@ -21,10 +21,10 @@ def _free_port():
 
 
 class RedisServer:
-    def __init__(self, password=None, user=None):
+    def __init__(self, password=None, user=None, port=None):
         self.dir = tempfile.mkdtemp(prefix="mxgate-redis-")
         os.chmod(self.dir, 0o755)         # workers run as nobody
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.password = password
         self.user = user
         self.socket = os.path.join(self.dir, "redis.sock")
