@@ -1156,10 +1156,24 @@ def main():
                     k = getattr(e.server, "files_per_msg", None) or 1
                     msgs = e.server.queued() // k
                     per = round(n / msgs, 3) if msgs else None
+                    # Commands run by a script (its GET/SET) are counted too;
+                    # round trips are the commands mxgate sent: EVALSHA (EVAL).
+                    trips = calls.get("evalsha", 0) + calls.get("eval", 0)
+                    cpu = {}
+                    for line in REDIS.cli("INFO", "cpu").splitlines():
+                        k2, _, v2 = line.partition(":")
+                        if k2 in ("used_cpu_sys", "used_cpu_user"):
+                            cpu[k2] = float(v2)
+                    redis_us = round(1e6 * sum(cpu.values()) / msgs, 1) if msgs else None
                     results.setdefault("redis", {})[key] = {
-                        "commands": calls, "messages": msgs, "commands_per_message": per}
-                    log(f"  redis: {n} commands for {msgs} messages: {per} per message "
-                        f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))})")
+                        "commands": calls, "messages": msgs, "commands_per_message": per,
+                        "round_trips_per_message": round(trips / msgs, 3) if msgs else None,
+                        "redis_cpu_us_per_message": redis_us}
+                    log(f"  redis: {n} commands for {msgs} messages: {per} per message, "
+                        f"{trips / msgs if msgs else 0:.3f} round trips (EVALSHA) per message, "
+                        f"redis-server CPU {redis_us} µs per message "
+                        f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))}; "
+                        "a script's own GET/SET count as commands)")
             for (name, who), r in got.items():
                 mx, pf = res_by.setdefault(name, ({}, {}))
                 (mx if who == "mxgate" else pf)[key] = r
