@@ -145,6 +145,8 @@ REDIS_PORT = postfix.free_port(6390, set())
 STATE_LMDB = dict(NOJOURNAL, rules=os.path.join(RULESETS, "state"), greylist={"delay": 1})
 STATE_REDIS = dict(STATE_LMDB, state={"backend": "redis", "server": f"127.0.0.1:{REDIS_PORT}",
                                       "timeout": 2})
+REDIS_SOCKET = os.path.join(WORK, "redis.sock")
+STATE_REDIS_UNIX = dict(STATE_REDIS, state=dict(STATE_REDIS["state"], server="unix:" + REDIS_SOCKET))
 REDIS = None          # the bench's redis-server, started when a variant needs it
 
 
@@ -209,8 +211,11 @@ VARIANTS = [
             "LMDB, against the empty ruleset (no state)"),
     Variant("state-redis", mxgate=STATE_REDIS, setup=_preallow, metrics=M20, interleave=True,
             ref="state-lmdb", target=0.10, issue="issue 13 state on Redis (>= 0.9x LMDB)",
-            note="the same on a local redis-server (state.backend = redis): one EVALSHA "
-            "per call; Redis commands per message from INFO commandstats"),
+            note="the same on a local redis-server over TCP (state.backend = redis): one "
+            "EVALSHA per call; Redis commands per message from INFO commandstats"),
+    Variant("state-redis-unix", mxgate=STATE_REDIS_UNIX, setup=_preallow, metrics=M20,
+            interleave=True, ref="state-lmdb", default=False,
+            note="state-redis over the same redis-server's unix socket"),
     Variant("greylist", mxgate=GREYLIST, setup=_preallow, metrics=M20, interleave=True,
             ref="rules", target=0.10, issue="issue 5 greylisting",
             note="rules + greylist { delay = 1 } for a client on the allow list "
@@ -1142,38 +1147,41 @@ def main():
                         e.setup = lambda srv: check_postfix_dns(srv, dns)
                         e.extra_pids = lambda: [dns.proc.pid] if dns.proc else []
                     entries.append(e)
-            if any(e.v.name == "state-redis" for e in entries) and REDIS is None:
+            if any(e.v.name.startswith("state-redis") for e in entries) and REDIS is None:
                 sys.path.insert(0, os.path.join(REPO, "spec", "e2e"))
                 from redisserver import RedisServer
-                REDIS = RedisServer(port=REDIS_PORT).start()
+                REDIS = RedisServer(port=REDIS_PORT, socket_path=REDIS_SOCKET).start()
                 REDIS.cli("CONFIG", "RESETSTAT")
             got = measure_matrix(entries, metric, opts) if entries else {}
-            for e in entries:
-                if e.v.name == "state-redis" and e.server is not None and REDIS:
-                    calls = redis_commands()
-                    setup = {"info", "config", "ping", "script", "auth", "select", "command"}
-                    n = sum(c for k, c in calls.items() if k not in setup)
-                    k = getattr(e.server, "files_per_msg", None) or 1
-                    msgs = e.server.queued() // k
-                    per = round(n / msgs, 3) if msgs else None
-                    # Commands run by a script (its GET/SET) are counted too;
-                    # round trips are the commands mxgate sent: EVALSHA (EVAL).
-                    trips = calls.get("evalsha", 0) + calls.get("eval", 0)
-                    cpu = {}
-                    for line in REDIS.cli("INFO", "cpu").splitlines():
-                        k2, _, v2 = line.partition(":")
-                        if k2 in ("used_cpu_sys", "used_cpu_user"):
-                            cpu[k2] = float(v2)
-                    redis_us = round(1e6 * sum(cpu.values()) / msgs, 1) if msgs else None
-                    results.setdefault("redis", {})[key] = {
-                        "commands": calls, "messages": msgs, "commands_per_message": per,
-                        "round_trips_per_message": round(trips / msgs, 3) if msgs else None,
-                        "redis_cpu_us_per_message": redis_us}
-                    log(f"  redis: {n} commands for {msgs} messages: {per} per message, "
-                        f"{trips / msgs if msgs else 0:.3f} round trips (EVALSHA) per message, "
-                        f"redis-server CPU {redis_us} µs per message "
-                        f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))}; "
-                        "a script's own GET/SET count as commands)")
+            # Every state-redis* server of this matrix shares the bench's Redis:
+            # its counters over all their messages.
+            reds = [e for e in entries if e.v.name.startswith("state-redis") and e.server is not None]
+            if reds and REDIS:
+                calls = redis_commands()
+                setup = {"info", "config", "ping", "script", "auth", "select", "command"}
+                n = sum(c for k, c in calls.items() if k not in setup)
+                msgs = sum(e.server.queued() // (getattr(e.server, "files_per_msg", None) or 1)
+                           for e in reds)
+                # Commands run by a script (its GET/SET) are counted too;
+                # round trips are the commands mxgate sent: EVALSHA (EVAL).
+                trips = calls.get("evalsha", 0) + calls.get("eval", 0)
+                cpu = {}
+                for line in REDIS.cli("INFO", "cpu").splitlines():
+                    k2, _, v2 = line.partition(":")
+                    if k2 in ("used_cpu_sys", "used_cpu_user"):
+                        cpu[k2] = float(v2)
+                redis_us = round(1e6 * sum(cpu.values()) / msgs, 1) if msgs else None
+                per = round(n / msgs, 3) if msgs else None
+                results.setdefault("redis", {})[key] = {
+                    "variants": [e.v.name for e in reds], "commands": calls, "messages": msgs,
+                    "commands_per_message": per,
+                    "round_trips_per_message": round(trips / msgs, 3) if msgs else None,
+                    "redis_cpu_us_per_message": redis_us}
+                log(f"  redis ({', '.join(e.v.name for e in reds)}): {n} commands for {msgs} "
+                    f"messages: {per} per message, {trips / msgs if msgs else 0:.3f} round trips "
+                    f"(EVALSHA) per message, redis-server CPU {redis_us} µs per message "
+                    f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))}; "
+                    "a script's own GET/SET count as commands)")
             for (name, who), r in got.items():
                 mx, pf = res_by.setdefault(name, ({}, {}))
                 (mx if who == "mxgate" else pf)[key] = r

@@ -158,6 +158,7 @@ struct redis {
 	double              backoff;
 	ev_timer            retry;       /* reconnect */
 	ev_timer            conn_timer;  /* a connect that hangs */
+	ev_prepare          flush;       /* writes what this loop iteration queued */
 	char                sha[SCRIPT_N][41];
 	char                why[400];    /* the connection's last error */
 	struct rreq        *reqs;        /* in flight, for close */
@@ -341,6 +342,28 @@ redis_connect(struct redis *r)
 	ev_timer_start(r->loop, &r->conn_timer);
 }
 
+/*
+ * Commands queued during one loop iteration go out in one write, just
+ * before the loop waits: hiredis would otherwise start its write watcher
+ * and stop it again an iteration later (two epoll_ctl calls per batch).
+ */
+static void
+on_flush(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	struct redis *r = p->data;
+
+	ev_prepare_stop(loop, p);
+	if (r->ac && (r->ac->c.flags & REDIS_CONNECTED))
+		redisAsyncHandleWrite(r->ac);
+}
+
+static void
+want_flush(struct redis *r)
+{
+	if (!ev_is_active(&r->flush))
+		ev_prepare_start(r->loop, &r->flush);
+}
+
 /* ---- requests ----------------------------------------------------------- */
 
 static void
@@ -459,6 +482,7 @@ req_send(struct rreq *q)
 		return;
 	}
 	q->sent = 1;
+	want_flush(r);
 	if (!ev_is_active(&q->timer))
 		ev_timer_start(r->loop, &q->timer);
 }
@@ -1092,6 +1116,8 @@ redis_open(const struct state_conf *c, struct ev_loop *loop, char *err, size_t e
 	r->retry.data = r;
 	ev_timer_init(&r->conn_timer, on_conn_timer, 0, 0);
 	r->conn_timer.data = r;
+	ev_prepare_init(&r->flush, on_flush);
+	r->flush.data = r;
 	redis_connect(r);
 	return &r->base;
 }
@@ -1104,6 +1130,7 @@ redis_close(struct state *base)
 	r->closing = 1;
 	ev_timer_stop(r->loop, &r->retry);
 	ev_timer_stop(r->loop, &r->conn_timer);
+	ev_prepare_stop(r->loop, &r->flush);
 	/* no callback reaches a caller after close */
 	for (struct rreq *q = r->reqs, *next; q; q = next) {
 		next = q->next;

@@ -21,13 +21,13 @@ def _free_port():
 
 
 class RedisServer:
-    def __init__(self, password=None, user=None, port=None):
+    def __init__(self, password=None, user=None, port=None, socket_path=None):
         self.dir = tempfile.mkdtemp(prefix="mxgate-redis-")
         os.chmod(self.dir, 0o755)         # workers run as nobody
         self.port = port or _free_port()
         self.password = password
         self.user = user
-        self.socket = os.path.join(self.dir, "redis.sock")
+        self.socket = socket_path or os.path.join(self.dir, "redis.sock")
         self.proc = None
 
     @property
