@@ -192,6 +192,9 @@ kick(struct sched *s, struct dest *d)
 		}
 		return;
 	}
+	/* A connection already open comes first (connection reuse). */
+	while (d->nready > 0 && session_wake(d))
+		;
 	/* Dead until now: one probe; alive: as many as the work wants. */
 	want = d->dead_until ? 1 : d->nready;
 	if (want > s->conf->delivery.per_destination)

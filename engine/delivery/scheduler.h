@@ -49,6 +49,7 @@ struct dest {
 	int           nready;
 	int           sessions;         /* connecting or connected */
 	int           live;             /* sessions past EHLO */
+	struct dsession *idle;          /* connected, waiting for work (session.c) */
 	int           failures;         /* in a row, for the dead mark's backoff */
 	double        dead_until;       /* 0: alive */
 	ev_timer      probe;

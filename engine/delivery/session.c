@@ -37,10 +37,28 @@ struct dsession {
 	char                       tls[96];
 	int                        last_code;
 	char                       last[1024];  /* why the last address failed */
+	struct dsession           *inext;       /* in d->idle */
+	int                        idle;
+	ev_timer                   idle_timer;
 };
 
 static void connect_next(struct dsession *ss);
 static void next_job(struct dsession *ss);
+
+static void
+unidle(struct dsession *ss)
+{
+	struct dsession **p = &ss->d->idle;
+
+	if (!ss->idle)
+		return;
+	while (*p && *p != ss)
+		p = &(*p)->inext;
+	if (*p)
+		*p = ss->inext;
+	ss->idle = 0;
+	ev_timer_stop(ss->s->loop, &ss->idle_timer);
+}
 
 static void
 session_end(struct dsession *ss)
@@ -48,6 +66,7 @@ session_end(struct dsession *ss)
 	struct sched *s = ss->s;
 	struct dest *d = ss->d;
 
+	unidle(ss);
 	if (ss->prev)
 		ss->prev->next = ss->next;
 	else
@@ -309,7 +328,40 @@ next_job(struct dsession *ss)
 		session_end(ss);
 		return;
 	}
+	/* Nothing now: keep the connection a moment for the next message
+	 * (Postfix's smtp_connection_cache_time_limit), then QUIT. */
+	if (ss->s->conf->delivery.idle_time > 0) {
+		ss->idle = 1;
+		ss->inext = ss->d->idle;
+		ss->d->idle = ss;
+		ev_timer_set(&ss->idle_timer, ss->s->conf->delivery.idle_time, 0);
+		ev_timer_start(ss->s->loop, &ss->idle_timer);
+		return;
+	}
 	smtp_client_quit(ss->c);
+}
+
+static void
+on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dsession *ss = w->data;
+
+	unidle(ss);
+	smtp_client_quit(ss->c);        /* on_closed ends the session */
+}
+
+int
+session_wake(struct dest *d)
+{
+	struct dsession *ss = d->idle;
+
+	if (!ss)
+		return 0;
+	unidle(ss);
+	if (!ss->c || !smtp_client_idle(ss->c))
+		return 1;                       /* closing: on_closed ends it */
+	next_job(ss);
+	return 1;
 }
 
 int
@@ -322,6 +374,8 @@ session_start(struct sched *s, struct dest *d)
 	ss->s = s;
 	ss->d = d;
 	ss->fd = -1;
+	ev_timer_init(&ss->idle_timer, on_idle, 0, 0);
+	ss->idle_timer.data = ss;
 	ss->next = s->all;
 	if (s->all)
 		s->all->prev = ss;
@@ -339,6 +393,7 @@ session_abort_all(struct sched *s)
 
 	while ((ss = s->all) != NULL) {
 		s->all = ss->next;
+		ev_timer_stop(s->loop, &ss->idle_timer);
 		route_cancel(&ss->rq);
 		if (ss->c)
 			smtp_client_abort(ss->c);

@@ -479,7 +479,8 @@ read_table_nums(struct reader *r, struct conf *c)
 		    opt_num(r, "delivery", "retry_max", 0.01, 1e7, &c->delivery.retry_max) ||
 		    opt_num(r, "delivery", "max_lifetime", 0.01, 1e9, &c->delivery.max_lifetime) ||
 		    opt_num(r, "delivery", "connect_timeout", 0.05, 600, &c->delivery.connect_timeout) ||
-		    opt_num(r, "delivery", "command_timeout", 0.05, 3600, &c->delivery.command_timeout))
+		    opt_num(r, "delivery", "command_timeout", 0.05, 3600, &c->delivery.command_timeout) ||
+		    opt_num(r, "delivery", "idle_time", 0, 300, &c->delivery.idle_time))
 			return -1;
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "delivery", "expected a table");
@@ -628,6 +629,7 @@ set_defaults(struct conf *c)
 	c->delivery.max_lifetime = 5 * 86400;
 	c->delivery.connect_timeout = 30;
 	c->delivery.command_timeout = 300;
+	c->delivery.idle_time = 2;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;

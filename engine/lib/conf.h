@@ -118,6 +118,7 @@ struct conf {
 		double max_lifetime;   /* then bounce (5 days) */
 		double connect_timeout;
 		double command_timeout;
+		double idle_time;      /* a connection with nothing to send waits this long for more (2 s) */
 		char   tls[16];        /* "" opportunistic, "require", "verify" */
 	} delivery;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */

@@ -283,7 +283,7 @@ class _Handler:
             self.srv.messages.append({"mail": envelope.mail_from, "rcpts": list(envelope.rcpt_tos),
                                       "data": envelope.original_content,
                                       "options": list(envelope.mail_options),
-                                      "tls": session.ssl is not None})
+                                      "tls": session.ssl is not None, "at": time.time()})
         return "250 2.0.0 OK: queued"
 
     async def handle_QUIT(self, server, session, envelope):
