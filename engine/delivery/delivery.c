@@ -39,6 +39,7 @@ static struct {
 	int           ifd;
 	ev_io         watch;
 	ev_signal     sigterm, sigint, sighup, sigusr1;
+	int           owned;            /* D.s.conf is ours (after a reload) */
 } D;
 
 static void
@@ -103,10 +104,31 @@ on_control(struct ev_loop *loop, ev_signal *w, int revents)
 	queue_scan(D.s.conf->spool_dir, add_one, &D.s);
 }
 
+/*
+ * SIGHUP (the master checked the file first): the new routes, TLS policy
+ * and limits apply to every message routed from now on (new mail, and at
+ * the next start every queued message); jobs already routed keep their
+ * destination. Nothing keeps a pointer into the old config: it goes.
+ */
 static void
 on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct conf *n = calloc(1, sizeof *n), *old = (struct conf *)D.s.conf;
+	char err[1024];
+
 	log_reopen();
+	if (!n || conf_load(n, old->path, err, sizeof err) < 0) {
+		log_event("delivery_reload_failed", "error", n ? err : "out of memory", NULL);
+		free(n);
+		return;
+	}
+	D.s.conf = n;
+	log_event("delivery_reloaded", NULL);
+	if (D.owned) {
+		conf_free(old);
+		free(old);
+	}
+	D.owned = 1;
 }
 
 int

@@ -316,6 +316,24 @@ class TestDeadDestination(DeliveryTest):
         self.assertLessEqual(self.srv["main"].connections - first, more + 1)
 
 
+class TestReload(DeliveryTest):
+
+    def downstreams(self):
+        return {"main": ss.accept_all(), "new": ss.accept_all(), "senders": ss.accept_all()}
+
+    def test_sighup_reroutes_new_mail(self):
+        self.send(["bob@hosted.test"])
+        wait_for(lambda: self.srv["main"].messages, what="delivery by the old route")
+        self.server.config["hosted_domains"] = '{ ["hosted.test"] = { route = "%s" } }' % self.srv["new"].address
+        self.server.write_config()
+        self.server.reload()
+        wait_for(lambda: self.server.events("delivery_reloaded"), what="the delivery process's reload")
+        self.send(["carol@hosted.test"])
+        m = wait_for(lambda: self.srv["new"].messages, what="delivery by the new route")[0]
+        self.assertEqual(m["rcpts"], ["carol@hosted.test"])
+        self.assertEqual(len(self.srv["main"].messages), 1)
+
+
 class TestRestart(DeliveryTest):
 
     def test_kill_9_of_the_delivery_process_loses_nothing(self):
