@@ -146,8 +146,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (test)
-		return check(c);
+	if (test) {
+		int rc = check(c);
+		conf_free(c);
+		free(c);
+		return rc;
+	}
 	if (log_open(c->log_file) < 0) {
 		fprintf(stderr, "mxgate: cannot open log file %s: %s (it must be a plain file, "
 		    "not a link)\n", c->log_file, strerror(errno));

@@ -162,6 +162,24 @@ class RedisFailure(Fleet):
         self.assertEqual(errs[0].get("fail_mode"), "pass")
 
 
+class RedisAbsentAtStart(Fleet):
+    def test_redis_unreachable_at_start_is_a_warning_then_state_comes_when_redis_does(self):
+        r = RedisServer()                     # its port, not listening yet
+        self.addCleanup(r.cleanup)
+        bad = Mxgate({"state": {"backend": '"redis"', "server": '"%s"' % r.address}},
+                     rules={"50-test.lua": GREY})
+        self.addCleanup(bad.cleanup)
+        bad.write_config()
+        t = subprocess.run([binary(), "-t", "-c", bad.conf_path], capture_output=True, text=True,
+                           timeout=30, cwd=bad.dir)
+        self.assertEqual(t.returncode, 0, t.stdout + t.stderr)
+        self.assertIn("warning", t.stderr)
+        a, _ = self.fleet(GREY, {"greylist": "{ delay = 0.3 }"}, redis=r)
+        self.assertEqual(rcpt(a, "s@one.test", "x@example.test")[0], 250)   # fail mode: pass
+        r.start()
+        wait_for(lambda: rcpt(a, "s@two.test", "y@example.test")[0] == 451, what="greylisting")
+
+
 class RedisAuth(Fleet):
     def test_acl_user_and_password_work_and_a_wrong_password_is_refused_at_start(self):
         r = RedisServer(password="s3cret", user="mx")
