@@ -36,6 +36,7 @@
 #include <hiredis/adapters/libev.h>
 #include <openssl/sha.h>
 
+#include "htab.h"
 #include "log.h"
 #include "state_text.h"
 
@@ -45,13 +46,16 @@
 #define REDIS_SCAN_COUNT   "500"
 #define REDIS_ARGS         12
 #define REDIS_KEY_MAX      (64 + 16 + STATE_TUPLE_MAX + STATE_KEY_MAX)
+#define ALLOW_CACHE_MAX    4096   /* allow entries a worker remembers */
+#define ALLOW_CACHE_AGE    60.0   /* seconds it trusts one it read */
 
 /* ---- scripts ------------------------------------------------------------ */
 
 /*
  * KEYS: allow(exact), allow(net), tuple. ARGV: now, delay, tuple_ttl,
  * allow_ttl, slack, ttl_min. Answers { verdict, wait } (verdict as enum
- * greylist_verdict). The same steps as state_lmdb.c's grey_txn().
+ * greylist_verdict), and for a pass which allow key (1, 2) admits and its
+ * expiry. The same steps as state_lmdb.c's grey_txn().
  */
 static const char grey_lua[] =
 "local now, delay, tuple_ttl, allow_ttl, slack, ttl_min =\n"
@@ -74,8 +78,8 @@ static const char grey_lua[] =
 "local e, since = rec(akey)\n"
 "if not e and KEYS[2] ~= KEYS[1] then akey = KEYS[2]; e, since = rec(akey) end\n"
 "if e then\n"
-"  if now + allow_ttl - e >= slack then put(akey, now + allow_ttl, since) end\n"
-"  return { 0, '0' }\n"
+"  if now + allow_ttl - e >= slack then e = now + allow_ttl; put(akey, e, since) end\n"
+"  return { 0, '0', akey == KEYS[1] and 1 or 2, string.format('%.17g', e) }\n"
 "end\n"
 "local te, first = rec(KEYS[3])\n"
 "if not te then\n"
@@ -88,7 +92,7 @@ static const char grey_lua[] =
 "end\n"
 "put(KEYS[2], now + allow_ttl, now)\n"
 "redis.call('DEL', KEYS[3])\n"
-"return { 1, '0' }\n";
+"return { 1, '0', 2, string.format('%.17g', now + allow_ttl) }\n";
 
 /*
  * Exim's smoothed rate, as state_lmdb.c's rl_txn() (see there): KEYS:
@@ -162,6 +166,24 @@ struct redis {
 	char                sha[SCRIPT_N][41];
 	char                why[400];    /* the connection's last error */
 	struct rreq        *reqs;        /* in flight, for close */
+	struct htab         allow;       /* allow entries read lately (struct aentry) */
+	struct lru          allow_lru;
+	size_t              nallow;
+};
+
+/*
+ * Most mail comes from clients on the allow list; their greylist() needs
+ * no round trip while the entry this worker read last is younger than
+ * ALLOW_CACHE_AGE and needs no refresh yet (the same slack LMDB's read-only
+ * path allows). An operator's `del allow` reaches every worker within
+ * ALLOW_CACHE_AGE.
+ */
+struct aentry {
+	struct hnode    h;
+	struct lru_node lru;
+	double          expires;     /* the allow entry's */
+	double          seen;        /* when we read it (the caller's clock) */
+	char            key[];       /* the Redis key */
 };
 
 struct rreq {
@@ -362,6 +384,75 @@ want_flush(struct redis *r)
 {
 	if (!ev_is_active(&r->flush))
 		ev_prepare_start(r->loop, &r->flush);
+}
+
+/* ---- the allow cache ---------------------------------------------------- */
+
+static struct aentry *
+allow_find(struct redis *r, const char *key, size_t len)
+{
+	struct hnode *h = htab_find(&r->allow, htab_hash(key, len), key, len);
+
+	return h ? container_of(h, struct aentry, h) : NULL;
+}
+
+static void
+allow_drop(struct redis *r, struct aentry *e)
+{
+	htab_del(&r->allow, &e->h);
+	lru_unlink(&r->allow_lru, &e->lru);
+	r->nallow--;
+	free(e);
+}
+
+static void
+allow_clear(struct redis *r)
+{
+	while (r->allow_lru.tail)
+		allow_drop(r, container_of(r->allow_lru.tail, struct aentry, lru));
+}
+
+static void
+allow_learn(struct redis *r, const char *key, size_t len, double expires, double now)
+{
+	struct aentry *e = allow_find(r, key, len);
+
+	if (!e) {
+		if (r->nallow >= ALLOW_CACHE_MAX)
+			allow_drop(r, container_of(r->allow_lru.tail, struct aentry, lru));
+		if (!(e = calloc(1, sizeof *e + len + 1)))
+			return;
+		memcpy(e->key, key, len);
+		e->h.key = e->key;
+		e->h.keylen = len;
+		e->h.hash = htab_hash(key, len);
+		if (htab_add(&r->allow, &e->h) < 0) {
+			free(e);
+			return;
+		}
+		lru_push(&r->allow_lru, &e->lru);
+		r->nallow++;
+	} else
+		lru_touch(&r->allow_lru, &e->lru);
+	e->expires = expires;
+	e->seen = now;
+}
+
+/* 1 when key's remembered allow entry admits now without a round trip. */
+static int
+allow_admits(struct redis *r, const char *key, size_t len, const struct greylist_conf *c, double now)
+{
+	struct aentry *e = allow_find(r, key, len);
+
+	if (!e)
+		return 0;
+	if (now < e->seen || now - e->seen >= ALLOW_CACHE_AGE || e->expires <= now ||
+	    now + c->allow_ttl - e->expires >= state_allow_slack(c)) {
+		allow_drop(r, e);
+		return 0;
+	}
+	lru_touch(&r->allow_lru, &e->lru);
+	return 1;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -659,6 +750,11 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		}
 		rep.grey.verdict = (enum greylist_verdict)(int)v;
 		rep.grey.wait = w;
+		double which = elem_num(rp, 2), expires = elem_num(rp, 3);
+		if ((which == 1 || which == 2) && !isnan(expires)) {
+			int i = which == 1 ? 3 : 4;     /* argv: EVALSHA sha 3 exact net tuple */
+			allow_learn(r, q->argv[i], q->argvlen[i], expires, q->now);
+		}
 		req_answer(q, &rep, 0, NULL);
 		return;
 	}
@@ -891,11 +987,18 @@ redis_greylist(struct state *base, const struct greylist_conf *c, const char *ip
 
 	state_grey_keys(c, ip, sender, rcpt, &k);
 	size_t n1 = rkey(r, STATE_ALLOW, k.exact, a1), n2 = rkey(r, STATE_ALLOW, k.net, a2);
+	if (allow_admits(r, a1, n1, c, now) || (strcmp(a1, a2) != 0 && allow_admits(r, a2, n2, c, now))) {
+		struct state_reply rep = { 0 };
+		rep.grey.verdict = GREY_PASS_ALLOWED;
+		cb(arg, &rep);
+		return;
+	}
 	size_t n3 = rkey(r, STATE_GREYLIST, k.tuple, t);
 	if (!(q = req_new(r, OP_GREY, n1 + n2 + n3 + 128 + 6 * 40, cb, arg))) {
 		fail_now(cb, arg, "out of memory");
 		return;
 	}
+	q->now = now;
 	add_script(q, &used, SCRIPT_GREY, 3);
 	add_arg(q, &used, a1, n1);
 	add_arg(q, &used, a2, n2);
@@ -1023,6 +1126,8 @@ redis_get(struct state *base, enum state_db db, const char *key, state_cb *cb, v
 static void
 redis_del(struct state *base, enum state_db db, const char *key, state_cb *cb, void *arg)
 {
+	if (db == STATE_ALLOW)
+		allow_clear((struct redis *)base);
 	one_key((struct redis *)base, OP_DEL, "DEL", db, key, 0, cb, arg);
 }
 
@@ -1041,6 +1146,8 @@ redis_put(struct state *base, enum state_db db, const char *key, const char *val
 		fail_now(cb, arg, err);
 		return;
 	}
+	if (db == STATE_ALLOW)
+		allow_clear((struct redis *)base);
 	set_rec((struct redis *)base, OP_PUT, db, key, &rec, now, cb, arg);
 }
 
@@ -1118,6 +1225,11 @@ redis_open(const struct state_conf *c, struct ev_loop *loop, char *err, size_t e
 	r->conn_timer.data = r;
 	ev_prepare_init(&r->flush, on_flush);
 	r->flush.data = r;
+	if (htab_init(&r->allow, 64) < 0) {
+		free(r);
+		snprintf(err, errlen, "state: out of memory");
+		return NULL;
+	}
 	redis_connect(r);
 	return &r->base;
 }
@@ -1146,6 +1258,8 @@ redis_close(struct state *base)
 		r->ac->data = NULL;
 		redisAsyncFree(r->ac);  /* calls each request back with NULL: freed there */
 	}
+	allow_clear(r);
+	htab_free(&r->allow);
 	free(r);
 }
 

@@ -200,6 +200,22 @@ TEST(greylist_allow_entry_lives_while_used_and_expires_unused)
 	drop_dir(dir);
 }
 
+TEST(greylist_allow_entry_deleted_by_the_operator_no_longer_admits)
+{
+	char *dir = new_dir();
+	struct state *st = open_dir(dir, 0);
+	CHECK(st);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 61, NULL), GREY_PASS_RETRY);
+	/* answered again and again (Redis: from what this handle read lately) */
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "c@example.com", "d@example.net", T0 + 62, NULL), GREY_PASS_ALLOWED);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "c@example.com", "d@example.net", T0 + 63, NULL), GREY_PASS_ALLOWED);
+	CHECK_INT(state_del_wait(st, STATE_ALLOW, "192.0.2.4"), 0);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "c@example.com", "d@example.net", T0 + 64, NULL), GREY_DEFER_NEW);
+	close_st(st);
+	drop_dir(dir);
+}
+
 TEST(greylist_tuple_not_retried_within_its_ttl_starts_over)
 {
 	char *dir = new_dir();
