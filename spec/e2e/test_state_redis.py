@@ -67,6 +67,15 @@ class Fleet(unittest.TestCase):
             self.addCleanup(m.stop)
         return self.a, self.b
 
+    def config_test(self, redis, state):
+        """`mxgate -t` on a config whose store is this Redis (self.bad)."""
+        self.bad = Mxgate({"state": dict({"backend": '"redis"', "server": '"%s"' % redis.address},
+                                         **state)}, rules={"50-test.lua": GREY})
+        self.addCleanup(self.bad.cleanup)
+        self.bad.write_config()
+        return subprocess.run([binary(), "-t", "-c", self.bad.conf_path], capture_output=True,
+                              text=True, timeout=30, cwd=self.bad.dir)
+
 
 class GreylistAcrossHosts(Fleet):
     def test_greylisted_at_a_passes_at_b_after_the_delay_and_is_then_allowed_at_a(self):
@@ -166,12 +175,7 @@ class RedisAbsentAtStart(Fleet):
     def test_redis_unreachable_at_start_is_a_warning_then_state_comes_when_redis_does(self):
         r = RedisServer()                     # its port, not listening yet
         self.addCleanup(r.cleanup)
-        bad = Mxgate({"state": {"backend": '"redis"', "server": '"%s"' % r.address}},
-                     rules={"50-test.lua": GREY})
-        self.addCleanup(bad.cleanup)
-        bad.write_config()
-        t = subprocess.run([binary(), "-t", "-c", bad.conf_path], capture_output=True, text=True,
-                           timeout=30, cwd=bad.dir)
+        t = self.config_test(r, {})
         self.assertEqual(t.returncode, 0, t.stdout + t.stderr)
         self.assertIn("warning", t.stderr)
         a, _ = self.fleet(GREY, {"greylist": "{ delay = 0.3 }"}, redis=r)
@@ -190,18 +194,12 @@ class RedisAuth(Fleet):
         self.assertEqual(rcpt(a, "s@one.test", "x@example.test")[0], 451)
         self.assertIn("mxgate:grey:{127.0.0.1}:<s@one.test> <x@example.test>", r.cli("KEYS", "*"))
 
-        bad = Mxgate({"state": {"backend": '"redis"', "server": '"%s"' % r.address,
-                                "user": '"mx"', "password": '"wrong"'}},
-                     rules={"50-test.lua": GREY})
-        self.addCleanup(bad.cleanup)
-        bad.write_config()
-        t = subprocess.run([binary(), "-t", "-c", bad.conf_path], capture_output=True, text=True,
-                           timeout=30, cwd=bad.dir)
+        t = self.config_test(r, {"user": '"mx"', "password": '"wrong"'})
         self.assertEqual(t.returncode, 1, t.stdout + t.stderr)
         self.assertIn("AUTH refused", t.stderr)
         self.assertIn("WRONGPASS", t.stderr)
         with self.assertRaises(AssertionError) as e:
-            bad.start()
+            self.bad.start()
         self.assertIn("WRONGPASS", str(e.exception))
 
 
