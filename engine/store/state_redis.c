@@ -47,6 +47,7 @@
 #define REDIS_ARGS         12
 #define REDIS_KEY_MAX      (64 + 16 + STATE_TUPLE_MAX + STATE_KEY_MAX)
 #define ALLOW_CACHE_MAX    4096   /* allow entries a worker remembers */
+#define REDIS_HUNG_AFTER   3      /* timeouts in a row: the connection is dropped */
 #define ALLOW_CACHE_AGE    60.0   /* seconds it trusts one it read */
 
 /* ---- scripts ------------------------------------------------------------ */
@@ -159,6 +160,7 @@ struct redis {
 	int                 up;          /* connected (and AUTH sent) */
 	int                 down_logged; /* the loss was logged; log the return */
 	int                 closing;
+	int                 timeouts;    /* in a row, since the last answer */
 	double              backoff;
 	ev_timer            retry;       /* reconnect */
 	ev_timer            conn_timer;  /* a connect that hangs */
@@ -507,8 +509,21 @@ on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	char why[300];
 
 	/* hiredis may still hold it: then its reply (or NULL) frees it */
-	snprintf(why, sizeof why, "redis %s: no answer within %.3gs", q->r->c.server, q->r->c.timeout);
+	struct redis *r = q->r;
+	snprintf(why, sizeof why, "redis %s: no answer within %.3gs", r->c.server, r->c.timeout);
 	req_fail(q, why);
+	/* A server that stopped answering (hung, or a dead peer TCP has not
+	 * noticed): drop the connection, so that calls waiting on it fail now
+	 * instead of piling up, and connect afresh with the backoff. */
+	if (++r->timeouts >= REDIS_HUNG_AFTER && r->ac) {
+		redisAsyncContext *ac = r->ac;
+		r->ac = NULL;
+		r->timeouts = 0;
+		went_down(r, "no answers; reconnecting");
+		ac->data = NULL;
+		redisAsyncFree(ac);         /* each request still on it: freed in on_reply */
+		schedule_retry(r);
+	}
 }
 
 /*
@@ -719,6 +734,8 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	char why[300];
 
 	q->sent = 0;
+	if (rp && r)
+		r->timeouts = 0;
 	if (q->answered || !r) {
 		req_free(q);             /* timed out, or the store closed */
 		return;

@@ -161,14 +161,21 @@ class RedisFailure(Fleet):
             t0 = time.monotonic()
             code, _ = rcpt(a, "s@two.test", "y@example.test")
             took = time.monotonic() - t0
+            # two more unanswered calls: the connection is given up on
+            more = [rcpt(a, "s@%d.test" % i, "y@example.test")[0] for i in range(2)]
         finally:
             os.kill(self.redis.proc.pid, signal.SIGCONT)
         self.assertEqual(code, 250)                           # fail mode: pass
         self.assertGreaterEqual(took, 0.5)                    # it waited for the timeout...
         self.assertLess(took, 10)                             # ...not for Redis
+        self.assertEqual(more, [250, 250])
         errs = [e for e in a.events("state_error") if e.get("op") == "greylist"]
         self.assertTrue(errs and "no answer within 0.5s" in errs[0].get("error", ""), a.log_lines())
         self.assertEqual(errs[0].get("fail_mode"), "pass")
+        # dropped, reconnected, and greylisting as before
+        wait_for(lambda: a.log_has("state_connected"), what="reconnected")
+        self.assertTrue(any("reconnecting" in e.get("error", "") for e in a.events("state_error")))
+        wait_for(lambda: rcpt(a, "s@three.test", "z@example.test")[0] == 451, what="greylisting")
 
 
 class RedisAbsentAtStart(Fleet):
