@@ -130,6 +130,9 @@ class CalloutCacheAcrossHosts(Fleet):
         self.addCleanup(down.stop)
         a, b = self.fleet(CALLOUT, {"hosted_domains": '{ ["example.test"] = { route = "%s" } }' % down.address})
         self.assertEqual(rcpt(a, "s@one.test", "user@example.test")[0], 250)
+        # A writes its answer to the shared cache after answering (no wait on
+        # the SMTP path): once it is there, B uses it
+        wait_for(lambda: "mxgate:callout:{" in self.redis.cli("KEYS", "*"), what="A's cache entry")
         self.assertEqual(rcpt(b, "s@one.test", "user@example.test")[0], 250)
         self.assertEqual(down.rcpts, ["user@example.test"])
         self.assertTrue(b.log_has("callout", cached="1") or
