@@ -18,6 +18,7 @@
 #include "bridge.h"
 #include "conf.h"
 #include "log.h"
+#include "reply.h"
 #include "session.h"
 #include "world.h"
 
@@ -171,6 +172,57 @@ rule_error(struct lctx *x, struct verdict *v, const char *where, const char *why
 	snprintf(v->where, sizeof v->where, "%s", where);
 }
 
+static const char why_unfit[] = "reply code or enhanced code does not fit the verdict "
+    "(deny: 5xx, defer: 4xx, drop: 4xx or 5xx; enhanced: class.subject.detail of the same class)";
+
+/*
+ * code and enhanced of the verdict table at t into v; 0 when either does
+ * not fit the action. A typo must not turn deny into 250, and an enhanced
+ * code is checked here, whole, before it is cut to fit v: "2.0.0\r\n250"
+ * would be a reply line of the rule's own.
+ */
+static int
+reply_fields(lua_State *co, int t, struct verdict *v)
+{
+	int ok = 1, cls;
+	lua_Integer code = 0;
+	size_t n;
+	const char *e;
+
+	switch (lua_getfield(co, t, "code")) {
+	case LUA_TNIL:
+		break;
+	case LUA_TNUMBER:
+		code = lua_tointegerx(co, -1, &ok);     /* 550.0 is 550; 550.5 is no code */
+		break;
+	default:
+		ok = 0;
+	}
+	lua_pop(co, 1);
+	if (ok && code && (v->action == V_ACCEPT || code < 400 || code > 599 ||
+	    (v->action == V_DEFER && code >= 500) || (v->action == V_DENY && code < 500)))
+		ok = 0;
+	v->code = ok ? (int)code : 0;
+	/* The class the reply will have: the code's, or its action's default's. */
+	cls = v->code ? v->code : v->action == V_DENY ? 550 : 451;
+	switch (lua_getfield(co, t, "enhanced")) {
+	case LUA_TNIL:
+		break;
+	case LUA_TSTRING:
+		e = lua_tolstring(co, -1, &n);
+		if (v->action != V_ACCEPT &&
+		    (n >= sizeof v->enhanced || strlen(e) != n || !reply_enhanced_fits(cls, e)))
+			ok = 0;
+		else
+			snprintf(v->enhanced, sizeof v->enhanced, "%s", e);
+		break;
+	default:
+		ok = 0;
+	}
+	lua_pop(co, 1);
+	return ok;
+}
+
 /* The runner's result, on top of co, as a verdict. */
 static void
 to_verdict(struct lctx *x, lua_State *co, int nres, struct verdict *v)
@@ -202,19 +254,15 @@ to_verdict(struct lctx *x, lua_State *co, int nres, struct verdict *v)
 		return;
 	}
 	lua_pop(co, 1);
-	if (lua_getfield(co, t, "code") == LUA_TNUMBER)
-		v->code = (int)lua_tointeger(co, -1);
-	lua_pop(co, 1);
-	copy_field(co, t, "enhanced", v->enhanced, sizeof v->enhanced);
 	copy_field(co, t, "text", v->text, sizeof v->text);
 	copy_field(co, t, "reason", v->reason, sizeof v->reason);
 	copy_field(co, t, "where", v->where, sizeof v->where);
-	/* A reply code must fit its action: a typo must not turn deny into 250. */
-	if (v->code && (v->code < 400 || v->code > 599 ||
-	    (v->action == V_DEFER && v->code >= 500) || (v->action == V_DENY && v->code < 500)))
-		rule_error(x, v, v->where, "reply code does not fit the verdict");
+	if (!reply_fields(co, t, v)) {
+		char where[sizeof v->where];
+		snprintf(where, sizeof where, "%s", v->where);   /* rule_error clears v */
+		rule_error(x, v, where, why_unfit);
+	}
 }
-
 /*
  * An error that escaped the runner leaves the thread dead and, when the
  * count hook raised it, with hooks off for good (Lua turns them back on

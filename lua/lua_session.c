@@ -8,6 +8,11 @@
  * userdata that lives as long as the session (it holds s.data, the one
  * writable corner, and is cut loose when the session ends, so an `s` a rule
  * kept past its session reads as gone, never as freed memory).
+ *
+ * The link from `s` to its anchor is kept out of `s` itself, in a
+ * registry table with weak keys: pairs(s) and next(s) show a rule only
+ * the fields it read, and no rule can swap the anchor for a value of its
+ * own (issue 11: `s[k] = k` made the next read dereference a global byte).
  */
 #include <string.h>
 
@@ -19,7 +24,30 @@
 #define SESSION_MT "mxgate.session"
 #define PROXY_MT   "mxgate.session.proxy"
 
-static char anchor_key;             /* its address keys the anchor in `s` */
+static char anchors_key;            /* registry: { [s] = anchor }, weak keys */
+
+/* Pushes the anchor of `s` at idx, or nil. */
+static void
+push_anchor(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+	lua_pushvalue(L, idx);
+	lua_rawget(L, -2);
+	lua_remove(L, -2);
+}
+
+/* The session `s` at idx stands for, NULL once it ended (or never was). */
+static struct lctx *
+anchored(lua_State *L, int idx)
+{
+	struct lctx **u;
+
+	push_anchor(L, idx);
+	u = luaL_testudata(L, -1, SESSION_MT);
+	lua_pop(L, 1);
+	return u ? *u : NULL;
+}
 
 void
 lsession_push(lua_State *L, struct lctx *x)
@@ -155,9 +183,9 @@ l_proxy_index(lua_State *L)
 
 	if (!k)
 		return luaL_error(L, "session fields are named by strings");
-	lua_pushlightuserdata(L, &anchor_key);
-	lua_rawget(L, 1);                       /* 3: the anchor */
-	u = lua_touserdata(L, 3);
+	lua_settop(L, 2);
+	push_anchor(L, 1);                      /* 3: the anchor */
+	u = luaL_testudata(L, 3, SESSION_MT);
 	x = u ? *u : NULL;
 	if (!x || !x->s)                        /* kept by a rule past its end */
 		return luaL_error(L, "the session is gone");
@@ -175,10 +203,12 @@ void
 lsession_proxy(lua_State *L)
 {
 	lua_createtable(L, 0, 8);
-	lua_pushlightuserdata(L, &anchor_key);
-	lua_pushvalue(L, -3);
-	lua_rawset(L, -3);
 	luaL_setmetatable(L, PROXY_MT);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+	lua_pushvalue(L, -2);
+	lua_pushvalue(L, -4);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
 	lua_replace(L, -2);
 }
 
@@ -190,11 +220,9 @@ lsession_forget(lua_State *L, int idx)
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TLIGHTUSERDATA) {
-			lua_pushvalue(L, -1);
-			lua_pushnil(L);
-			lua_rawset(L, idx);         /* clearing a field during next() is allowed */
-		}
+		lua_pushvalue(L, -1);
+		lua_pushnil(L);
+		lua_rawset(L, idx);                 /* clearing a field during next() is allowed */
 	}
 }
 
@@ -207,12 +235,7 @@ l_session_newindex(lua_State *L)
 static int
 l_session_tostring(lua_State *L)
 {
-	struct lctx **u, *x;
-
-	lua_pushlightuserdata(L, &anchor_key);
-	lua_rawget(L, 1);
-	u = lua_touserdata(L, -1);
-	x = u ? *u : NULL;
+	struct lctx *x = anchored(L, 1);
 
 	lua_pushfstring(L, "session %s", x && x->s ? x->s->sid : "(gone)");
 	return 1;
@@ -238,6 +261,12 @@ lsession_open(lua_State *L)
 	lua_pushliteral(L, "session");
 	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
+	lua_newtable(L);                        /* anchors: an `s` no one holds goes */
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "k");
+	lua_setfield(L, -2, "__mode");
+	lua_setmetatable(L, -2);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
 }
 
 /* The session ended: an `s` a rule kept now reads as gone. */
@@ -248,9 +277,8 @@ lsession_cut(lua_State *L, int idx)
 
 	idx = lua_absindex(L, idx);
 	lsession_forget(L, idx);
-	lua_pushlightuserdata(L, &anchor_key);
-	lua_rawget(L, idx);
-	if ((u = lua_touserdata(L, -1)) != NULL)
+	push_anchor(L, idx);
+	if ((u = luaL_testudata(L, -1, SESSION_MT)) != NULL)
 		*u = NULL;
 	lua_pop(L, 1);
 }

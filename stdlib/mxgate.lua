@@ -24,6 +24,7 @@ local by_name = {}
 local chains = {}         -- hook -> array of enabled rules, built by finish()
 local reasons = {}        -- reason key -> { code, enhanced, text, cause, dir }
 local used_reasons = {}   -- reason key -> where it was named (checked at load)
+local reason_where = {}   -- reason key -> where reason() last changed it
 local loading             -- the file being loaded, for error messages
 
 -- Where the calling rule file stands: "rules.d/10-helo.lua:12".
@@ -88,6 +89,7 @@ function M.reason(key, fields)
   for k, v in pairs(fields) do r[k] = v end
   if not r.text then fail(2, "reason %q has no text", key) end
   reasons[key] = r
+  reason_where[key] = caller(2)
 end
 
 ---------------------------------------------------------------------------
@@ -296,9 +298,28 @@ function M.load_file(name, src)
   loading = nil
 end
 
+-- A reason's code and enhanced code as the C side will check them on
+-- every verdict (lua_policy.c): refused at load, not at the first reply.
+local function reason_fits(r)
+  local code, enh = r.code, r.enhanced
+  if code ~= nil and (math.type(code) ~= "integer" or code < 400 or code > 599) then
+    return "code must be an integer from 400 to 599"
+  end
+  if enh ~= nil then
+    local cls = type(enh) == "string" and enh:match("^([245])%.%d%d?%d?%.%d%d?%d?$")
+    if not cls or cls ~= tostring(code or 550):sub(1, 1) then
+      return "enhanced must be class.subject.detail (\"5.7.1\") of the code's class"
+    end
+  end
+end
+
 function M.finish()
   for key, where in pairs(used_reasons) do
     if not reasons[key] then error(where .. ": unknown reason \"" .. key .. "\"", 0) end
+  end
+  for key, r in pairs(reasons) do
+    local why = reason_fits(r)
+    if why then error((reason_where[key] or "stdlib/reasons.lua") .. ": reason \"" .. key .. "\": " .. why, 0) end
   end
   for h in pairs(HOOKS) do chains[h] = {} end
   for _, r in ipairs(rules) do

@@ -2,6 +2,7 @@
  * reply.c - a verdict's reply: code, enhanced code and text, with the
  * defaults of each action and stage (RFC 3463 enhanced codes).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,25 @@ default_text(enum stage st)
 	}
 }
 
+int
+reply_enhanced_fits(int code, const char *enh)
+{
+	const char *p = enh;
+
+	if (code < 200 || code > 599 || *p++ != '0' + code / 100 || *p++ != '.')
+		return 0;
+	for (int part = 0; part < 2; part++) {
+		int n = 0;
+		while (isdigit((unsigned char)*p) && n < 4) {
+			p++;
+			n++;
+		}
+		if (n < 1 || n > 3 || *p++ != (part ? '\0' : '.'))
+			return 0;
+	}
+	return 1;
+}
+
 enum action
 reply_for_verdict(enum stage st, const struct verdict *v, struct reply_words *w)
 {
@@ -40,7 +60,8 @@ reply_for_verdict(enum stage st, const struct verdict *v, struct reply_words *w)
 	if (!w->code)
 		w->code = a == V_DEFER ? 451 : a == V_DROP ? 421 :
 		    (a == V_DENY && st == STAGE_CONNECT) ? 554 : 550;
-	if (v->enhanced[0])
+	/* Never on the wire unchecked: a rule's "2.0.0\r\n250" is not a code. */
+	if (v->enhanced[0] && reply_enhanced_fits(w->code, v->enhanced))
 		snprintf(w->enhanced, sizeof w->enhanced, "%s", v->enhanced);
 	else
 		snprintf(w->enhanced, sizeof w->enhanced, "%s",

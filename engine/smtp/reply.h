@@ -22,6 +22,10 @@ struct reply_words {
  * accepted is never relayed. Returns the action the engine must carry out
  * (V_DROP: close after the reply). The strings point into v or are static.
  */
+/* enh is an RFC 3463 enhanced code ("5.7.1": class.subject.detail, one to
+ * three digits each) whose class is code's first digit. */
+int reply_enhanced_fits(int code, const char *enh);
+
 enum action reply_for_verdict(enum stage st, const struct verdict *v, struct reply_words *w);
 
 #endif

@@ -1,0 +1,107 @@
+"""What a hostile or careless rule must not do to a worker (issue 11): stall
+it inside a C library call, read memory it does not own through `s`, put
+reply lines of its own on the wire, or lock every later session out by
+filling the generation's memory. Each rule here answers 451 4.3.0 with the
+rule's file:line in the log, and the worker keeps serving."""
+from spec.e2e.test_rules_common import RulesTest
+
+TEMP = (451, "4.3.0 Temporary local problem, try again later")
+
+
+def rcpt_reply(raw, rcpt):
+    """RCPT over a raw socket: (code, every line of the reply)."""
+    raw.send("RCPT TO:<%s>\r\n" % rcpt)
+    return raw.read_reply()
+
+
+class SessionKeys(RulesTest):
+    # Issue 11 item 10: pairs(s) handed the rule the key `s` finds its
+    # session by, and writing it back made the next field read follow a
+    # pointer into a one-byte global (ASan: global-buffer-overflow).
+    RULES = {"10-keys.lua": '''\
+rule("rcpt", "keys", function(s)
+  local n = 0
+  for k in pairs(s) do
+    if type(k) == "userdata" then s[k] = k end
+    n = n + 1
+  end
+  for k, v in next, s do n = n + 1 end
+  if s.rcpt == "a@example.test" then
+    return deny { text = "ip " .. s.ip .. " helo " .. tostring(s.helo) .. " " .. tostring(s) }
+  end
+  return accept()
+end)
+'''}
+
+    def test_rule_writing_session_keys_back_cannot_read_out_of_bounds(self):
+        srv = self.serve(self.RULES)
+        pid = srv.worker_pids()
+        for _ in range(2):
+            with srv.smtp() as c:
+                c.ehlo()
+                c.mail("a@sender.test")
+                code, msg = c.rcpt("a@example.test")
+                self.assertEqual(code, 550, msg)
+                self.assertRegex(msg.decode(), r"^5\.7\.1 ip 127\.0\.0\.1 helo client\.example session \w+$")
+                self.assertEqual(c.rcpt("b@example.test")[0], 250)
+        self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
+        srv.stop()      # and the sanitizers said nothing
+
+
+class EnhancedCodes(RulesTest):
+    # Issue 11 item 11: `enhanced` went on the wire as the rule wrote it.
+    RULES = {"10-enh.lua": '''\
+local bad = {
+  crlf = { code = 550, enhanced = "2.0.0\\r\\n250" },
+  lf = { code = 550, enhanced = "5.7.1\\n250 2.0.0 ok" },
+  class = { code = 550, enhanced = "4.7.1" },
+  success = { code = 550, enhanced = "2.0.0" },
+  shape = { code = 550, enhanced = "5.7" },
+  long = { code = 550, enhanced = "5.7.1234" },
+  space = { code = 550, enhanced = "5.7.1 extra" },
+  number = { code = 550, enhanced = 5.71 },
+  code_fraction = { code = 550.5 },
+  code_string = { code = "550" },
+  code_big = { code = 5500 },
+}
+rule("rcpt", "enh", function(s)
+  local how = s.rcpt:match("^(.-)@")
+  if bad[how] then return deny(bad[how]) end
+  if how == "defer" then return defer { code = 451, enhanced = "5.7.1" } end
+  if how == "drop" then return drop { code = 250 } end
+  if how == "good" then return deny { code = 550, enhanced = "5.7.1", text = "no" } end
+  if how == "goodtemp" then return defer { code = 452, enhanced = "4.2.2", text = "full" } end
+  return accept()
+end)
+'''}
+    BAD = ["crlf", "lf", "class", "success", "shape", "long", "space", "number",
+           "code_fraction", "code_string", "code_big", "defer", "drop"]
+
+    def test_enhanced_code_with_crlf_is_a_rule_error(self):
+        srv = self.serve(self.RULES)
+        raw = srv.raw()
+        self.addCleanup(raw.close)
+        raw.expect(220)
+        raw.cmd("EHLO client.example", 250)
+        raw.cmd("MAIL FROM:<a@sender.test>", 250)
+        for how in self.BAD:
+            code, lines = rcpt_reply(raw, how + "@example.test")
+            self.assertEqual((code, lines), (451, ["451 4.3.0 Temporary local problem, try again later"]), how)
+        self.assertEqual(rcpt_reply(raw, "good@example.test"), (550, ["550 5.7.1 no"]))
+        self.assertEqual(rcpt_reply(raw, "goodtemp@example.test"), (452, ["452 4.2.2 full"]))
+        raw.cmd("RCPT TO:<ok@example.test>", 250)
+        raw.cmd("QUIT", 221)
+        errors = self.rule_errors(srv)
+        self.assertEqual(len(errors), len(self.BAD), errors)
+        for e in errors:
+            self.assertEqual(e["where"], "rules.d/10-enh.lua:14", e)
+        self.assertIn("enhanced", errors[0]["error"])
+        self.assertTrue(all("250" not in r.get("enhanced", "") for r in srv.events("reject")))
+
+    def test_reason_with_a_bad_enhanced_code_is_refused_at_load(self):
+        for fields, why in (('{ enhanced = "5.7.1\\r\\n250 2.0.0" }', "enhanced"),
+                            ('{ code = 451 }', "enhanced"),          # 451 with xbl's 5.7.1
+                            ('{ code = 250, enhanced = "2.0.0" }', "code")):
+            with self.subTest(fields):
+                srv = self.unstarted({"00-reasons.lua": 'reason("xbl", %s)\n' % fields})
+                self.assert_refused(srv, "rules.d/00-reasons.lua:1:", 'reason "xbl"', why)
