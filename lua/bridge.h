@@ -107,6 +107,9 @@ int  ljson_decode(lua_State *L, const char *s, size_t n); /* pushes, or -1 */
 /* lua_callout.c: callout(), verify_sender() into the table on top */
 void lcallout_open(lua_State *L);
 
+/* lua_match.c: string.find/match/gmatch/gsub charged to the instruction budget */
+void lmatch_open(lua_State *L);
+
 /* lua_session.c */
 void lsession_push(lua_State *L, struct lctx *x);   /* new userdata for x */
 void lsession_open(lua_State *L);                  /* its metatable */

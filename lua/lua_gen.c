@@ -248,6 +248,7 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 		return NULL;
 	}
 	luaL_openlibs(L);
+	lmatch_open(L);                         /* string.find & co. under the budget */
 	lprim_open(L);                          /* table C on the stack */
 	lua_pushcfunction(L, l_read_file);
 	lua_setfield(L, -2, "read_file");

@@ -105,3 +105,67 @@ end)
             with self.subTest(fields):
                 srv = self.unstarted({"00-reasons.lua": 'reason("xbl", %s)\n' % fields})
                 self.assert_refused(srv, "rules.d/00-reasons.lua:1:", 'reason "xbl"', why)
+
+
+BOMB = '''\
+local subject = ("a"):rep(2500)
+rule("rcpt", "bomb", function(s)
+  local how = s.rcpt:match("^(.-)@")
+  local r
+  if how == "find" then r = subject:find("a-a-b")
+  elseif how == "string_find" then r = string.find(subject, "a-a-b")
+  elseif how == "match" then r = subject:match("(a*)(a*)b")
+  elseif how == "gmatch" then for x in subject:gmatch("a-a-b") do r = x end
+  elseif how == "gsub" then r = subject:gsub("a-a-b", "")
+  elseif how == "plain" then r = ("a"):rep(200000):find(("a"):rep(20000) .. "b", 1, true)
+  elseif how == "pcall" then
+    -- Catching the error does not give the budget back.
+    while true do pcall(string.find, subject, "a-a-b") end
+  elseif how == "headers" then
+    -- What rules do every day stays well inside the budget.
+    local h = ("X-Filler: " .. ("x"):rep(60) .. "\\r\\n"):rep(800) .. "Subject: hello\\r\\n"
+    local n = 0
+    for line in h:gmatch("([^\\r\\n]*)\\r\\n") do n = n + 1 end
+    r = h:match("\\nSubject:%s*([^\\r\\n]*)") .. " " .. n .. " " .. select(2, h:gsub("X%-Filler", "%0"))
+    return deny { text = r }
+  end
+  return deny { text = "finished: " .. tostring(r) }
+end)
+'''
+
+
+class PatternBudget(RulesTest):
+    # Issue 11 item 6: the instruction budget did not reach into the C
+    # matcher; this find ran 13 s in one call, every session on the worker
+    # frozen with it.
+    CONFIG = {"rule_limits": {"instructions": 1000000}}
+    WAYS = ["find", "string_find", "match", "gmatch", "gsub", "plain", "pcall"]
+
+    def test_pattern_bomb_in_rule_is_cut_and_worker_keeps_serving(self):
+        srv = self.serve({"10-bomb.lua": BOMB}, self.CONFIG)
+        pid = srv.worker_pids()
+        other = srv.raw()
+        self.addCleanup(other.close)
+        other.expect(220)
+        other.cmd("EHLO other.example", 250)
+        other.cmd("MAIL FROM:<b@sender.test>", 250)
+        with srv.smtp() as c:
+            c.ehlo()
+            c.mail("a@sender.test")
+            for how in self.WAYS:
+                code, msg = c.rcpt(how + "@example.test")
+                self.assertEqual((code, msg.decode()), TEMP, how)
+                # The other session is served between two bombs.
+                self.assertEqual(rcpt_reply(other, "%s-after@example.test" % how)[0], 550)
+            self.assertEqual(c.rcpt("headers@example.test"), (550, b"5.7.1 hello 801 800"))
+        e = self.rule_errors(srv)
+        self.assertEqual(len(e), len(self.WAYS), e)
+        for x in e:
+            self.assertIn("instruction budget", x["error"])
+            self.assertTrue(x["where"].startswith("rules.d/10-bomb.lua:"), x)
+        self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
+
+    def test_pattern_bomb_while_loading_is_refused(self):
+        srv = self.unstarted({"10-bomb.lua": 'local x = ("a"):rep(2500):find("a-a-b")\n'},
+                             config={"rule_limits": {"instructions": 100000}})
+        self.assert_refused(srv, "rules.d/10-bomb.lua:1:", "instruction budget")
