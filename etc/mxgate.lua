@@ -53,8 +53,12 @@ greylist = { delay = 60, tuple_ttl = 48 * 3600, allow_ttl = 35 * 86400,
 ratelimit = { sender = { limit = 100, period = 3600, mode = "leaky" } }
 
 -- Recipient callouts (rows 6-8) and sender verification (row 9).
+-- Sender verification never connects to loopback, private, link-local or
+-- our own addresses (the sender chose them); allow_networks lists exceptions.
+-- downstream_enhanced = true: rows 6-8 carry the downstream's enhanced code.
 callout = { port = 25, connect_timeout = 10, command_timeout = 30,
-            positive_ttl = 24 * 3600, negative_ttl = 2 * 3600, max_per_host = 5 }
+            positive_ttl = 24 * 3600, negative_ttl = 2 * 3600, max_per_host = 5,
+            allow_networks = {}, downstream_enhanced = false }
 -- Sender verification talks to the internet's port 25; off in the demo.
 verify_sender = { enabled = false }
 

@@ -5,14 +5,27 @@
 -- benefit of the doubt, as Exim's defer_ok; a DNS lookup that failed is
 -- our resolver's trouble, not the sender's, and defers.
 --
+-- The sender chose where we connect: an address literal or a name that
+-- resolves to loopback, private, link-local or our own addresses is never
+-- verified by connecting (config.callout.allow_networks lists exceptions),
+-- and the client reads our finding, never the remote server's words or
+-- address: those go to the log (and the journal).
+--
 -- config.verify_sender = { enabled = false } turns it off.
 
--- "127.0.0.9:25 said 550 5.1.1 ...", "mx.example:25: connect: refused"...
-local function what_happened(r)
-  local host, text = r.host or "", r.text or r.result
-  if r.code and r.code > 0 then return string.format("%s said %d %s", host, r.code, text) end
-  if host == "" or text:find(host, 1, true) then return text end
-  return host .. ": " .. text
+-- What the client may read.
+local function finding(r)
+  if r.result == "rcpt_rejected" or r.result == "rejected" then
+    return "refused by the sender domain's mail server"
+  elseif r.stage == "policy" then
+    return "the sender domain's mail server is not on a public address"
+  elseif r.stage == "dns" then
+    local t = r.text or ""
+    if t:find("no such domain", 1, true) then return "no such domain" end
+    if t:find("lookup failed", 1, true) then return "DNS lookup failed" end
+    return "no mail server for the sender domain"
+  end
+  return "the sender domain's mail server could not be reached"
 end
 
 local function dns_failed(r)
@@ -31,7 +44,9 @@ rule("rcpt", "verify_sender", function(s)
     s.data.verified_sender = s.sender
     return
   end
-  local detail = string.format("<%s>: %s", s.sender, what_happened(r))
+  log(string.format("verify_sender <%s>: %s %s %s %s %s", s.sender, r.host or "", r.result,
+    r.stage or "", r.code or "", r.text or ""))
+  local detail = string.format("<%s>: %s", s.sender, finding(r))
   if dns_failed(r) then
     return defer("sender_verify_deferred", detail)
   end

@@ -329,32 +329,39 @@ read_domains(struct reader *r, struct conf *c)
 	return 0;
 }
 
+/* The list of networks on top of the stack (popped) into *nets; key for errors. */
 static int
-read_nets(struct reader *r, struct conf *c)
+net_list(struct reader *r, const char *key, struct conf_net **nets, int *n)
 {
 	lua_State *L = r->L;
-	int t = getkey(r, "relay_networks");
+	int t = lua_type(L, -1);
 
 	if (t == LUA_TNIL) {
 		lua_pop(L, 1);
 		return 0;
 	}
 	if (t != LUA_TTABLE)
-		return fail(r, "relay_networks", "expected a list of networks, e.g. { \"192.0.2.0/24\" }");
+		return fail(r, key, "expected a list of networks, e.g. { \"192.0.2.0/24\" }");
 	for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
-		struct conf_net *nn = realloc(c->relay_nets, (c->nrelay_nets + 1) * sizeof *nn);
+		struct conf_net *nn = realloc(*nets, (size_t)(*n + 1) * sizeof *nn);
 
 		if (!nn)
-			return fail(r, "relay_networks", "out of memory");
-		c->relay_nets = nn;
-		if (lua_type(L, -1) != LUA_TSTRING ||
-		    conf_parse_net(lua_tostring(L, -1), &c->relay_nets[c->nrelay_nets]) < 0)
-			return fail(r, "relay_networks", "entry %lld: not a network (\"192.0.2.0/24\", \"2001:db8::/32\")", (long long)i);
-		c->nrelay_nets++;
+			return fail(r, key, "out of memory");
+		*nets = nn;
+		if (lua_type(L, -1) != LUA_TSTRING || conf_parse_net(lua_tostring(L, -1), &nn[*n]) < 0)
+			return fail(r, key, "entry %lld: not a network (\"192.0.2.0/24\", \"2001:db8::/32\")", (long long)i);
+		(*n)++;
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 2);
 	return 0;
+}
+
+static int
+read_nets(struct reader *r, struct conf *c)
+{
+	getkey(r, "relay_networks");
+	return net_list(r, "relay_networks", &c->relay_nets, &c->nrelay_nets);
 }
 
 static int
@@ -450,6 +457,9 @@ read_table_nums(struct reader *r, struct conf *c)
 		lua_getfield(r->L, -1, "starttls");
 		c->callout.starttls = lua_toboolean(r->L, -1);
 		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "allow_networks");
+		if (net_list(r, "callout", &c->callout.allow_nets, &c->callout.nallow_nets) < 0)
+			return -1;
 		if (opt_int(r, "callout", "port", 1, 65535, &c->callout.port) ||
 		    opt_num(r, "callout", "connect_timeout", 0.05, 600, &c->callout.connect_timeout) ||
 		    opt_num(r, "callout", "command_timeout", 0.05, 600, &c->callout.command_timeout) ||
@@ -749,6 +759,7 @@ conf_free(struct conf *c)
 	free(c->host_names);
 	free(c->domains);
 	free(c->relay_nets);
+	free(c->callout.allow_nets);
 	free(c->path);
 	memset(c, 0, sizeof *c);
 }

@@ -96,6 +96,10 @@ struct conf {
 		int    starttls;
 		double positive_ttl, negative_ttl;
 		int    max_per_host;
+		/* networks sender verification may reach although they are
+		 * loopback, private, link-local or ours (SSRF guard) */
+		struct conf_net *allow_nets;
+		int    nallow_nets;
 	} callout;
 	struct {
 		char   backend[16];       /* "lmdb" (state_dir/state) or "redis" */

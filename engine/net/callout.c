@@ -33,6 +33,7 @@
 #include <ev.h>
 
 #include "callout.h"
+#include "destguard.h"
 #include "dns.h"
 #include "htab.h"
 #include "log.h"
@@ -88,6 +89,7 @@ struct job {
 	struct callout_answer  a;           /* the best answer so far */
 	int                    have;
 	double                 started;
+	char                   refused[ROUTE_ADDR_TEXT + 64]; /* why destguard refused one */
 };
 
 struct host {
@@ -123,6 +125,7 @@ struct callout {
 	struct state            *st;
 	struct callout_conf      conf;
 	SSL_CTX                 *tls;
+	struct destguard        *guard;
 	struct smtp_client_conf  cc;
 	struct htab              jobs, hosts, cache;
 	struct lru               lru;
@@ -522,6 +525,28 @@ job_next(struct job *j)
 /* ------------------------------------------------------------------ */
 /* routes (route.c)                                                   */
 
+/*
+ * The targets to try. Without a fixed route (sender verification) the
+ * address's writer chose them: those destguard refuses are never
+ * connected to, the first one's reason kept for the answer.
+ */
+static void
+guard_targets(struct job *j, const struct route_answer *ra)
+{
+	j->nt = 0;
+	for (int i = 0; i < ra->n; i++) {
+		const char *why = j->has_route ? NULL :
+		    destguard_check(j->co->guard, (const struct sockaddr *)&ra->t[i].sa);
+		if (why) {
+			if (!j->refused[0])
+				snprintf(j->refused, sizeof j->refused, "%s: %s address, not verified",
+				    ra->t[i].addr, why);
+			continue;
+		}
+		j->t[j->nt++] = ra->t[i];
+	}
+}
+
 static void
 on_route(void *arg, const struct route_answer *ra)
 {
@@ -534,9 +559,13 @@ on_route(void *arg, const struct route_answer *ra)
 		j->have = 1;
 		job_finish(j);
 	} else {
-		memcpy(j->t, ra->t, (size_t)ra->n * sizeof *ra->t);
-		j->nt = ra->n;
-		job_next(j);
+		guard_targets(j, ra);
+		if (j->nt == 0) {
+			set_answer(&j->a, CO_UNREACHABLE, 0, "policy", j->dest, "%s", j->refused);
+			j->have = 1;
+			job_finish(j);
+		} else
+			job_next(j);
 	}
 	co_leave(co);
 }
@@ -721,7 +750,16 @@ callout_new(struct ev_loop *loop, struct dns *dns, struct state *st,
 			free(co);
 			return NULL;
 		}
+	if (!(co->guard = destguard_new(c->allow_nets, c->nallow_nets, c->listen, c->nlisten,
+	    err, errlen))) {
+		free(co);
+		return NULL;
+	}
+	/* Only the guard keeps them: the caller's lists may go. */
+	c->allow_nets = NULL;
+	c->listen = NULL;
 	if (c->starttls && !(co->tls = tls_client_ctx(err, errlen))) {
+		destguard_free(co->guard);
 		free(co);
 		return NULL;
 	}
@@ -766,6 +804,7 @@ callout_destroy(struct callout *co)
 	htab_free(&co->cache);
 	if (co->tls)
 		SSL_CTX_free(co->tls);
+	destguard_free(co->guard);
 	free(co);
 }
 

@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 struct ev_loop;
+struct conf_net;
+struct conf_listener;
 struct dns;
 struct state;
 struct callout;
@@ -32,6 +34,15 @@ struct callout_conf {
 	double negative_ttl;       /* cache 5xx answers (2 h); < 0: never */
 	int    max_per_host;       /* connections per address:port at once (5) */
 	size_t cache_entries;      /* in-memory cache size (10000) */
+	/* A callout to an address's own domain (route NULL: sender
+	 * verification) goes where the address's writer says: never to a
+	 * loopback, private, link-local or our own address unless it is in
+	 * allow_nets, never to one of our listeners (destguard.h). Copied by
+	 * callout_new(). */
+	const struct conf_net      *allow_nets;
+	int                         nallow_nets;
+	const struct conf_listener *listen;
+	int                         nlisten;
 };
 
 enum callout_result {
@@ -42,14 +53,15 @@ enum callout_result {
 	CO_RCPT_DEFERRED,   /* RCPT TO answered 4xx (or anything not 2xx/5xx) */
 	CO_UNREACHABLE,     /* no route or address, connect refused or failed,
 	                       timeout, connection lost, garbage; or an address
-	                       we will not send (stage "input") */
+	                       we will not send (stage "input"); or only
+	                       destinations the guard refuses (stage "policy") */
 };
 
 struct callout_answer {
 	enum callout_result result;
 	int    code;               /* the server's reply code, 0 if none */
 	char   stage[16];          /* "dns" "connect" "greeting" "ehlo" "helo"
-	                              "starttls" "mail" "rcpt" "input" */
+	                              "starttls" "mail" "rcpt" "input" "policy" */
 	char   text[256];          /* the reply's first line after the code, or why */
 	char   host[256];          /* "1.2.3.4:25", "[::1]:25"; the name for DNS failures */
 	int    cached;             /* answered from the cache */

@@ -77,6 +77,8 @@ world_open(struct world *w, const struct conf *c, struct ev_loop *loop, char *er
 		.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
 		.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
 		.max_per_host = c->callout.max_per_host,
+		.allow_nets = c->callout.allow_nets, .nallow_nets = c->callout.nallow_nets,
+		.listen = c->listen, .nlisten = c->nlisten,
 	};
 	snprintf(cc.helo, sizeof cc.helo, "%s", c->hostname);
 	snprintf(cc.mail_from, sizeof cc.mail_from, "%s", c->callout.mail_from);

@@ -207,7 +207,8 @@ class FixedRouteOutcomes(unittest.TestCase):
 
     def test_domain_literal_is_its_own_route(self):
         with ss.accept_all() as srv:
-            a = one(*FAST, "--port", srv.port, "-", "user@[127.0.0.1]")
+            # A literal is sender-chosen: loopback only when allowed explicitly.
+            a = one(*FAST, "--allow", "127.0.0.1/32", "--port", srv.port, "-", "user@[127.0.0.1]")
             self.assertEqual((a["result"], a["host"]), ("OK", srv.address))
 
 
@@ -417,8 +418,12 @@ class MxRoutes(unittest.TestCase):
         self.dns_addr, self.port = w.dns_addr, w.port
         self.good, self.reject, self.silent, self.busy = w.good, w.reject, w.silent, w.busy
 
+    # The fake MX servers live on loopback, which a route-less callout
+    # (sender verification) refuses unless it is allowed explicitly.
+    ALLOW = ("--allow", "127.0.0.0/8", "--allow", "::1/128")
+
     def run_mx(self, *args):
-        return callout(*FAST, "--dns", self.dns_addr, "--port", self.port, *args)
+        return callout(*FAST, "--dns", self.dns_addr, "--port", self.port, *self.ALLOW, *args)
 
     def mx_one(self, *args):
         _, order, _ = self.run_mx(*args)
@@ -460,6 +465,19 @@ class MxRoutes(unittest.TestCase):
             _, order, _ = callout(*FAST, "--dns", bh, "--dns-timeout", "0.3", "--port", self.port,
                                   "-", "user@good.callout.test")
         self.assertEqual((order[0]["result"], order[0]["stage"]), ("UNREACHABLE", "dns"))
+
+    def test_mx_on_loopback_is_refused_without_an_allow_list(self):
+        # Route NULL is sender verification: the address's writer chose the
+        # destination (issue 11 item 4). Loopback MX or literal: no connection.
+        before = self.good.connections
+        _, order, _ = callout(*FAST, "--dns", self.dns_addr, "--port", self.port,
+                              "-", "user@good.callout.test", "user@[127.0.0.2]")
+        self.assertEqual([(a["result"], a["stage"]) for a in order], [("UNREACHABLE", "policy")] * 2)
+        self.assertIn("loopback", order[0]["text"])
+        self.assertEqual(self.good.connections, before)
+        # A fixed route (the operator's own) is not guarded.
+        a = self.mx_one("127.0.0.2:%s" % self.port, "user@good.callout.test")
+        self.assertEqual(a["result"], "OK")
 
     def test_domain_without_mx_is_its_own_implicit_mx(self):
         a = self.mx_one("-", "user@implicit.callout.test")

@@ -19,6 +19,8 @@
  * resolv.conf), --dns-timeout S (per try, 2 tries), --timeout-connect S, --timeout-cmd S, --max-per-host N,
  * --from ADDR (MAIL FROM; default <>), --helo NAME, --starttls,
  * --state DIR (the LMDB callout cache), --no-cache (TTLs < 0),
+ * --allow NET (repeatable: a network MX callouts may reach although it is
+ * loopback or private; without one, "-" refuses every loopback MX),
  * --twice (repeat the batch once it is answered: cache hits),
  * --stats (counters at exit), --abandon (callout_free with the batch in
  * flight: nothing may print), --free-in-callback (callout_free from the
@@ -33,6 +35,7 @@
 #include <ev.h>
 
 #include "callout.h"
+#include "conf.h"
 #include "dns.h"
 #include "state.h"
 
@@ -160,7 +163,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: callout [--port N] [--dns SERVER] [--timeout-connect S] "
 	    "[--dns-timeout S] [--timeout-cmd S] [--max-per-host N] [--from ADDR] [--helo NAME] [--starttls] "
-	    "[--state DIR] [--no-cache] [--twice] [--stats] [--abandon] [--free-in-callback] "
+	    "[--state DIR] [--no-cache] [--allow NET] [--twice] [--stats] [--abandon] [--free-in-callback] "
 	    "ROUTE|- ADDRESS|route:ROUTE [ADDRESS...]\n");
 	exit(2);
 }
@@ -172,6 +175,7 @@ main(int argc, char **argv)
 	struct dns_conf dconf = { .timeout = 1.0, .tries = 2, .cache_entries = 1000 };
 	const char *route;
 	char err[256];
+	struct conf_net allow[8];
 	int i;
 
 	memset(&conf, 0, sizeof conf);
@@ -207,7 +211,12 @@ main(int argc, char **argv)
 			conf.max_per_host = atoi(argv[++i]);
 		else if (strcmp(o, "--from") == 0)
 			from = argv[++i];
-		else if (strcmp(o, "--helo") == 0)
+		else if (strcmp(o, "--allow") == 0) {
+			if (conf.nallow_nets == 8 || conf_parse_net(argv[++i], &allow[conf.nallow_nets]) < 0)
+				usage();
+			conf.allow_nets = allow;
+			conf.nallow_nets++;
+		} else if (strcmp(o, "--helo") == 0)
 			snprintf(conf.helo, sizeof conf.helo, "%s", argv[++i]);
 		else if (strcmp(o, "--state") == 0)
 			snprintf(sc.dir, sizeof sc.dir, "%s", argv[++i]);
