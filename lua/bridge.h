@@ -24,6 +24,8 @@ struct lgen {
 	int             refs;        /* sessions on it, +1 while it is current */
 	int             run_ref;     /* registry: the stdlib's hook runner */
 	size_t          mem, mem_max;/* allocator accounting and cap */
+	struct lctx    *running;     /* the session whose rules run now: charged */
+	int             full;        /* an allocation found mem_max reached */
 	long            load_budget; /* instructions left for loading it */
 	char            load_spent[200]; /* why loading ran out, "" while it lasts */
 	struct lpolicy *pol;
@@ -40,6 +42,8 @@ struct lctx {
 	int             sess_ref;    /* registry: the session userdata */
 	int             running;     /* a hook is in progress */
 	long            budget;      /* instructions left for this hook */
+	long            mem;         /* bytes its rules allocated and did not free */
+	int             over;        /* an allocation found session_mem reached */
 	char            spent_at[160]; /* file:line where it ran out, "" while it lasts */
 	enum stage      stage;       /* the hook running or last run */
 	uint64_t        wait;        /* token of the answer the rule waits for */
@@ -68,6 +72,7 @@ struct lpolicy {
 	unsigned        next_gen;
 	long            budget;      /* instructions per hook run */
 	size_t          mem_max;
+	size_t          session_mem; /* what one session's rules may hold */
 	struct lctx    *live[256];   /* by key, for late answers */
 };
 

@@ -27,24 +27,43 @@
 #define LOAD_BUDGET_FACTOR 10
 #define LOAD_MIN 10000000L
 
+/*
+ * Every byte counts against the generation's cap; while a session's rules
+ * run, what they allocate and free also counts against that session's own
+ * budget (rule_limits.session_memory), so one session keeping data in a
+ * file-level global is stopped long before it fills the generation for
+ * everyone. Over either cap Lua collects garbage (credited to whoever
+ * runs), tries again, then raises "not enough memory" in the rule.
+ */
 static void *
 gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct lgen *g = ud;
+	struct lctx *x = g->running;
 
 	if (!ptr)
 		osize = 0;
 	if (nsize == 0) {
 		free(ptr);
 		g->mem -= osize;
+		if (x)
+			x->mem -= (long)osize;
 		return NULL;
 	}
-	/* Over the cap, Lua raises "not enough memory" in the rule. */
-	if (g->mem_max && g->mem - osize + nsize > g->mem_max)
+	if (g->mem_max && g->mem - osize + nsize > g->mem_max) {
+		g->full = 1;
 		return NULL;
+	}
+	if (x && nsize > osize && x->mem + (long)(nsize - osize) > (long)g->pol->session_mem) {
+		x->over = 1;
+		return NULL;
+	}
 	ptr = realloc(ptr, nsize);
-	if (ptr)
+	if (ptr) {
 		g->mem = g->mem - osize + nsize;
+		if (x)
+			x->mem += (long)nsize - (long)osize;
+	}
 	return ptr;
 }
 

@@ -55,6 +55,9 @@ count_hook(lua_State *L, lua_Debug *ar)
 	lua_error(L);
 }
 
+static void renew_rules(struct lpolicy *pol, struct lgen *full, const struct conf *c,
+    const char *name, const char *where);
+
 static void
 live_insert(struct lpolicy *pol, struct lctx *x)
 {
@@ -107,13 +110,20 @@ lp_start(void *self, struct session_info *s)
 	/* At the generation's memory cap Lua raises: protected, not an abort. */
 	lua_pushcfunction(L, new_session_objects);
 	lua_pushlightuserdata(L, x);
+	g->full = 0;
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		int full = g->full;
 		log_event("rule_error", "sid", s->sid, "error", lua_tostring(L, -1), NULL);
 		lua_pop(L, 1);
 		luaL_unref(L, LUA_REGISTRYINDEX, x->co_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, x->sess_ref);
 		lgen_unref(g);
 		free(x);
+		if (full && g == pol->cur) {    /* full: fresh rules, and this session on them */
+			renew_rules(pol, g, s->conf, "", "session start");
+			if (pol->cur != g)
+				return lp_start(self, s);
+		}
 		return -1;
 	}
 	*(struct lctx **)lua_getextraspace(x->co) = x;
@@ -157,12 +167,52 @@ copy_field(lua_State *L, int t, const char *k, char *dst, size_t len)
 	lua_pop(L, 1);
 }
 
+/*
+ * The rules' memory is full (rule_limits.memory): every later session
+ * would fail the same way until SIGHUP, so the rules are loaded afresh
+ * now, as a reload would; sessions on the full generation finish on it.
+ * Only from the current generation, whose config the session holds.
+ */
+static void
+renew_rules(struct lpolicy *pol, struct lgen *full, const struct conf *c,
+    const char *name, const char *where)
+{
+	char err[512], mem[32];
+	struct lgen *g;
+
+	if (full != pol->cur || !c)
+		return;                         /* already renewed, or reloaded */
+	snprintf(mem, sizeof mem, "%zu", full->mem);
+	if (!(g = lgen_load(pol, c, err, sizeof err))) {
+		log_event("rules_renew_failed", "rule", name, "where", where, "error", err, NULL);
+		return;
+	}
+	lgen_unref(pol->cur);
+	pol->cur = g;
+	log_event("rules_renewed", "why", "rule_limits.memory is full", "rule", name,
+	    "where", where, "mem", mem, NULL);
+}
+
 static void
 rule_error(struct lctx *x, struct verdict *v, const char *where, const char *why)
 {
 	struct session_info *i = x->s;
+	char name[128] = "", more[600];
 
-	log_event("rule_error", "sid", i->sid, "where", where, "error", why, NULL);
+	/* Out of memory: whose limit, and the rule that ran into it. */
+	if (strstr(why, "not enough memory") && (x->over || x->gen->full)) {
+		lua_State *co = x->co;
+		if (lua_gettop(co) > 0 && lua_istable(co, -1))
+			copy_field(co, -1, "name", name, sizeof name);
+		snprintf(more, sizeof more, "%s (%s)", why, x->over ?
+		    "this session's rules hold more than rule_limits.session_memory" :
+		    "the rules' memory, rule_limits.memory, is full: loading them afresh");
+		why = more;
+	}
+	log_event("rule_error", "sid", i->sid, "where", where, "rule", name[0] ? name : NULL,
+	    "error", why, NULL);
+	if (!x->over && x->gen->full && why == more)
+		renew_rules(x->pol, x->gen, i->conf, name, where);
 	memset(v, 0, sizeof *v);
 	v->action = V_DEFER;
 	v->code = 451;
@@ -281,6 +331,19 @@ renew_thread(struct lctx *x)
 	*(struct lctx **)lua_getextraspace(x->co) = x;
 }
 
+/* Resumes the session's rules, their allocations charged to the session. */
+static int
+run(struct lctx *x, int nargs, int *nres)
+{
+	int rc;
+
+	x->over = x->gen->full = 0;
+	x->gen->running = x;
+	rc = lua_resume(x->co, NULL, nargs, nres);
+	x->gen->running = NULL;
+	return rc;
+}
+
 /* After lua_resume: DONE with *v, or PENDING while a primitive waits. */
 static int
 settle(struct lctx *x, int rc, int nres, struct verdict *v)
@@ -330,7 +393,7 @@ lp_decide(void *self, struct session_info *s, enum stage st, struct verdict *v)
 	lua_pushstring(co, stage_name(st));
 	lua_rawgeti(co, LUA_REGISTRYINDEX, x->sess_ref);  /* `s`: fields of the last hook dropped */
 	lsession_forget(co, -1);
-	rc = lua_resume(co, NULL, 2, &nres);
+	rc = run(x, 2, &nres);
 	return settle(x, rc, nres, v);
 }
 
@@ -342,7 +405,7 @@ lctx_resume(struct lctx *x, int nargs)
 
 	if (!x->s || !x->running)
 		return;
-	rc = lua_resume(x->co, NULL, nargs, &nres);
+	rc = run(x, nargs, &nres);
 	if (settle(x, rc, nres, &v) == POLICY_DONE)
 		x->s->resume(x->s, &v);         /* may free x: nothing after this */
 }
@@ -368,6 +431,7 @@ lp_reload(void *self, const struct conf *c, char *err, size_t errlen)
 	pol->budget = c->rule_instructions;
 	pol->mem_max = c->rule_memory;
 	fail_modes(pol, c);
+	pol->session_mem = c->rule_session_memory;
 	return 0;
 }
 
@@ -407,6 +471,7 @@ lp_new(const struct conf *c, const struct world *w, const char *kind,
 	pol->world_arg = arg;
 	pol->budget = c->rule_instructions;
 	pol->mem_max = c->rule_memory;
+	pol->session_mem = c->rule_session_memory;
 	fail_modes(pol, c);
 	if (!(pol->cur = lgen_load(pol, c, err, errlen))) {
 		free(pol);

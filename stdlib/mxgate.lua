@@ -347,9 +347,12 @@ end
 -- One hook's chain, run under a single xpcall (a pcall per rule costs as
 -- much as a simple rule). When an error escapes, failed_rule() reads which
 -- rule was running from this function's own locals.
+local running             -- the rule run_chain runs, for errors no handler sees
+
 local function run_chain(hook, chain, s)
   for i = 1, #chain do              -- not ipairs: this loop is the hot path
     local r = chain[i]
+    running = r
     local v = r.fn(s)
     if v ~= nil then
       if type(v) ~= "table" or not ACTIONS[rawget(v, "action")] then
@@ -390,7 +393,9 @@ end
 function M.run(hook, s)
   local ok, v = xpcall(run_chain, failed_rule, hook, chains[hook], s)
   if ok then return v end
-  if type(v) ~= "table" then v = { err = v } end   -- the handler itself failed
+  -- Lua calls no handler for "not enough memory" (and the handler itself
+  -- may fail): the rule is the one run_chain was running.
+  if type(v) ~= "table" then v = { err = v, rule = running } end
   local r = v.rule or { where = "?", name = "?" }
   local text = tostring(v.err)
   if trace then trace("error", hook, r.name, r.where, "error", text) end

@@ -496,15 +496,21 @@ read_table_nums(struct reader *r, struct conf *c)
 		return fail(r, "delivery", "expected a table");
 	lua_pop(r->L, 1);
 	if (getkey(r, "rule_limits") == LUA_TTABLE) {
-		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory;
+		double ins = (double)c->rule_instructions, mem = (double)c->rule_memory, smem = 0;
 		if (opt_num(r, "rule_limits", "instructions", 1e4, 1e10, &ins) ||
-		    opt_num(r, "rule_limits", "memory", 1 << 20, 1e11, &mem))
+		    opt_num(r, "rule_limits", "memory", 1 << 20, 1e11, &mem) ||
+		    opt_num(r, "rule_limits", "session_memory", 1 << 20, 1e11, &smem))
 			return -1;
 		c->rule_instructions = (long)ins;
 		c->rule_memory = (size_t)mem;
+		c->rule_session_memory = (size_t)smem;
+		if (c->rule_session_memory > c->rule_memory)
+			return fail(r, "rule_limits", "session_memory is more than memory");
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "rule_limits", "expected a table");
 	lua_pop(r->L, 1);
+	if (!c->rule_session_memory)            /* one session may hold a quarter */
+		c->rule_session_memory = c->rule_memory / 4;
 	return 0;
 }
 

@@ -127,6 +127,7 @@ struct conf {
 	} delivery;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
+	size_t rule_session_memory; /* what one session's rules may hold of it */
 	int    refs;               /* sessions using it (smtp_server.c) */
 };
 

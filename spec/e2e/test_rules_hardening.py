@@ -169,3 +169,69 @@ class PatternBudget(RulesTest):
         srv = self.unstarted({"10-bomb.lua": 'local x = ("a"):rep(2500):find("a-a-b")\n'},
                              config={"rule_limits": {"instructions": 100000}})
         self.assert_refused(srv, "rules.d/10-bomb.lua:1:", "instruction budget")
+
+
+HOARD = '''\
+local kept = {}          -- file-level: outlives every session
+rule("rcpt", "hoard", function(s)
+  if s.rcpt:match("^hoard") then
+    kept[#kept + 1] = ("x"):rep(1024 * 1024) .. s.id .. #kept
+  end
+  return accept()
+end)
+'''
+
+
+class MemoryLockout(RulesTest):
+    # Issue 11 item 12: a rule keeping data in a file-level global filled the
+    # generation's memory; every later session got 451 until SIGHUP, logged
+    # with where=?.
+    CONFIG = {"rule_limits": {"memory": 48 * 1024 * 1024, "session_memory": 8 * 1024 * 1024}}
+
+    def hoard(self, srv, n):
+        with srv.smtp() as c:
+            c.ehlo()
+            c.mail("a@sender.test")
+            return [c.rcpt("hoard%d@example.test" % i)[0] for i in range(n)]
+
+    def fresh_session_accepts(self, srv):
+        with srv.smtp() as c:
+            c.ehlo()
+            c.mail("a@sender.test")
+            return c.rcpt("ok@example.test")[0]
+
+    def test_one_session_hoarding_in_a_global_is_cut_by_its_own_budget(self):
+        srv = self.serve({"10-hoard.lua": HOARD}, self.CONFIG)
+        pid = srv.worker_pids()
+        codes = self.hoard(srv, 60)
+        self.assertIn(451, codes)
+        self.assertLess(codes.index(451), 10, codes)     # at its 8 MiB, not the generation's 48
+        self.assertEqual(self.fresh_session_accepts(srv), 250)
+        e = [x for x in self.rule_errors(srv) if "memory" in x["error"]]
+        self.assertTrue(e)
+        self.assertEqual(e[0]["where"], "rules.d/10-hoard.lua:2", e[0])
+        self.assertIn("session_memory", e[0]["error"])
+        self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
+
+    def test_global_growing_across_sessions_does_not_lock_out_later_sessions(self):
+        srv = self.serve({"10-hoard.lua": HOARD}, self.CONFIG)
+        pid = srv.worker_pids()
+        full = None
+        for n in range(80):           # 1 MiB a session, each well inside its own budget
+            if self.hoard(srv, 1) != [250]:
+                full = n
+                break
+        self.assertIsNotNone(full, "the generation never filled up")
+        # The session that found it full got 451, named the rule, and the
+        # rules were loaded afresh: every later session is served.
+        for _ in range(3):
+            self.assertEqual(self.fresh_session_accepts(srv), 250)
+        self.assertEqual(self.hoard(srv, 1), [250])
+        e = [x for x in self.rule_errors(srv) if "memory" in x["error"]]
+        self.assertEqual(len(e), 1, e)
+        self.assertEqual(e[0]["where"], "rules.d/10-hoard.lua:2", e[0])
+        self.assertIn("rule_limits.memory", e[0]["error"])
+        renewed = srv.events("rules_renewed")
+        self.assertEqual(len(renewed), 1, renewed)
+        self.assertEqual(renewed[0]["rule"], "hoard")
+        self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
