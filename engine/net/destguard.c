@@ -18,7 +18,7 @@ static const struct { const char *net, *why; } special[] = {
 	{ "240.0.0.0/4", "reserved" },
 	{ "::/128", "unspecified" }, { "::1/128", "loopback" }, { "fe80::/10", "link-local" },
 	{ "fc00::/7", "private (unique local)" }, { "ff00::/8", "multicast" },
-	{ "64:ff9b::/96", "NAT64" }, { "100::/64", "discard" },
+	{ "100::/64", "discard" },
 };
 #define NSPECIAL (sizeof special / sizeof special[0])
 
@@ -135,8 +135,20 @@ is_listener(const struct destguard *g, const struct sockaddr *sa)
 const char *
 destguard_check(const struct destguard *g, const struct sockaddr *sa)
 {
+	static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
+	struct sockaddr_in v4;
+
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
-		return "not an internet";
+		return "a non-IP";
+	/* DNS64 (RFC 6052): 64:ff9b::a.b.c.d is a.b.c.d behind the NAT64. */
+	if (sa->sa_family == AF_INET6 &&
+	    memcmp(((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr, nat64, 12) == 0) {
+		memset(&v4, 0, sizeof v4);
+		v4.sin_family = AF_INET;
+		v4.sin_port = ((const struct sockaddr_in6 *)sa)->sin6_port;
+		memcpy(&v4.sin_addr, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr + 12, 4);
+		sa = (const struct sockaddr *)&v4;
+	}
 	if (is_listener(g, sa))
 		return "our own listener's";
 	if (conf_net_match(g->allow, g->nallow, sa))
