@@ -291,10 +291,21 @@ function M.load_file(name, src)
     end
   end
   -- Each file its own globals; base is behind a protected metatable.
-  local env = setmetatable({}, { __index = base, __metatable = false })
+  local mt = { __index = base, __metatable = false }
+  local env = setmetatable({}, mt)
   local chunk, err = load(src, "@" .. name, "t", env)
   if not chunk then error(err, 0) end
   chunk()
+  -- Loaded: its globals are read-only. One a rule set would outlive the
+  -- session, be shared by every other and could grow until the rules'
+  -- memory is full (issue 11); per-session notes go in s.data.
+  local vars = setmetatable({}, { __index = base })
+  for k, v in next, env do vars[k], env[k] = v, nil end
+  mt.__index = vars
+  mt.__newindex = function(_, k)
+    error(string.format("global '%s' is read-only once %s is loaded (keep notes in s.data)",
+      tostring(k), name), 2)
+  end
   loading = nil
 end
 

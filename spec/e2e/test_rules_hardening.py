@@ -235,3 +235,29 @@ class MemoryLockout(RulesTest):
         self.assertEqual(len(renewed), 1, renewed)
         self.assertEqual(renewed[0]["rule"], "hoard")
         self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
+
+    def test_rule_setting_a_global_at_run_time_is_a_rule_error(self):
+        # A global set inside a rule outlives its session and is shared by
+        # every other one; once its file is loaded, it is read-only.
+        srv = self.serve({"10-count.lua": '''\
+limit = 3                           -- set while loading: fine, and readable
+rule("rcpt", "count", function(s)
+  if s.rcpt:match("^count") then seen = (seen or 0) + 1 end
+  if s.rcpt:match("^limit") then limit = limit + 1 end
+  return limit == 3 and accept() or deny()
+end)
+'''})
+        with srv.smtp() as c:
+            c.ehlo()
+            c.mail("a@sender.test")
+            self.assertEqual(c.rcpt("ok@example.test")[0], 250)
+            for how in ("count", "limit"):
+                code, msg = c.rcpt(how + "@example.test")
+                self.assertEqual((code, msg.decode()), TEMP, how)
+            self.assertEqual(c.rcpt("ok@example.test")[0], 250)
+        e = self.rule_errors(srv)
+        self.assertEqual([x["error"] for x in e],
+                         ["rules.d/10-count.lua:3: global 'seen' is read-only once rules.d/10-count.lua "
+                          "is loaded (keep notes in s.data)",
+                          "rules.d/10-count.lua:4: global 'limit' is read-only once rules.d/10-count.lua "
+                          "is loaded (keep notes in s.data)"])

@@ -21,6 +21,8 @@ local function show(pairs_)
   return deny { code = 550, enhanced = "5.7.1", text = table.concat(out, "\n") }
 end
 
+local kept = {}          -- file-level: outlives every session
+
 rule("mail", "remember", function(s)
   s.data.at_mail = { sender = s.sender, sender_domain = s.sender_domain, rcpt = s.rcpt }
 end)
@@ -51,10 +53,10 @@ rule("rcpt", "show", function(s)
   elseif what == "nofield" then
     return show { { "x", s.no_such_field } }
   elseif what == "keep" then
-    -- A session kept in a global outlives its SMTP session: reading it
-    -- later must fail cleanly, never read freed memory.
-    local prev = kept
-    kept = s
+    -- A session kept in a file-level table outlives its SMTP session:
+    -- reading it later must fail cleanly, never read freed memory.
+    local prev = kept.s
+    kept.s = s
     if prev then
       local ok, err = pcall(function() return prev.ip end)
       return show { { "ok", ok }, { "err", err }, { "str", tostring(prev) } }
