@@ -67,7 +67,8 @@ class DeliveryByMx(unittest.TestCase):
         self.relay("bob@good.dlv.test")
         m = wait_for(lambda: self.good.messages, what="delivery by MX")[0]
         self.assertEqual(m["rcpts"], ["bob@good.dlv.test"])
-        e = self.server.events("delivered")[0]
+        # The MX has the message before the delivery process logs it.
+        e = wait_for(lambda: self.server.events("delivered"), what="the delivered log line")[0]
         self.assertEqual(e["relay"], "mx-good.dlv.test[127.0.0.2:%d]" % self.good.port)
 
     def test_an_unreachable_mx_sends_us_to_the_next_preference(self):
