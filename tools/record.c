@@ -171,6 +171,25 @@ int_of(const json_t *o, const char *k, long long dflt)
 	return dflt;
 }
 
+/* A text the journal may have kept exactly in KEY_hex (journal.h). */
+static const char *
+text_of(struct record *r, const json_t *o, const char *k)
+{
+	char hk[32];
+	const char *hex;
+	char *out;
+	size_t n;
+
+	snprintf(hk, sizeof hk, "%s_hex", k);
+	if (!(hex = str_of(o, hk)))
+		return str_of(o, k);
+	n = strlen(hex);
+	if (!(out = alloc_(r, n / 2 + 1)) || json_unhex(hex, n, out) < 0)
+		return str_of(o, k);
+	out[n / 2] = '\0';
+	return out;
+}
+
 static void
 copy_of(const json_t *o, const char *k, char *dst, size_t room)
 {
@@ -200,7 +219,7 @@ event(struct record *r, const json_t *o)
 	if (!e)
 		return "an event without \"e\"";
 	if (!strcmp(e, "cmd")) {
-		const char *line = str_of(o, "line");
+		const char *line = text_of(r, o, "line");
 		if (!(ev = add_event(r, RE_CMD)))
 			return "out of memory";
 		ev->text = line ? line : "";
@@ -252,7 +271,7 @@ event(struct record *r, const json_t *o)
 		ev->b = cipher ? cipher : "";
 		ev->c = peer ? peer : "";
 	} else if (!strcmp(e, "reply")) {
-		const char *text = str_of(o, "text");
+		const char *text = text_of(r, o, "text");
 		if (!(ev = add_event(r, RE_REPLY)))
 			return "out of memory";
 		ev->code = (int)int_of(o, "code", 0);

@@ -103,6 +103,65 @@ json_escape(struct buf *b, const char *str, size_t n)
 }
 
 int
+json_utf8_valid(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, k;
+
+	while (i < n) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((k = utf8_seq(s + i, n - i)) == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+int
+jsonw_hex(struct buf *b, const void *data, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = data;
+
+	sep(b);
+	buf_addc(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		char h[2] = { hex[s[i] >> 4], hex[s[i] & 15] };
+		buf_add(b, h, 2);
+	}
+	return buf_addc(b, '"');
+}
+
+static int
+nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+json_unhex(const char *hex, size_t n, char *out)
+{
+	if (n % 2)
+		return -1;
+	for (size_t i = 0; i < n; i += 2) {
+		int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i / 2] = (char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+int
 jsonw_str(struct buf *b, const char *s, size_t n)
 {
 	sep(b);

@@ -46,6 +46,13 @@ int jsonw_open(struct buf *b, char c);                 /* '{' or '[' */
 int jsonw_close(struct buf *b, char c);                /* '}' or ']' */
 /* The escaped body of a string, without quotes or separator. */
 int json_escape(struct buf *b, const char *s, size_t n);
+/* 1 when the bytes are valid UTF-8 (the writer then keeps them exactly). */
+int json_utf8_valid(const char *s, size_t n);
+/* Bytes as a string of hex digits: for the exact bytes of a text that is
+ * not UTF-8, beside its readable (lossy) string. */
+int jsonw_hex(struct buf *b, const void *s, size_t n);
+/* Back from hex: n/2 bytes into out (room for them), or -1. */
+int json_unhex(const char *hex, size_t n, char *out);
 
 /* ---- reader ---- */
 struct json_err {

@@ -145,6 +145,25 @@ kv_str(struct journal *j, const char *k, const char *v)
 	jsonw_strz(&j->b, v);
 }
 
+/*
+ * Text the replay compares byte for byte (a command, a reply): when it is
+ * not UTF-8 the string holds it readably (json.h: bytes as U+0080..U+00FF)
+ * and KEY_hex holds its exact bytes, so ruletest replays what was sent.
+ */
+static void
+kv_text(struct journal *j, const char *k, const char *v)
+{
+	char hk[32];
+	size_t n = strlen(v);
+
+	kv_str(j, k, v);
+	if (!json_utf8_valid(v, n)) {
+		snprintf(hk, sizeof hk, "%s_hex", k);
+		jsonw_key(&j->b, hk);
+		jsonw_hex(&j->b, v, n);
+	}
+}
+
 static void
 kv_num(struct journal *j, const char *k, long long v)
 {
@@ -209,7 +228,7 @@ journal_cmd(struct journal *j, const char *line)
 {
 	if (!j || event_open(j, "cmd") < 0)
 		return;
-	kv_str(j, "line", line);
+	kv_text(j, "line", line);
 	event_close(j);
 }
 
@@ -285,7 +304,7 @@ journal_reply(struct journal *j, int code, const char *text)
 	if (!j || event_open(j, "reply") < 0)
 		return;
 	kv_num(j, "code", code);
-	kv_str(j, "text", text);
+	kv_text(j, "text", text);
 	event_close(j);
 }
 

@@ -17,6 +17,9 @@
  *        "reason":S,"where":S}
  *   {"e":"tls","version":S,"cipher":S,"peer":S}
  *   {"e":"reply","code":N,"text":S}        (text: whole reply, lines joined by \n)
+ * A command line or reply text that is not UTF-8 is written readably (its
+ * other bytes as U+0080..U+00FF) with its exact bytes beside it in hex:
+ * "line_hex":S, "text_hex":S. Every line is valid JSON.
  */
 #ifndef MXGATE_JOURNAL_H
 #define MXGATE_JOURNAL_H

@@ -401,6 +401,31 @@ class JournalBounds(unittest.TestCase):
         p = ruletest("-c", srv.conf_path, "--diff", path)
         self.assertIn("1 truncated record, 0 lines skipped", p.stdout)
 
+    def test_bytes_that_are_not_utf8_are_journaled_as_valid_json_and_replay_the_same(self):
+        srv = Mxgate({"journal": "{ sample = 1 }"}, rules=dict(RULES))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        try:
+            c = srv.raw()
+            c.expect(220)
+            c.send(b"EHLO caf\xe9.\xff\xfe.example\r\n")          # Latin-1 and garbage, not UTF-8
+            c.read_reply()
+            c.send(b"MAIL FROM:<\xc3\xa9t\xe9@sender.test>\r\n")   # UTF-8 and Latin-1 mixed
+            c.read_reply()
+            c.cmd("QUIT", 221)
+        finally:
+            srv.stop()
+        path = sorted(glob.glob(os.path.join(srv.dir, "var/journal/*.jsonl")))[0]
+        with open(path, "rb") as f:
+            lines = [l for l in f.read().split(b"\n") if b"EHLO" in l]
+        self.assertEqual(len(lines), 1)
+        rec = json.loads(lines[0].decode("utf-8"))           # strict UTF-8, valid JSON
+        cmds = [e["line"] for e in rec["events"] if e["e"] == "cmd"]
+        self.assertEqual(cmds[0], "EHLO caf\u00e9.\u00ff\u00fe.example")
+        p = ruletest("-c", srv.conf_path, "--diff", path)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"summary: \d+ sessions? replayed: \d+ same, 0 would change, 0 unanswered")
+
     def test_diff_exits_non_zero_when_lines_were_skipped_unless_allow_skipped(self):
         d = tempfile.mkdtemp(prefix="ruletest-skip-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)

@@ -193,6 +193,22 @@ TEST(the_writer_turns_bytes_that_are_not_utf8_into_valid_json)
 	buf_free(&b);
 }
 
+TEST(utf8_validity_and_hex_round_trip)
+{
+	struct buf b = BUF_INIT(0);
+	char out[8];
+
+	CHECK(json_utf8_valid("caf\xc3\xa9", 5));
+	CHECK(!json_utf8_valid("caf\xe9", 4));
+	CHECK(!json_utf8_valid("\xed\xa0\x80", 3));
+	jsonw_hex(&b, "\x00\xff" "A", 3);
+	CHECK_STR(buf_str(&b), "\"00ff41\"");
+	CHECK(json_unhex("00ff41", 6, out) == 0 && !memcmp(out, "\x00\xff" "A", 3));
+	CHECK(json_unhex("0g", 2, out) < 0);
+	CHECK(json_unhex("abc", 3, out) < 0);
+	buf_free(&b);
+}
+
 TEST(writer_values_round_trip_through_the_reader)
 {
 	struct buf b = BUF_INIT(0);

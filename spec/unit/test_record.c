@@ -37,6 +37,18 @@ TEST(a_line_gives_its_facts_events_and_canonical_call_arguments)
 	record_free(&r);
 }
 
+TEST(a_command_that_is_not_utf8_is_replayed_from_its_exact_bytes)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+
+	CHECK(parse(&r, HEAD "{\"e\":\"cmd\",\"line\":\"EHLO \\u00ff\",\"line_hex\":\"45484c4f20ff\"},"
+	    "{\"e\":\"reply\",\"code\":501,\"text\":\"x\",\"text_hex\":\"zz\"}]}", err) == 0);
+	CHECK_STR(r.ev[0].text, "EHLO \xff");
+	CHECK_STR(r.ev[1].text, "x");              /* bad hex: the readable string */
+	record_free(&r);
+}
+
 TEST(a_cut_line_is_truncated_and_other_garbage_is_not_a_session_record)
 {
 	struct record r = { 0 };
