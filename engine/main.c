@@ -19,6 +19,7 @@
 #include "report.h"
 #include "state.h"
 #include "state_cli.h"
+#include "tls.h"
 #include "version.h"
 #include "worker.h"
 #include "world.h"
@@ -75,6 +76,15 @@ check(struct conf *c)
 	struct policy p;
 	char err[1024];
 
+	/* The files named in `tls` are read at start only: check them now. */
+	if (c->tls_cert[0]) {
+		SSL_CTX *ctx = tls_server_ctx(c->tls_cert, c->tls_key, "", c->hostname, err, sizeof err);
+		if (!ctx) {
+			fprintf(stderr, "%s: tls: %s\n", c->path, err);
+			return 1;
+		}
+		SSL_CTX_free(ctx);
+	}
 	if (check_store(c, 0) < 0)
 		return 1;
 	if (policy_open(&p, c, NULL, err, sizeof err) < 0) {

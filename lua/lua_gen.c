@@ -117,20 +117,24 @@ l_read_file(lua_State *L)
 
 /*
  * The config file again, as a plain table for the rules (config.dnsbl,
- * config.greylist, ...). conf_load() already validated it.
+ * config.greylist, ...): conf_run() runs it in the sandbox conf_load()
+ * used, so the rules read what the server validated.
  */
+static int
+l_push_config(lua_State *L)
+{
+	conf_run(L, lua_touserdata(L, 1));
+	return 1;
+}
+
 static int
 push_config(lua_State *L, const char *path, char *err, size_t errlen)
 {
-	lua_newtable(L);
-	if (luaL_loadfilex(L, path, "t") != LUA_OK) {
-		snprintf(err, errlen, "%s", lua_tostring(L, -1));
-		return -1;
-	}
-	lua_pushvalue(L, -2);
-	lua_setupvalue(L, -2, 1);
-	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-		snprintf(err, errlen, "%s", lua_tostring(L, -1));
+	lua_pushcfunction(L, l_push_config);
+	lua_pushlightuserdata(L, (void *)path);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		snprintf(err, errlen, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) :
+		    "the config raised a non-string error");
 		return -1;
 	}
 	return 0;

@@ -5,10 +5,19 @@
  * each assignment, so a bad value is reported at the line that set it.
  * Unknown keys are errors: a typo in a limit must not silently fall back
  * to the default.
+ *
+ * The master reads this file again on every SIGHUP, so no config may stop
+ * it: the whole load (running the file, reading every key) is one
+ * protected call under an instruction and a memory budget, and the file
+ * sees only data-building functions (no metatables, no pattern matching:
+ * the C matcher cannot be interrupted). It either loads whole or changes
+ * nothing. The rules get their `config` from the same conf_run(), so the
+ * file means the same thing to both.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,11 +42,24 @@ static const char *known_keys[] = {
 	"settings", NULL,
 };
 
+#define CONF_INSTRUCTIONS 10000000L     /* a config is data: a few thousand */
+#define CONF_MEMORY       (64u << 20)
+#define CONF_HOOK_EVERY   1000
+
 struct reader {
 	lua_State  *L;
 	const char *path;
 	char       *err;
 	size_t      errlen;
+	struct conf *c;
+	int         rc;
+};
+
+/* The allocator's and the hook's state: the budget of one load. */
+struct budget {
+	size_t mem, mem_max;
+	long   left;
+	char   spent[300];
 };
 
 static int
@@ -71,14 +93,91 @@ record_line(lua_State *L)
 	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
 		line = ar.currentline;
 	if (lua_type(L, 2) == LUA_TSTRING) {
-		lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
 		lua_pushvalue(L, 2);
 		lua_pushinteger(L, line);
-		lua_rawset(L, -3);
-		lua_pop(L, 1);
+		lua_rawset(L, lua_upvalueindex(1));
 	}
+	lua_settop(L, 3);
 	lua_rawset(L, 1);
 	return 0;
+}
+
+/* What a config may call: building data, not code that runs at us. */
+static const char *const safe_base[] = {
+	"assert", "error", "ipairs", "next", "pairs", "rawequal", "rawget", "rawlen",
+	"select", "tonumber", "tostring", "type", NULL,
+};
+static const char *const safe_libs[] = { "string", "table", "math", "utf8", NULL };
+/* Backtracking matchers run in C, out of the instruction budget's reach. */
+static const char *const unsafe_string[] = { "find", "match", "gmatch", "gsub", NULL };
+
+static int
+listed(const char *const *list, const char *name)
+{
+	for (; *list; list++)
+		if (strcmp(*list, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A fresh table with the safe globals of L (copies: the config cannot change them). */
+static void
+push_safe_globals(lua_State *L)
+{
+	lua_newtable(L);
+	lua_pushglobaltable(L);
+	for (const char *const *k = safe_base; *k; k++) {
+		lua_getfield(L, -1, *k);
+		lua_setfield(L, -3, *k);
+	}
+	lua_pop(L, 1);
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	for (const char *const *lib = safe_libs; *lib; lib++) {
+		if (lua_getfield(L, -1, *lib) != LUA_TTABLE) {
+			lua_pop(L, 1);
+			continue;
+		}
+		lua_newtable(L);
+		lua_pushnil(L);
+		while (lua_next(L, -3)) {
+			if (lua_type(L, -2) == LUA_TSTRING && strcmp(*lib, "string") == 0 &&
+			    listed(unsafe_string, lua_tostring(L, -2))) {
+				lua_pop(L, 1);
+				continue;
+			}
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_rawset(L, -4);
+		}
+		lua_setfield(L, -4, *lib);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+void
+conf_run(lua_State *L, const char *path)
+{
+	int env;
+
+	lua_newtable(L);                               /* env */
+	env = lua_gettop(L);
+	lua_newtable(L);                               /* its metatable */
+	push_safe_globals(L);
+	lua_setfield(L, -2, "__index");
+	lua_newtable(L);                               /* key -> line */
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
+	lua_pushcclosure(L, record_line, 1);
+	lua_setfield(L, -2, "__newindex");
+	lua_setmetatable(L, env);
+	if (luaL_loadfilex(L, path, "t") != LUA_OK)
+		lua_error(L);
+	lua_pushvalue(L, env);
+	lua_setupvalue(L, -2, 1);                      /* _ENV */
+	lua_call(L, 0, 0);
+	lua_pushnil(L);
+	lua_setmetatable(L, env);                      /* plain data from here on */
 }
 
 /* Pushes the environment's value of key (nil when absent). */
@@ -130,7 +229,7 @@ opt_num(struct reader *r, const char *key, const char *field, double lo, double 
 	if (t != LUA_TNIL) {
 		if (t != LUA_TNUMBER)
 			rc = fail(r, key, "%s%sexpected a number", field ? field : "", field ? ": " : "");
-		else if (lua_tonumber(r->L, -1) < lo || lua_tonumber(r->L, -1) > hi)
+		else if (!(lua_tonumber(r->L, -1) >= lo && lua_tonumber(r->L, -1) <= hi))
 			rc = fail(r, key, "%s%sout of range [%g, %g]", field ? field : "", field ? ": " : "", lo, hi);
 		else
 			*out = lua_tonumber(r->L, -1);
@@ -675,85 +774,237 @@ check_keys(struct reader *r)
 	return 0;
 }
 
+/*
+ * NaN passes every range check written as "v < lo || v > hi", and an
+ * infinity is no count, size or delay: no number anywhere in the config
+ * (keys the rules read included) may be either. Tables seen once (cycles).
+ */
+static const char *
+not_finite(lua_State *L, int idx)
+{
+	double v;
+
+	if (lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx) || isfinite(v = lua_tonumber(L, idx)))
+		return NULL;
+	return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/* The table on top; top is the config key it hangs from, path the way down. */
+static int
+check_numbers(struct reader *r, const char *top, char *path, size_t len, int depth)
+{
+	lua_State *L = r->L;
+	size_t n = strlen(path);
+
+	luaL_checkstack(L, 8, "config nested too deep");
+	if (depth > 64)
+		return fail(r, top, "nested more than 64 tables deep");
+	lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.conf.seen");
+	lua_pushvalue(L, -2);
+	if (lua_rawget(L, -2) != LUA_TNIL) {
+		lua_pop(L, 2);
+		return 0;
+	}
+	lua_pop(L, 1);
+	lua_pushvalue(L, -2);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		const char *key = top ? top : k, *bad;
+
+		if (top && k)
+			snprintf(path + n, len - n, "%s%s", n ? "." : "", k);
+		else if (top && lua_isinteger(L, -2))
+			snprintf(path + n, len - n, "[%lld]", (long long)lua_tointeger(L, -2));
+		if ((bad = not_finite(L, -2)) || (bad = not_finite(L, -1)))
+			return fail(r, key, "%s%snot a finite number (%s)", path, path[0] ? ": " : "", bad);
+		if (lua_type(L, -1) == LUA_TTABLE && check_numbers(r, key, path, len, depth + 1) < 0)
+			return -1;
+		path[n] = '\0';
+		lua_pop(L, 1);
+	}
+	return 0;
+}
+
+static int
+check_all_numbers(struct reader *r)
+{
+	char path[512] = "";
+
+	lua_newtable(r->L);
+	lua_setfield(r->L, LUA_REGISTRYINDEX, "mxgate.conf.seen");
+	lua_getfield(r->L, LUA_REGISTRYINDEX, "mxgate.conf.env");
+	if (check_numbers(r, NULL, path, sizeof path, 0) < 0)
+		return -1;
+	lua_pop(r->L, 1);
+	return 0;
+}
+
+static int
+read_all(struct reader *r, struct conf *c)
+{
+	lua_State *L = r->L;
+	int t;
+
+	if (check_keys(r) < 0 || check_all_numbers(r) < 0 ||
+	    opt_str(r, "hostname", c->hostname, sizeof c->hostname) ||
+	    opt_str(r, "user", c->user, sizeof c->user) ||
+	    opt_str(r, "state_dir", c->state_dir, sizeof c->state_dir) ||
+	    opt_str(r, "spool_dir", c->spool_dir, sizeof c->spool_dir) ||
+	    opt_str(r, "log_file", c->log_file, sizeof c->log_file) ||
+	    opt_str(r, "stdlib", c->stdlib, sizeof c->stdlib) ||
+	    opt_str(r, "bare_lf", c->bare_lf, sizeof c->bare_lf) ||
+	    opt_int(r, "workers", NULL, 0, 256, &c->workers) ||
+	    read_listen(r, c) || read_domains(r, c) || read_nets(r, c) ||
+	    read_names(r, c) || read_table_nums(r, c) || read_tls(r, c) || read_state(r, c))
+		return -1;
+	lower(c->hostname);
+	if (strcmp(c->bare_lf, "normalize") != 0 && strcmp(c->bare_lf, "reject") != 0)
+		return fail(r, "bare_lf", "must be \"normalize\" or \"reject\"");
+	t = getkey(r, "rules");
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		c->rules[0] = '\0';
+	else if (t != LUA_TNIL && copy_str(r, "rules", -1, c->rules, sizeof c->rules) < 0)
+		return -1;
+	lua_pop(L, 1);
+	if (!c->spool_dir[0] &&
+	    snprintf(c->spool_dir, sizeof c->spool_dir, "%s/spool", c->state_dir) >= (int)sizeof c->spool_dir)
+		return fail(r, "state_dir", "too long");
+	if (!c->journal.dir[0])
+		snprintf(c->journal.dir, sizeof c->journal.dir, "%.500s/journal", c->state_dir);
+	if (c->nlisten == 0)
+		return fail(r, "listen", "no listener");
+	return 0;
+}
+
+static void *
+conf_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct budget *b = ud;
+
+	if (!ptr)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		b->mem -= osize;
+		return NULL;
+	}
+	if (b->mem - osize + nsize > b->mem_max)
+		return NULL;
+	ptr = realloc(ptr, nsize);
+	if (ptr)
+		b->mem = b->mem - osize + nsize;
+	return ptr;
+}
+
+/* Once spent, every instruction raises again: no pcall in the file holds on. */
+static void
+conf_hook(lua_State *L, lua_Debug *ar)
+{
+	struct budget *b;
+	lua_Debug d;
+
+	lua_getallocf(L, (void **)&b);
+	if ((b->left -= CONF_HOOK_EVERY) >= 0)
+		return;
+	if (!b->spent[0]) {
+		const char *src = "?";
+		int line = 0;
+		if (lua_getstack(L, 0, &d) && lua_getinfo(L, "Sl", &d)) {
+			src = d.short_src;
+			line = d.currentline;
+		}
+		snprintf(b->spent, sizeof b->spent, "%s:%d: the config ran past its budget of %ld "
+		    "instructions (a loop that never ends?)", src, line, CONF_INSTRUCTIONS);
+		lua_sethook(L, conf_hook, LUA_MASKCOUNT, 1);
+	}
+	lua_pushstring(L, b->spent);
+	lua_error(L);
+}
+
+/* error({}), error(nil): still a message with the place it came from. */
+static int
+conf_msgh(lua_State *L)
+{
+	lua_Debug ar;
+
+	if (lua_type(L, 1) == LUA_TSTRING)
+		return 1;
+	for (int level = 1; lua_getstack(L, level, &ar); level++) {
+		if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+			lua_pushfstring(L, "%s:%d: error object is a %s value", ar.short_src, ar.currentline,
+			    luaL_typename(L, 1));
+			return 1;
+		}
+	}
+	lua_pushfstring(L, "error object is a %s value", luaL_typename(L, 1));
+	return 1;
+}
+
+/* The whole load, in one protected call: open libraries, run, read. */
+static int
+load_body(lua_State *L)
+{
+	struct reader *r = lua_touserdata(L, 1);
+
+	lua_settop(L, 0);
+	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+	luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+	lua_settop(L, 0);
+	/* Our own state: gone from the library itself, so ("a"):find() too. */
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	lua_getfield(L, -1, LUA_STRLIBNAME);
+	for (const char *const *k = unsafe_string; *k; k++) {
+		lua_pushnil(L);
+		lua_setfield(L, -2, *k);
+	}
+	lua_settop(L, 0);
+	conf_run(L, r->path);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.env");
+	r->rc = read_all(r, r->c);
+	return 0;
+}
+
 int
 conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 {
-	struct reader r = { .path = path, .err = err, .errlen = errlen };
+	struct budget b = { .mem_max = CONF_MEMORY, .left = CONF_INSTRUCTIONS };
+	struct reader r = { .path = path, .err = err, .errlen = errlen, .c = c, .rc = -1 };
 	lua_State *L;
-	int rc = -1, t;
+	int st;
 
 	set_defaults(c);
 	c->path = strdup(path);
-	L = r.L = luaL_newstate();
+	L = r.L = lua_newstate(conf_alloc, &b);
 	if (!L || !c->path) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto out;
 	}
-	/* A config is data: only the base and string libraries, no io/os. */
-	luaL_requiref(L, "_G", luaopen_base, 1);
-	luaL_requiref(L, "string", luaopen_string, 1);
-	lua_pop(L, 2);
-	lua_newtable(L);
-	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.lines");
-	lua_newtable(L);                               /* env */
-	lua_newtable(L);                               /* its metatable */
-	lua_pushglobaltable(L);
-	lua_setfield(L, -2, "__index");                /* read string, tostring... */
-	lua_pushcfunction(L, record_line);
-	lua_setfield(L, -2, "__newindex");
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, -1);
-	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.conf.env");
-	if (luaL_loadfilex(L, path, "t") != LUA_OK) {
-		snprintf(err, errlen, "%s", lua_tostring(L, -1));
-		goto out;
-	}
-	lua_pushvalue(L, -2);
-	lua_setupvalue(L, -2, 1);                      /* _ENV */
-	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-		snprintf(err, errlen, "%s", lua_tostring(L, -1));
-		goto out;
-	}
-	lua_pop(L, 1);
-	if (check_keys(&r) < 0 ||
-	    opt_str(&r, "hostname", c->hostname, sizeof c->hostname) ||
-	    opt_str(&r, "user", c->user, sizeof c->user) ||
-	    opt_str(&r, "state_dir", c->state_dir, sizeof c->state_dir) ||
-	    opt_str(&r, "spool_dir", c->spool_dir, sizeof c->spool_dir) ||
-	    opt_str(&r, "log_file", c->log_file, sizeof c->log_file) ||
-	    opt_str(&r, "stdlib", c->stdlib, sizeof c->stdlib) ||
-	    opt_str(&r, "bare_lf", c->bare_lf, sizeof c->bare_lf) ||
-	    opt_int(&r, "workers", NULL, 0, 256, &c->workers) ||
-	    read_listen(&r, c) || read_domains(&r, c) || read_nets(&r, c) ||
-	    read_names(&r, c) || read_table_nums(&r, c) || read_tls(&r, c) || read_state(&r, c))
-		goto out;
-	lower(c->hostname);
-	if (strcmp(c->bare_lf, "normalize") != 0 && strcmp(c->bare_lf, "reject") != 0) {
-		fail(&r, "bare_lf", "must be \"normalize\" or \"reject\"");
-		goto out;
-	}
-	t = getkey(&r, "rules");
-	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
-		c->rules[0] = '\0';
-	else if (t != LUA_TNIL && copy_str(&r, "rules", -1, c->rules, sizeof c->rules) < 0)
-		goto out;
-	lua_pop(L, 1);
-	if (!c->spool_dir[0] &&
-	    snprintf(c->spool_dir, sizeof c->spool_dir, "%s/spool", c->state_dir) >= (int)sizeof c->spool_dir) {
-		fail(&r, "state_dir", "too long");
-		goto out;
-	}
-	if (!c->journal.dir[0])
-		snprintf(c->journal.dir, sizeof c->journal.dir, "%.500s/journal", c->state_dir);
-	if (c->nlisten == 0) {
-		fail(&r, "listen", "no listener");
-		goto out;
-	}
-	rc = 0;
+	lua_sethook(L, conf_hook, LUA_MASKCOUNT, CONF_HOOK_EVERY);
+	lua_pushcfunction(L, conf_msgh);
+	lua_pushcfunction(L, load_body);
+	lua_pushlightuserdata(L, &r);
+	st = lua_pcall(L, 1, 0, 1);
+	if (b.spent[0])
+		snprintf(err, errlen, "%s", b.spent);
+	else if (st == LUA_ERRMEM)
+		snprintf(err, errlen, "%s: the config needs more than its %u MiB of memory", path,
+		    CONF_MEMORY >> 20);
+	else if (st != LUA_OK)
+		snprintf(err, errlen, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) :
+		    "error while reporting an error");
+	if (st != LUA_OK)
+		r.rc = -1;
 out:
 	if (L)
 		lua_close(L);
-	return rc;
+	return r.rc;
 }
 
 void

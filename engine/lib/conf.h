@@ -133,6 +133,14 @@ struct conf {
 
 /* 0 on success; -1 with "file:line: why" in err. */
 int  conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+/*
+ * Runs the file at path in L and pushes the table of its keys: the same
+ * sandbox conf_load() uses (data-building functions only), so the rules'
+ * `config` means what the server read. Raises on error: call it protected,
+ * under the state's own budget.
+ */
+struct lua_State;
+void conf_run(struct lua_State *L, const char *path);
 void conf_free(struct conf *c);
 
 const struct conf_domain *conf_domain(const struct conf *c, const char *domain);
