@@ -1,7 +1,15 @@
 /*
  * worker.c - accept, connection limits, reload and drain for one worker.
+ *
+ * Out of file descriptors (EMFILE/ENFILE), a listening socket stays
+ * readable and a level-triggered watcher would call accept() in a busy
+ * loop, logging each failure. Instead the worker sheds the connection at
+ * the head of the queue with a 421 (through a descriptor it keeps in
+ * reserve for exactly this), pauses its listeners with a back-off, resumes
+ * early when a session closes, and logs the condition at most every 10 s.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -35,9 +43,22 @@ struct worker {
 	ev_timer          grace;
 	int               draining;
 	struct world      world;       /* resolver, state store, callout client */
+	/* Out of descriptors: the listeners wait out a back-off. */
+	int               reserve_fd;     /* /dev/null, given up to shed a client */
+	ev_timer          resume;
+	double            backoff;        /* seconds; doubles up to ACCEPT_BACKOFF_MAX */
+	int               paused;
+	double            logged_at;      /* last accept_error line */
+	unsigned long     shed, failed;   /* since that line */
 };
 
+#define ACCEPT_BACKOFF_MIN 0.05
+#define ACCEPT_BACKOFF_MAX 1.0
+#define ACCEPT_LOG_EVERY   10.0
+
 static struct worker W;
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void
 on_closed(struct server *srv, const struct sockaddr *peer)
@@ -45,6 +66,75 @@ on_closed(struct server *srv, const struct sockaddr *peer)
 	connlimit_leave(W.cl, W.index, peer);
 	if (W.draining && srv->nsessions == 0)
 		ev_break(srv->loop, EVBREAK_ALL);
+	/* A descriptor came free: no need to sit out the back-off. */
+	if (W.paused && !W.draining) {
+		ev_timer_stop(srv->loop, &W.resume);
+		on_resume(srv->loop, &W.resume, 0);
+	}
+}
+
+static void
+listeners_start(struct ev_loop *loop)
+{
+	for (int i = 0; i < W.nlisten; i++)
+		ev_io_start(loop, &W.listen[i]);
+}
+
+static void
+on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	W.paused = 0;
+	if (!W.draining)
+		listeners_start(loop);
+}
+
+/* The 421 for a client we cannot serve for want of a descriptor. */
+static void
+shed_one(int lfd)
+{
+	const struct conf *c = W.srv.conf;
+	char msg[300];
+	int fd, n;
+
+	if (W.reserve_fd < 0)
+		return;
+	close(W.reserve_fd);
+	W.reserve_fd = -1;
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		n = snprintf(msg, sizeof msg, "421 4.3.2 %s Error: too busy, try again later\r\n", c->hostname);
+		(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		W.shed++;
+	}
+	W.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+out_of_fds(struct ev_loop *loop, int lfd, int err)
+{
+	double t = ev_now(loop);
+
+	W.failed++;
+	shed_one(lfd);
+	if (W.logged_at == 0 || t - W.logged_at >= ACCEPT_LOG_EVERY) {
+		char shed[24], failed[24], pause[24];
+		snprintf(shed, sizeof shed, "%lu", W.shed);
+		snprintf(failed, sizeof failed, "%lu", W.failed);
+		snprintf(pause, sizeof pause, "%.2f", W.backoff ? W.backoff : ACCEPT_BACKOFF_MIN);
+		log_event("accept_error", "error", strerror(err), "failed", failed, "shed", shed,
+		    "pause", pause, NULL);
+		W.logged_at = t;
+		W.shed = W.failed = 0;
+	}
+	W.backoff = W.backoff ? W.backoff * 2 : ACCEPT_BACKOFF_MIN;
+	if (W.backoff > ACCEPT_BACKOFF_MAX)
+		W.backoff = ACCEPT_BACKOFF_MAX;
+	for (int i = 0; i < W.nlisten; i++)
+		ev_io_stop(loop, &W.listen[i]);
+	W.paused = 1;
+	ev_timer_stop(loop, &W.resume);
+	ev_timer_set(&W.resume, W.backoff, 0);
+	ev_timer_start(loop, &W.resume);
 }
 
 static void
@@ -61,10 +151,11 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		int one = 1, fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_event("accept_error", "error", strerror(errno), NULL);
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				out_of_fds(loop, w->fd, errno);
 			return;
 		}
+		W.backoff = 0;
 		if (connlimit_enter(W.cl, W.index, (struct sockaddr *)&ss, c->limits.max_connections,
 		    c->limits.max_per_ip, &which) < 0) {
 			char msg[300];
@@ -127,6 +218,7 @@ on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	W.draining = 1;
 	/* Closed here and in the master: new clients are refused at once and
 	 * try another MX, instead of waiting in a backlog nobody accepts. */
+	ev_timer_stop(loop, &W.resume);
 	for (int i = 0; i < W.nlisten; i++) {
 		ev_io_stop(loop, &W.listen[i]);
 		close(W.listen[i].fd);
@@ -152,6 +244,8 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 	W.srv.tls = tls;
 	W.srv.closed = on_closed;
 	signal(SIGPIPE, SIG_IGN);
+	W.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ev_init(&W.resume, on_resume);
 	if (!(W.srv.spool = spool_open(loop, conf->spool_dir, err, sizeof err))) {
 		log_event("fatal", "error", err, NULL);
 		return 1;

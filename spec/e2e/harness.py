@@ -11,7 +11,9 @@ server's stderr fails the test that produced it.
 """
 import json
 import os
+import pwd
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -24,6 +26,31 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"     # Debian's, which has aiosmtpd
+
+
+def ensure_user(name="mxgate"):
+    """Root drops to `user` (default "mxgate"): make that account when it is
+    missing, as .ci/deps.sh and the Debian package's postinst do."""
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    for cmd in (["adduser", "--system", "--group", "--no-create-home", "--home", "/nonexistent", name],
+                ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", name]):
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=60)
+        except FileNotFoundError:
+            continue
+        try:
+            pwd.getpwnam(name)
+            return
+        except KeyError:
+            pass
+    raise AssertionError(f"cannot create the user {name!r} the server runs as")
 
 
 def binary():
@@ -75,9 +102,10 @@ def parse_logfmt(line):
 class Mxgate:
     """One mxgate server with its own config, state dir, ports and log."""
 
-    def __init__(self, config=None, rules=None, workers=1, directions=("inbound", "outbound")):
+    def __init__(self, config=None, rules=None, workers=1, directions=("inbound", "outbound"), nofile=None):
         self.dir = tempfile.mkdtemp(prefix="mxgate-test-")
-        os.chmod(self.dir, 0o755)     # workers run as "nobody" when we are root
+        os.chmod(self.dir, 0o755)     # workers run as "mxgate" when we are root
+        ensure_user()
         self.ports = {d: free_port() for d in directions}
         self.port = self.ports.get("inbound") or next(iter(self.ports.values()))
         self.workers = workers
@@ -92,6 +120,7 @@ class Mxgate:
         }
         self.config.update(config or {})
         self.rules = rules           # {"10-x.lua": "source"} or None
+        self.nofile = nofile         # RLIMIT_NOFILE (soft = hard) for the server, or None
         self.proc = None
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.log_path = os.path.join(self.dir, "mxgate.log")
@@ -100,8 +129,8 @@ class Mxgate:
     def write_config(self):
         listen = ", ".join(
             f'{{ address = "127.0.0.1", port = {p}, direction = "{d}" }}' for d, p in self.ports.items())
-        # Workers run as "nobody" when the suite runs as root, and the checkout
-        # may sit where nobody cannot read (CI clones anywhere): the server
+        # Workers run as "mxgate" when the suite runs as root, and the checkout
+        # may sit where that user cannot read (CI clones anywhere): the server
         # reads its own copies of stdlib/ and of the default rules.d/.
         stdlib = os.path.join(self.dir, "stdlib")
         if not os.path.isdir(stdlib):
@@ -133,7 +162,10 @@ class Mxgate:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([binary(), "-c", self.conf_path], cwd=ROOT,
+        limit = None
+        if self.nofile:
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        self.proc = subprocess.Popen([binary(), "-c", self.conf_path], cwd=ROOT, preexec_fn=limit,
                                      stdout=self.stderr, stderr=self.stderr, env=env)
         wait_for(lambda: self.log_has("worker_start", count=self.workers) or self.proc.poll() is not None,
                  what="workers to start")
