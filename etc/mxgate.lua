@@ -13,7 +13,7 @@ listen = {
 }
 
 state_dir = "var"                    -- spool/, state/, journal/, tls/ live here
-user = "nobody"                      -- when started as root, run as this user
+user = "mxgate"                      -- when started as root, run as this (dedicated) user
 rules = "rules.d"                    -- rule files; false = built-in C policy
 
 -- Hosted domains and where each one's mail goes (its inbound route):

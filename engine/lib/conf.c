@@ -39,7 +39,7 @@ static const char *known_keys[] = {
 	"relay_networks", "limits", "timeouts", "bare_lf",
 	"dns", "dnsbl", "greylist", "ratelimit", "callout", "verify_sender",
 	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state", "delivery",
-	"settings", NULL,
+	"settings", "allow_user_nobody", NULL,
 };
 
 #define CONF_INSTRUCTIONS 10000000L     /* a config is data: a few thousand */
@@ -705,7 +705,7 @@ set_defaults(struct conf *c)
 		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		c->listen[i].salen = sizeof *sin;
 	}
-	strcpy(c->user, "nobody");
+	strcpy(c->user, "mxgate");
 	strcpy(c->state_dir, "var");
 	strcpy(c->rules, "rules.d");
 	strcpy(c->stdlib, "stdlib");
@@ -862,6 +862,16 @@ read_all(struct reader *r, struct conf *c)
 	    read_names(r, c) || read_table_nums(r, c) || read_tls(r, c) || read_state(r, c))
 		return -1;
 	lower(c->hostname);
+	if (getkey(r, "allow_user_nobody") != LUA_TNIL && !lua_isboolean(L, -1))
+		return fail(r, "allow_user_nobody", "expected true or false");
+	c->allow_user_nobody = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	/* Other daemons run as nobody (smtp-sink, NFS squashing...): as that
+	 * user they could read and change queued mail. */
+	if (strcmp(c->user, "nobody") == 0 && !c->allow_user_nobody)
+		return fail(r, "user", "\"nobody\" is shared with other daemons, which could then read and "
+		    "change queued mail: run as a dedicated account (the default \"mxgate\": adduser --system "
+		    "--group --no-create-home mxgate), or set allow_user_nobody = true");
 	if (strcmp(c->bare_lf, "normalize") != 0 && strcmp(c->bare_lf, "reject") != 0)
 		return fail(r, "bare_lf", "must be \"normalize\" or \"reject\"");
 	t = getkey(r, "rules");

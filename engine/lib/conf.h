@@ -46,6 +46,7 @@ struct conf {
 	int    nlisten;
 	int    workers;         /* 0 = one per core */
 	char   user[64];        /* privileges dropped to this user when root */
+	int    allow_user_nobody;  /* user = "nobody" only when this says so */
 	char   state_dir[512];
 	char   spool_dir[512];
 	char   log_file[512];   /* "" = stderr */

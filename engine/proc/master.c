@@ -77,7 +77,8 @@ drop_privileges(const struct conf *c, uid_t *uid, gid_t *gid, char *err, size_t 
 	if (geteuid() != 0)
 		return 0;
 	if (!(pw = getpwnam(c->user))) {
-		snprintf(err, errlen, "user \"%s\" does not exist", c->user);
+		snprintf(err, errlen, "user \"%s\" does not exist: create it (adduser --system --group "
+		    "--no-create-home %s) or set `user`", c->user, c->user);
 		return -1;
 	}
 	*uid = pw->pw_uid;

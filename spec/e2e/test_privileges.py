@@ -2,6 +2,7 @@
 never follows a link that user planted in state_dir, and what that user
 owns is its own (a dedicated account, private spool files)."""
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -123,6 +124,81 @@ class PlantedLinks(unittest.TestCase):
         os.unlink(log)
         self.victim.assert_untouched(self)
         self.assertEqual(status, 1)
+
+
+def t_check(srv):
+    srv.write_config()
+    p = subprocess.run([binary(), "-t", "-c", srv.conf_path], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0"))
+    return p.returncode, p.stdout + p.stderr
+
+
+class DedicatedUser(unittest.TestCase):
+    """`nobody` is shared with other daemons: mxgate runs as its own account
+    and its spool is readable by that account only."""
+    USES_MXGATE = True
+
+    def served(self, config=None):
+        srv = Mxgate(dict(config or {}))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop)
+        return srv
+
+    def test_spool_files_are_0600_and_spool_dirs_0700(self):
+        srv = self.served()
+        with srv.smtp() as c:
+            c.sendmail("bob@sender.test", ["alice@example.test"], b"Subject: private\r\n\r\nmine\r\n")
+        [qid] = srv.queue()
+        spool = srv.spool_dir()
+        self.assertEqual(oct(stat.S_IMODE(os.stat(os.path.join(spool, "queue", qid)).st_mode)), "0o600")
+        for d in ("", "tmp", "queue"):
+            self.assertEqual(oct(stat.S_IMODE(os.stat(os.path.join(spool, d)).st_mode)), "0o700", d or "spool")
+        if os.geteuid() == 0:
+            self.assertEqual(os.stat(os.path.join(spool, "queue", qid)).st_uid, pwd.getpwnam("mxgate").pw_uid)
+
+    @ROOT_ONLY
+    def test_default_user_is_the_dedicated_mxgate_account(self):
+        srv = self.served()
+        uid = pwd.getpwnam("mxgate").pw_uid
+        self.assertNotEqual(uid, pwd.getpwnam("nobody").pw_uid)
+        for pid in [srv.proc.pid] + srv.worker_pids():
+            with open(f"/proc/{pid}/status") as f:
+                uids = next(l for l in f if l.startswith("Uid:")).split()[1:]
+            self.assertEqual(set(map(int, uids)), {uid}, f"pid {pid} runs as {uids}")
+
+    def test_user_nobody_is_refused_unless_allow_user_nobody(self):
+        srv = Mxgate({"user": '"nobody"'})
+        self.addCleanup(srv.cleanup)
+        code, out = t_check(srv)
+        self.assertEqual(code, 1, out)
+        self.assertIn("allow_user_nobody", out)
+        status, err = run_once(srv)
+        self.assertEqual(status, 1, "the server started as nobody")
+        self.assertIn("allow_user_nobody", err)
+        srv.config["allow_user_nobody"] = "true"
+        code, out = t_check(srv)
+        self.assertEqual(code, 0, out)
+
+    @ROOT_ONLY
+    def test_queued_files_of_an_earlier_user_become_private_at_start(self):
+        srv = Mxgate()
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        srv.stop()
+        queue = os.path.join(srv.spool_dir(), "queue")
+        old = os.path.join(queue, "1OLDQUEUEDFILE00000")
+        with open(old, "w") as f:
+            f.write('{"length":"00000000000000000000"}\n')
+        os.chmod(old, 0o640)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(old, nobody.pw_uid, nobody.pw_gid)
+        victim = Victim(srv.dir)
+        os.link(victim.file, os.path.join(queue, "1HARDLINKEDFILE0000"))
+        srv.start()
+        st = os.stat(old)
+        self.assertEqual((st.st_uid, oct(stat.S_IMODE(st.st_mode))), (pwd.getpwnam("mxgate").pw_uid, "0o600"))
+        victim.assert_untouched(self)
 
 
 if __name__ == "__main__":
