@@ -78,20 +78,25 @@ $(B)/tools/%: spec/tools/%.c $(ARCHIVES)
 asan:
 	$(MAKE) B=build-asan BIN=bin-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
 
-# libFuzzer targets (clang): the session state machine (fuzz_session) and
-# the journal reader with the JSON codec (fuzz_journal), FUZZ_SECONDS each.
-# Seeds live in spec/fuzz/seeds/ and spec/fuzz/journal_seeds/; what the
+# libFuzzer targets (clang): the session state machine (fuzz_session),
+# the journal reader with the JSON codec (fuzz_journal) and the config
+# loader the master runs on SIGHUP (fuzz_config), FUZZ_SECONDS each.
+# Seeds live in spec/fuzz/seeds/, spec/fuzz/journal_seeds/ and
+# spec/fuzz/config_seeds/; what the
 # fuzzers find grows spec/fuzz/corpus*/ (ignored).
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	$(MAKE) CC=clang B=build-fuzz BIN=bin-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" archives
-	@mkdir -p bin-fuzz spec/fuzz/corpus spec/fuzz/corpus_journal
+	@mkdir -p bin-fuzz spec/fuzz/corpus spec/fuzz/corpus_journal spec/fuzz/corpus_config
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o bin-fuzz/fuzz_session spec/fuzz/fuzz_session.c $(subst $(B)/,build-fuzz/,$(ARCHIVES)) $(LDLIBS)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o bin-fuzz/fuzz_journal spec/fuzz/fuzz_journal.c $(subst $(B)/,build-fuzz/,$(ARCHIVES)) $(LDLIBS)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -o bin-fuzz/fuzz_config spec/fuzz/fuzz_config.c $(subst $(B)/,build-fuzz/,$(ARCHIVES)) $(LDLIBS)
 	cp -n spec/fuzz/seeds/* spec/fuzz/corpus/
 	cp -n spec/fuzz/journal_seeds/* spec/fuzz/corpus_journal/
+	cp -n spec/fuzz/config_seeds/* spec/fuzz/corpus_config/
 	bin-fuzz/fuzz_session -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 -dict=spec/fuzz/smtp.dict spec/fuzz/corpus
 	bin-fuzz/fuzz_journal -max_total_time=$${FUZZ_SECONDS:-30} -max_len=8192 -dict=spec/fuzz/json.dict spec/fuzz/corpus_journal
+	bin-fuzz/fuzz_config -max_total_time=$${FUZZ_SECONDS:-30} -max_len=8192 -timeout=10 -dict=spec/fuzz/config.dict spec/fuzz/corpus_config
 
 deps:
 	@sh .ci/deps.sh

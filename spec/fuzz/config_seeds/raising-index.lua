@@ -1,0 +1,1 @@
+limits = setmetatable({}, { __index = function() error("boom") end })
