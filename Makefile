@@ -82,7 +82,7 @@ asan:
 # the journal reader with the JSON codec (fuzz_journal) and the config
 # loader the master runs on SIGHUP (fuzz_config), FUZZ_SECONDS each.
 # Seeds live in spec/fuzz/seeds/, spec/fuzz/journal_seeds/ and
-# spec/fuzz/config_seeds/; what the
+# spec/fuzz/config_seeds/ (with etc/mxgate.lua and spec/ruletest/mxgate.lua); what the
 # fuzzers find grows spec/fuzz/corpus*/ (ignored).
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz:
@@ -94,6 +94,8 @@ fuzz:
 	cp -n spec/fuzz/seeds/* spec/fuzz/corpus/
 	cp -n spec/fuzz/journal_seeds/* spec/fuzz/corpus_journal/
 	cp -n spec/fuzz/config_seeds/* spec/fuzz/corpus_config/
+	cp -n etc/mxgate.lua spec/fuzz/corpus_config/etc-mxgate.lua
+	cp -n spec/ruletest/mxgate.lua spec/fuzz/corpus_config/ruletest-mxgate.lua
 	bin-fuzz/fuzz_session -max_total_time=$${FUZZ_SECONDS:-30} -max_len=4096 -dict=spec/fuzz/smtp.dict spec/fuzz/corpus
 	bin-fuzz/fuzz_journal -max_total_time=$${FUZZ_SECONDS:-30} -max_len=8192 -dict=spec/fuzz/json.dict spec/fuzz/corpus_journal
 	bin-fuzz/fuzz_config -max_total_time=$${FUZZ_SECONDS:-30} -max_len=8192 -timeout=10 -dict=spec/fuzz/config.dict spec/fuzz/corpus_config
