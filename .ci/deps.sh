@@ -13,7 +13,7 @@ if ! getent passwd mxgate >/dev/null; then
 	$SUDO adduser --system --group --no-create-home --home /nonexistent mxgate >/dev/null 2>&1 ||
 		$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin mxgate 2>/dev/null || getent passwd mxgate >/dev/null
-fi
+fi man-db groff-base
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
