@@ -4,7 +4,8 @@
 set -e
 PKGS="adduser build-essential pkg-config clang liblua5.4-dev lua5.4 libc-ares-dev libssl-dev liblmdb-dev
       libev-dev openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl
-      libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server"
+      libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server
+      man-db groff-base libsystemd-dev systemd"
 # The account mxgate runs as when started as root (`user`, default
 # "mxgate"), as the Debian package's postinst creates it.
 if ! getent passwd mxgate >/dev/null; then
@@ -13,7 +14,7 @@ if ! getent passwd mxgate >/dev/null; then
 	$SUDO adduser --system --group --no-create-home --home /nonexistent mxgate >/dev/null 2>&1 ||
 		$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin mxgate 2>/dev/null || getent passwd mxgate >/dev/null
-fi man-db groff-base
+fi
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

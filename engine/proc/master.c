@@ -26,6 +26,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "master.h"
+#include "readiness.h"
 #include "safepath.h"
 #include "spool.h"
 #include "tls.h"
@@ -203,6 +204,7 @@ master_main(struct conf *c)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, READY_SIGNAL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -251,6 +253,7 @@ master_main(struct conf *c)
 		goto fatal;
 	}
 	for (int i = 0; i < n; i++) {
+		ready_expect(i);
 		kids[i].pid = spawn(i, c, fds, cl, tls);
 		kids[i].started = now();
 	}
@@ -293,7 +296,12 @@ master_main(struct conf *c)
 			log_reopen();
 			if (conf_load(&test, c->path, err, sizeof err) < 0) {
 				log_event("reload_failed", "error", err, NULL);
+				ready_reload_failed(err);
 			} else {
+				int alive_now[MAX_WORKERS];
+				for (int i = 0; i < n; i++)
+					alive_now[i] = kids[i].pid > 0;
+				ready_reloading(alive_now, n);
 				for (int i = 0; i < n; i++)
 					if (kids[i].pid > 0)
 						kill(kids[i].pid, SIGHUP);
@@ -301,8 +309,11 @@ master_main(struct conf *c)
 					kill(dl.pid, SIGHUP);
 			}
 			conf_free(&test);
+		} else if (sig == READY_SIGNAL) {
+			ready_ack(si.si_value.sival_int);
 		} else if ((sig == SIGTERM || sig == SIGINT) && running) {
 			running = 0;
+			ready_stopping();
 			deadline = now() + c->timeouts.shutdown + 5;
 			log_event("stopping", NULL);
 			for (int i = 0; i < n; i++)
@@ -321,6 +332,7 @@ master_main(struct conf *c)
 			}
 			/* A worker that dies at once waits a second: no fork storm. */
 			if (running && now() - kids[i].started >= 1.0) {
+				ready_expect(i);
 				kids[i].pid = spawn(i, c, fds, cl, tls);
 				kids[i].started = now();
 				alive++;

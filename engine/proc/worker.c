@@ -26,6 +26,7 @@
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
+#include "readiness.h"
 #include "smtp_server.h"
 #include "spool.h"
 #include "worker.h"
@@ -202,6 +203,7 @@ static void
 on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	reload();
+	ready_tell_master(W.index);     /* done, whether it took or not */
 }
 
 static void
@@ -278,6 +280,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 	ev_signal_init(&W.sigint, on_sigterm, SIGINT);
 	ev_signal_start(loop, &W.sigint);
 	log_event("worker_start", "policy", W.srv.policy.ops->name, NULL);
+	ready_tell_master(index);       /* first generation loaded, accepting */
 
 	ev_run(loop, 0);
 

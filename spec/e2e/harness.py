@@ -125,6 +125,7 @@ class Mxgate:
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.log_path = os.path.join(self.dir, "mxgate.log")
         self.conf_path = os.path.join(self.dir, "mxgate.lua")
+        self.env = {}                # extra environment (NOTIFY_SOCKET...)
 
     def write_config(self):
         listen = ", ".join(
@@ -161,6 +162,7 @@ class Mxgate:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.env)
         self.stderr = open(self.stderr_path, "ab")
         limit = None
         if self.nofile:

@@ -15,7 +15,8 @@ class Preflight(unittest.TestCase):
     def setUp(self):
         self.bin = tempfile.mkdtemp(prefix="mxgate-preflight-")
         self.addCleanup(shutil.rmtree, self.bin)
-        for tool in ("nsd", "rbldnsd", "openssl", "dig", "lua5.4", "swaks", "man", "nroff"):
+        for tool in ("nsd", "rbldnsd", "openssl", "dig", "lua5.4", "swaks", "man", "nroff",
+                     "systemd-analyze"):
             path = shutil.which(tool)
             if path:
                 os.symlink(path, os.path.join(self.bin, tool))
