@@ -43,7 +43,7 @@ UNITBIN  := $(UNITSRC:spec/unit/%.c=$(B)/unit/%)
 TOOLSRC  := $(wildcard spec/tools/*.c)
 TOOLBIN  := $(TOOLSRC:spec/tools/%.c=$(B)/tools/%)
 
-.PHONY: build-tests archives all asan fuzz lint test test-unit test-e2e test-asan run deps bench clean check-config check-layers
+.PHONY: build-tests archives all asan fuzz lint test test-unit test-e2e test-asan run deps bench clean check-config check-layers install deb test-deb
 
 all: $(BIN)/mxgate $(BIN)/ruletest
 
@@ -125,5 +125,67 @@ check-config: all
 bench: deps all
 	/usr/bin/python3 bench/bench.py
 
+# Installed layout (the Debian package's): PREFIX=/usr gives /usr/sbin,
+# /usr/share/mxgate/stdlib, /etc/mxgate, /var/spool/mxgate, /var/lib/mxgate.
+# Another PREFIX (e.g. /usr/local) puts etc/, var/ and the unit under it.
+PREFIX        ?= /usr
+DESTDIR       ?=
+root_of        = $(if $(filter /usr,$(PREFIX)),,$(PREFIX))
+SBINDIR       ?= $(PREFIX)/sbin
+DATADIR       ?= $(PREFIX)/share
+MANDIR        ?= $(DATADIR)/man
+DOCDIR        ?= $(DATADIR)/doc/mxgate
+SYSCONFDIR    ?= $(root_of)/etc
+LOCALSTATEDIR ?= $(root_of)/var
+UNITDIR       ?= $(root_of)/lib/systemd/system
+# The sample config with the installed paths, user "mxgate" and ports 25/587
+# (on loopback until the admin opens them).
+INSTALL_CONF   = -e 's|^hostname = .*|-- hostname = "mx.example.net"     -- default: this machine'"'"'s name|' \
+                 -e 's|^state_dir = .*|state_dir = "$(LOCALSTATEDIR)/lib/mxgate"   -- state/, journal/, tls/|' \
+                 -e '/^state_dir = /a spool_dir = "$(LOCALSTATEDIR)/spool/mxgate"   -- accepted mail' \
+                 -e 's|^user = .*|user = "mxgate"                      -- made by the package (adduser --system)|' \
+                 -e 's|^rules = .*|rules = "$(SYSCONFDIR)/mxgate/rules.d"|' \
+                 -e '/^rules = /a stdlib = "$(DATADIR)/mxgate/stdlib"' \
+                 -e 's|port = 2525,|port = 25,  |; s|port = 2587,|port = 587, |' \
+                 -e 's|^  \(\["example.test"\]\)|  -- \1|'
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/mxgate/stdlib $(DESTDIR)$(SYSCONFDIR)/mxgate/rules.d \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOCALSTATEDIR)/spool/mxgate $(DESTDIR)$(LOCALSTATEDIR)/lib/mxgate
+	install -m 0755 $(BIN)/mxgate $(DESTDIR)$(SBINDIR)/mxgate
+	ln -sf mxgate $(DESTDIR)$(SBINDIR)/ruletest
+	install -m 0644 stdlib/*.lua $(DESTDIR)$(DATADIR)/mxgate/stdlib/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/PORTAL.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g; s|/etc/mxgate|$(SYSCONFDIR)/mxgate|g; s|/var/|$(LOCALSTATEDIR)/|g' \
+	    etc/mxgate.service > $(DESTDIR)$(UNITDIR)/mxgate.service
+	@# An admin's config and rules are never overwritten (the package: conffiles).
+	@for f in rules.d/*.lua; do t=$(DESTDIR)$(SYSCONFDIR)/mxgate/$$f; \
+	    if [ -e $$t ]; then echo "kept $$t"; else install -m 0644 $$f $$t; fi; done
+	@t=$(DESTDIR)$(SYSCONFDIR)/mxgate/mxgate.lua; if [ -e $$t ]; then echo "kept $$t"; \
+	    else sed $(INSTALL_CONF) etc/mxgate.lua > $$t && chmod 0644 $$t; fi
+
+# The Debian package, built from a copy of the tree (tracked and new files,
+# not build output): mxgate_VERSION_ARCH.deb in the top directory.
+DEBVERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
+deb:
+	rm -rf build-deb && mkdir -p build-deb/mxgate-$(DEBVERSION)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build-deb/mxgate-$(DEBVERSION)
+	cd build-deb/mxgate-$(DEBVERSION) && dpkg-buildpackage -us -uc -b
+	cp build-deb/mxgate_$(DEBVERSION)_*.deb .
+	@ls mxgate_$(DEBVERSION)_*.deb
+
+# Builds the package, checks it with lintian, installs it on this machine
+# (as root; apt-get install ./mxgate_*.deb), verifies the installed unit,
+# starts the installed server as the unit would (not under systemd) and
+# talks to it. Slow (a package build): not part of `make test`.
+test-deb: deps
+	sh .ci/deb-deps.sh
+	$(MAKE) deb
+	/usr/bin/python3 spec/package/test_package.py
+
 clean:
-	rm -rf build build-asan build-fuzz bin bin-asan bin-fuzz
+	rm -rf build build-asan build-fuzz bin bin-asan bin-fuzz build-deb
