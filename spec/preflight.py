@@ -52,6 +52,7 @@ CHECKS = [
     ("rbldnsd (DNSBL zones)", _tool("rbldnsd"), "rbldnsd"),
     ("dig", _tool("dig"), "dnsutils"),
     ("lua5.4 (stdlib checks)", _tool("lua5.4"), "lua5.4"),
+    ("haproxy (PROXY protocol tests)", _tool("haproxy"), "haproxy"),
     ("systemd-analyze (verifies the unit)", _tool("systemd-analyze"), "systemd"),
     ("man (renders the man pages)", _tool("man"), "man-db"),
     ("groff (man -l of mdoc pages)", _tool("nroff"), "groff-base"),

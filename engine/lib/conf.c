@@ -324,6 +324,42 @@ lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
+/* A listener's proxy_protocol = true and proxy_from = { networks }; the
+ * listener's table is on top of the stack. */
+static int
+read_proxy(struct reader *r, struct conf_listener *l, lua_Integer i)
+{
+	lua_State *L = r->L;
+
+	lua_getfield(L, -1, "proxy_protocol");
+	if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+		return fail(r, "listen", "entry %lld: proxy_protocol must be true or false", (long long)i);
+	l->proxy_protocol = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	lua_getfield(L, -1, "proxy_from");
+	if (lua_istable(L, -1)) {
+		for (lua_Integer k = 1; lua_rawgeti(L, -1, k) != LUA_TNIL; k++) {
+			if (l->nproxy_from == CONF_MAX_PROXY_FROM)
+				return fail(r, "listen", "entry %lld: proxy_from: more than %d networks", (long long)i,
+				    CONF_MAX_PROXY_FROM);
+			if (lua_type(L, -1) != LUA_TSTRING ||
+			    conf_parse_net(lua_tostring(L, -1), &l->proxy_from[l->nproxy_from]) < 0)
+				return fail(r, "listen", "entry %lld: proxy_from: not a network (\"10.0.0.0/8\")",
+				    (long long)i);
+			l->nproxy_from++;
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	} else if (!lua_isnil(L, -1))
+		return fail(r, "listen", "entry %lld: proxy_from: expected a list of networks", (long long)i);
+	lua_pop(L, 1);
+	/* Trusting a header from anyone would let any client pick its address. */
+	if (l->proxy_protocol && l->nproxy_from == 0)
+		return fail(r, "listen", "entry %lld: proxy_protocol needs proxy_from (the load balancers' "
+		    "networks)", (long long)i);
+	return 0;
+}
+
 static int
 read_listen(struct reader *r, struct conf *c)
 {
@@ -364,7 +400,7 @@ read_listen(struct reader *r, struct conf *c)
 		else
 			return fail(r, "listen", "entry %lld: direction must be \"inbound\" or \"outbound\"", (long long)i);
 		l->port = 25;
-		if (opt_int(r, "listen", "port", 0, 65535, &l->port) < 0)
+		if (opt_int(r, "listen", "port", 0, 65535, &l->port) < 0 || read_proxy(r, l, i) < 0)
 			return -1;
 		snprintf(port, sizeof port, "%d", l->port);
 		if (getaddrinfo(l->address, port, &hints, &ai) != 0)

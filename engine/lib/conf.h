@@ -18,24 +18,32 @@ enum direction { DIR_INBOUND = 0, DIR_OUTBOUND = 1 };
 #define CONF_MAX_LISTEN 8
 #define CONF_NAME       256
 
+#define CONF_MAX_PROXY_FROM 16
+
+struct conf_net {
+	int           family;   /* AF_INET, AF_INET6 */
+	unsigned char addr[16];
+	int           prefix;
+};
+
 struct conf_listener {
 	char                    address[64];
 	int                     port;
 	enum direction          direction;
 	struct sockaddr_storage sa;
 	socklen_t               salen;
+	/* PROXY protocol (v1/v2): every connection starts with a header from a
+	 * load balancer in proxy_from, naming the real client. Held by value:
+	 * workers copy listeners. */
+	int                     proxy_protocol;
+	struct conf_net         proxy_from[CONF_MAX_PROXY_FROM];
+	int                     nproxy_from;
 };
 
 struct conf_domain {
 	char name[CONF_NAME];   /* lower case */
 	char route[CONF_NAME];  /* "host[:port]" or "mx:domain" */
 	char tls[16];           /* delivery: "" (opportunistic), "require", "verify" */
-};
-
-struct conf_net {
-	int           family;   /* AF_INET, AF_INET6 */
-	unsigned char addr[16];
-	int           prefix;
 };
 
 struct conf {

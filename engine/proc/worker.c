@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "journal.h"
 #include "log.h"
 #include "policy.h"
+#include "proxy.h"
 #include "readiness.h"
 #include "smtp_server.h"
 #include "spool.h"
@@ -60,6 +62,21 @@ struct worker {
 static struct worker W;
 
 static void on_resume(struct ev_loop *loop, ev_timer *w, int revents);
+/* A connection on a proxy_protocol listener, waiting for its PROXY header;
+ * it becomes a session (and counts toward the limits) under the client's
+ * real address, once the header is read. */
+struct proxied {
+	ev_io                       io;
+	ev_timer                    timer;
+	int                         fd;
+	const struct conf_listener *l;
+	struct sockaddr_storage     from;       /* the load balancer */
+	struct proxied             *next, **pprev;
+};
+
+static struct proxied *pending_proxied;
+
+static void start_session(const struct conf_listener *l, int fd, struct sockaddr *sa, socklen_t len);
 
 static void
 on_closed(struct server *srv, const struct sockaddr *peer)
@@ -138,17 +155,130 @@ out_of_fds(struct ev_loop *loop, int lfd, int err)
 	ev_timer_start(loop, &W.resume);
 }
 
+static const char *
+addr_str(const struct sockaddr_storage *ss, char *buf, size_t n)
+{
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			return inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, (socklen_t)n);
+		return inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)n);
+	}
+	return inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, (socklen_t)n);
+}
+
+static void
+proxy_done(struct proxied *p, int close_fd)
+{
+	ev_io_stop(W.srv.loop, &p->io);
+	ev_timer_stop(W.srv.loop, &p->timer);
+	if (close_fd)
+		close(p->fd);
+	if ((*p->pprev = p->next) != NULL)
+		p->next->pprev = p->pprev;
+	free(p);
+}
+
+/* No session, no reply: the client behind a broken or untrusted proxy is
+ * not ours to talk to; the log says why. */
+static void
+proxy_refuse(struct proxied *p, const char *why)
+{
+	char from[INET6_ADDRSTRLEN];
+
+	log_event("proxy_refused", "from", addr_str(&p->from, from, sizeof from), "listener", p->l->address,
+	    "error", why, NULL);
+	proxy_done(p, 1);
+}
+
+static void
+on_proxy_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct proxied *p = w->data;
+	unsigned char buf[PROXY_MAX];
+	struct proxy_hdr h;
+	const char *why;
+	ssize_t n = recv(p->fd, buf, sizeof buf, MSG_PEEK);
+	int rc;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_refuse(p, n == 0 ? "closed before the PROXY header" : strerror(errno));
+		return;
+	}
+	if ((rc = proxy_parse(buf, (size_t)n, &h, &why)) == PROXY_MORE)
+		return;                 /* the timer ends a header that never completes */
+	if (rc == PROXY_BAD) {
+		proxy_refuse(p, why);
+		return;
+	}
+	/* Take the header, and not one byte of the client's SMTP. */
+	if (recv(p->fd, buf, h.len, 0) != (ssize_t)h.len) {
+		proxy_refuse(p, "short read of the PROXY header");
+		return;
+	}
+	{
+		const struct conf_listener *l = p->l;
+		int fd = p->fd;
+		struct sockaddr_storage sa = h.local ? p->from : h.src;
+		socklen_t len = h.local ? sizeof p->from : h.srclen;
+		char from[INET6_ADDRSTRLEN], client[INET6_ADDRSTRLEN];
+
+		log_event("proxy", "from", addr_str(&p->from, from, sizeof from),
+		    "client", addr_str(&sa, client, sizeof client), "version", h.version == 2 ? "2" : "1",
+		    "listener", l->address, NULL);
+		proxy_done(p, 0);
+		start_session(l, fd, (struct sockaddr *)&sa, len);
+	}
+}
+
+static void
+on_proxy_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	proxy_refuse(w->data, "no complete PROXY header in time");
+}
+
+static void
+proxy_wait(const struct conf_listener *l, int fd, const struct sockaddr_storage *from)
+{
+	struct proxied *p;
+	char addr[INET6_ADDRSTRLEN];
+
+	if (!conf_net_match(l->proxy_from, l->nproxy_from, (const struct sockaddr *)from)) {
+		log_event("proxy_refused", "from", addr_str(from, addr, sizeof addr), "listener", l->address,
+		    "error", "source not in proxy_from", NULL);
+		close(fd);
+		return;
+	}
+	if (!(p = calloc(1, sizeof *p))) {
+		close(fd);
+		return;
+	}
+	p->fd = fd;
+	p->l = l;
+	p->from = *from;
+	ev_io_init(&p->io, on_proxy_read, fd, EV_READ);
+	p->io.data = p;
+	ev_timer_init(&p->timer, on_proxy_timeout, W.srv.conf->timeouts.command, 0);
+	p->timer.data = p;
+	if ((p->next = pending_proxied) != NULL)
+		p->next->pprev = &p->next;
+	p->pprev = &pending_proxied;
+	pending_proxied = p;
+	ev_io_start(W.srv.loop, &p->io);
+	ev_timer_start(W.srv.loop, &p->timer);
+}
+
 static void
 on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	const struct conf_listener *l = w->data;
-	const struct conf *c = W.srv.conf;
 
 	/* A bounded batch per wake-up: the other workers get their share. */
 	for (int i = 0; i < 32; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof ss;
-		const char *which;
 		int one = 1, fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -157,20 +287,31 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		W.backoff = 0;
-		if (connlimit_enter(W.cl, W.index, (struct sockaddr *)&ss, c->limits.max_connections,
-		    c->limits.max_per_ip, &which) < 0) {
-			char msg[300];
-			int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s, try again later\r\n",
-			    c->hostname, which);
-			(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-			log_event("reject", "stage", "connect", "code", "421", "enhanced", "4.7.0",
-			    "reason", "connection_limit", "text", which, "dir", direction_str(l->direction), NULL);
-			close(fd);
-			continue;
-		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		smtp_session_start(&W.srv, fd, l, (struct sockaddr *)&ss, len);
+		if (l->proxy_protocol)
+			proxy_wait(l, fd, &ss);
+		else
+			start_session(l, fd, (struct sockaddr *)&ss, len);
 	}
+}
+
+static void
+start_session(const struct conf_listener *l, int fd, struct sockaddr *sa, socklen_t len)
+{
+	const struct conf *c = W.srv.conf;
+	const char *which;
+
+	if (connlimit_enter(W.cl, W.index, sa, c->limits.max_connections, c->limits.max_per_ip, &which) < 0) {
+		char msg[300];
+		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s, try again later\r\n",
+		    c->hostname, which);
+		(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		log_event("reject", "stage", "connect", "code", "421", "enhanced", "4.7.0",
+		    "reason", "connection_limit", "text", which, "dir", direction_str(l->direction), NULL);
+		close(fd);
+		return;
+	}
+	smtp_session_start(&W.srv, fd, l, sa, len);
 }
 
 static void
@@ -218,6 +359,8 @@ on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	if (W.draining)
 		return;
 	W.draining = 1;
+	while (pending_proxied)         /* not yet sessions: nothing to finish */
+		proxy_done(pending_proxied, 1);
 	/* Closed here and in the master: new clients are refused at once and
 	 * try another MX, instead of waiting in a backlog nobody accepts. */
 	ev_timer_stop(loop, &W.resume);

@@ -16,7 +16,7 @@ class Preflight(unittest.TestCase):
         self.bin = tempfile.mkdtemp(prefix="mxgate-preflight-")
         self.addCleanup(shutil.rmtree, self.bin)
         for tool in ("nsd", "rbldnsd", "openssl", "dig", "lua5.4", "swaks", "man", "nroff",
-                     "systemd-analyze"):
+                     "systemd-analyze", "haproxy"):
             path = shutil.which(tool)
             if path:
                 os.symlink(path, os.path.join(self.bin, tool))
