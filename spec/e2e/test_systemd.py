@@ -188,7 +188,7 @@ class UnitFile(unittest.TestCase):
         self.assertEqual(set(d["CapabilityBoundingSet"][0].split()), {
             "CAP_NET_BIND_SERVICE",            # port 25
             "CAP_SETUID", "CAP_SETGID",        # dropping to user "mxgate"
-            "CAP_CHOWN", "CAP_DAC_OVERRIDE",   # preparing its spool and state dirs
+            "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE",   # preparing its spool and state dirs
         })
         for k in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices",
                   "ProtectKernelTunables", "ProtectControlGroups", "RestrictSUIDSGID"):

@@ -99,9 +99,9 @@ class Package(unittest.TestCase):
         self.assertLess(pw.pw_uid, 1000)                     # a system user
         self.assertEqual(grp.getgrgid(pw.pw_gid).gr_name, "mxgate")
         self.assertIn(pw.pw_shell, ("/usr/sbin/nologin", "/bin/false"))
-        for d in ("/var/spool/mxgate", "/var/lib/mxgate"):
+        for d, mode in (("/var/spool/mxgate", 0o700), ("/var/lib/mxgate", 0o750)):
             st = os.stat(d)
-            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (pw.pw_uid, 0o750), d)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (pw.pw_uid, mode), d)
 
     def test_05_config_and_rules_are_conffiles(self):
         conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "mxgate").stdout
