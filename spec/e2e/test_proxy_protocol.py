@@ -14,6 +14,7 @@ import unittest
 
 from spec.e2e import dnsserver
 from spec.e2e.harness import ROOT, Mxgate, binary, free_port, wait_for
+from spec.e2e.test_portal_rows import shared_world
 
 XBL_CLIENT = "127.0.0.4"
 ZEN = ":127.0.0.2:Listed, see https://www.spamhaus.org/query/ip/$\n%s :127.0.0.4:\n" % XBL_CLIENT
@@ -64,44 +65,56 @@ backend mx_v2
         return True
 
 
-class BehindHAProxy(unittest.TestCase):
-    USES_MXGATE = True
+class World:
+    """rbldnsd, mxgate (a direct and a PROXY listener) and HAProxy in front;
+    one per mxgate binary, shared by the tests (spec/run.py runs each test
+    on its own: class fixtures never run)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.rbl = dnsserver.Rbldnsd({"zen.test": ("ip4set", ZEN)})
-        cls.rbl.start()
-        mx = cls.mx = Mxgate(config={
+    def __init__(self):
+        self.rbl = dnsserver.Rbldnsd({"zen.test": ("ip4set", ZEN)})
+        self.haproxy = None
+        self.mx = Mxgate(config={
             "rules": '"%s"' % os.path.join(ROOT, "rules.d"),
             "hosted_domains": '{ ["example.test"] = { route = "127.0.0.1:1", callout = false, greylist = false },'
                               ' ["grey.test"] = { route = "127.0.0.1:1", callout = false } }',
-            "dns": '{ servers = "%s", timeout = 0.5, tries = 2 }' % cls.rbl.address,
-            "dnsbl": '{ { zone = "zen.test", spamhaus = true } }',
             "verify_sender": "{ enabled = false }",
+            "dnsbl": '{ { zone = "zen.test", spamhaus = true } }',
             "greylist": "{ delay = 60 }",
             "timeouts": "{ command = 2 }",
         }, directions=("inbound", "proxied"))
-        direct, proxied = mx.ports["inbound"], mx.ports["proxied"]
-        mx.config["listen"] = (
+        direct, proxied = self.mx.ports["inbound"], self.mx.ports["proxied"]
+        self.mx.config["listen"] = (
             '{ { address = "127.0.0.1", port = %d, direction = "inbound" }, '
             '{ address = "127.0.0.1", port = %d, direction = "inbound", proxy_protocol = true, '
             'proxy_from = { "127.0.0.1/32" } } }' % (direct, proxied))
-        try:
-            mx.start()
-            cls.haproxy = HAProxy("127.0.0.1:%d" % proxied)
-            cls.haproxy.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
-    @classmethod
-    def tearDownClass(cls):
-        for name in ("haproxy", "rbl"):
-            srv = getattr(cls, name, None)
-            if srv:
-                srv.stop()
-        cls.mx.stop()
-        cls.mx.cleanup()
+    def start(self):
+        try:
+            self.rbl.start()
+            self.mx.config["dns"] = '{ servers = "%s", timeout = 0.5, tries = 2 }' % self.rbl.address
+            self.mx.start()
+            self.haproxy = HAProxy("127.0.0.1:%d" % self.mx.ports["proxied"])
+            self.haproxy.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.haproxy:
+            self.haproxy.stop()
+        self.rbl.stop()
+        self.mx.stop()
+        self.mx.cleanup()
+
+
+class BehindHAProxy(unittest.TestCase):
+    USES_MXGATE = True
+
+    def setUp(self):
+        w = shared_world("haproxy", World)
+        self.mx, self.haproxy = w.mx, w.haproxy
+        self.addCleanup(self.mx.check_sanitizers)
 
     def rcpt(self, port, source, sender="someone@sender.test", rcpt="user@example.test"):
         with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", source_address=(source, 0),
