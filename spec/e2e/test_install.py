@@ -12,7 +12,8 @@ from spec.e2e.harness import ROOT
 
 
 def make_install(destdir, prefix):
-    return subprocess.run(["make", "-s", "install", f"DESTDIR={destdir}", f"PREFIX={prefix}"], cwd=ROOT,
+    # -o all: install what `make test` built; never rebuild under a running suite.
+    return subprocess.run(["make", "-s", "-o", "all", "install", f"DESTDIR={destdir}", f"PREFIX={prefix}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
