@@ -196,6 +196,20 @@ fail:
 }
 
 SSL_CTX *
+tls_reload_ctx(const char *cert, const char *key, const char *hostname, char *err, size_t errlen)
+{
+	char why[900];
+	SSL_CTX *ctx;
+
+	err[0] = '\0';
+	if (!cert[0])
+		return NULL;
+	if (!(ctx = tls_server_ctx(cert, key, "", hostname, why, sizeof why)))
+		snprintf(err, errlen, "tls: %s", why);
+	return ctx;
+}
+
+SSL_CTX *
 tls_client_ctx(char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());

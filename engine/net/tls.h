@@ -14,6 +14,14 @@
 SSL_CTX *tls_server_ctx(const char *cert, const char *key, const char *dir,
     const char *hostname, char *err, size_t errlen);
 
+/*
+ * SIGHUP: a new context from the configured cert and key files, read as the
+ * unprivileged user (they must be readable by `user`). NULL with err empty:
+ * nothing to reload (no files configured: the self-signed pair stays);
+ * NULL with err set: the files are broken, keep the old context.
+ */
+SSL_CTX *tls_reload_ctx(const char *cert, const char *key, const char *hostname, char *err, size_t errlen);
+
 /* A client context for callouts: TLS 1.2+, no verification (opportunistic). */
 SSL_CTX *tls_client_ctx(char *err, size_t errlen);
 

@@ -293,12 +293,22 @@ master_main(struct conf *c)
 		}
 		if (sig == SIGHUP) {
 			struct conf test;
+			SSL_CTX *ntls;
 			log_reopen();
 			if (conf_load(&test, c->path, err, sizeof err) < 0) {
 				log_event("reload_failed", "error", err, NULL);
 				ready_reload_failed(err);
+			} else if (!(ntls = tls_reload_ctx(test.tls_cert, test.tls_key, test.hostname, err,
+			    sizeof err)) && err[0]) {
+				/* A broken certificate changes nothing anywhere. */
+				log_event("reload_failed", "error", err, NULL);
+				ready_reload_failed(err);
 			} else {
 				int alive_now[MAX_WORKERS];
+				if (ntls) {             /* what workers started from now on get */
+					SSL_CTX_free(tls);
+					tls = ntls;
+				}
 				for (int i = 0; i < n; i++)
 					alive_now[i] = kids[i].pid > 0;
 				ready_reloading(alive_now, n);

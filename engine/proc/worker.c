@@ -31,6 +31,7 @@
 #include "readiness.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "tls.h"
 #include "worker.h"
 #include "world.h"
 
@@ -318,6 +319,7 @@ static void
 reload(void)
 {
 	struct conf *c = calloc(1, sizeof *c);
+	SSL_CTX *tls;
 	char err[1024];
 
 	log_reopen();
@@ -329,11 +331,25 @@ reload(void)
 		free(c);
 		return;
 	}
-	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
+	/* All or nothing: the certificate, then the rules; the first that
+	 * fails leaves everything as it was. */
+	if (!(tls = tls_reload_ctx(c->tls_cert, c->tls_key, c->hostname, err, sizeof err)) && err[0]) {
 		log_event("reload_failed", "error", err, NULL);
 		conf_free(c);
 		free(c);
 		return;
+	}
+	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
+		log_event("reload_failed", "error", err, NULL);
+		SSL_CTX_free(tls);
+		conf_free(c);
+		free(c);
+		return;
+	}
+	if (tls) {
+		/* Sessions already in TLS hold a reference to the old context. */
+		SSL_CTX_free(W.srv.tls);
+		W.srv.tls = tls;
 	}
 	conf_release(W.srv.conf);
 	W.srv.conf = conf_hold(c);
