@@ -494,6 +494,17 @@ policy_open(struct policy *p, const struct conf *c, const struct world *w, char 
 	return 0;
 }
 
+void
+policy_world_changed(struct policy *p, const struct world *w)
+{
+	struct lpolicy *pol = p->self;
+
+	if (p->ops != &lua_ops || !pol->loop)
+		return;                 /* the built-in policy asks nothing */
+	pol->dns = w->dns;
+	pol->callout = w->callout;
+}
+
 int
 policy_open_replay(struct policy *p, const struct conf *c,
     void (*world_open)(lua_State *L, void *arg), void *arg, char *err, size_t errlen)

@@ -54,6 +54,7 @@ struct worker {
 	int               paused;
 	double            logged_at;      /* last accept_error line */
 	unsigned long     shed, failed;   /* since that line */
+	char              net_key[1200];   /* the dns/callout settings world has */
 };
 
 #define ACCEPT_BACKOFF_MIN 0.05
@@ -319,8 +320,9 @@ static void
 reload(void)
 {
 	struct conf *c = calloc(1, sizeof *c);
+	struct world net;
 	SSL_CTX *tls;
-	char err[1024];
+	char err[1024], key[sizeof W.net_key];
 
 	log_reopen();
 	if (!c)
@@ -339,12 +341,34 @@ reload(void)
 		free(c);
 		return;
 	}
+	/* Changed resolver or callout settings: a new pair beside the old. */
+	net.loop = NULL;
+	if (W.world.dns && strcmp(world_net_key(c, key, sizeof key), W.net_key) != 0) {
+		net = W.world;
+		if (world_net_open(&net, c, err, sizeof err) < 0) {
+			log_event("reload_failed", "error", err, NULL);
+			SSL_CTX_free(tls);
+			conf_free(c);
+			free(c);
+			return;
+		}
+	}
 	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
 		log_event("reload_failed", "error", err, NULL);
+		if (net.loop) {
+			world_net_retire(&net, 0);      /* nobody used it */
+		}
 		SSL_CTX_free(tls);
 		conf_free(c);
 		free(c);
 		return;
+	}
+	if (net.loop) {
+		world_net_retire(&W.world, c->timeouts.rule + 5);
+		W.world.dns = net.dns;
+		W.world.callout = net.callout;
+		policy_world_changed(&W.srv.policy, &W.world);
+		snprintf(W.net_key, sizeof W.net_key, "%s", key);
 	}
 	if (tls) {
 		/* Sessions already in TLS hold a reference to the old context. */
@@ -425,6 +449,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 		log_event("fatal", "error", err, NULL);
 		return 1;
 	}
+	world_net_key(conf, W.net_key, sizeof W.net_key);
 	for (int i = 0; i < conf->nlisten; i++) {
 		ev_io_init(&W.listen[i], on_accept, listen_fds[i], EV_READ);
 		W.listeners[i] = conf->listen[i];

@@ -4,6 +4,7 @@
  * sweeps a store whose records do not expire by themselves (LMDB).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -110,4 +111,82 @@ world_close(struct world *w)
 	if (w->dns)
 		dns_free(w->dns);
 	memset(w, 0, sizeof *w);
+}
+
+const char *
+world_net_key(const struct conf *c, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s|%g|%d|%d|%d|%g|%g|%d|%g|%g|%d|%s|%s", c->dns.servers, c->dns.timeout, c->dns.tries,
+	    c->dns.cache, c->callout.port, c->callout.connect_timeout, c->callout.command_timeout,
+	    c->callout.starttls, c->callout.positive_ttl, c->callout.negative_ttl, c->callout.max_per_host,
+	    c->callout.mail_from, c->hostname);
+	return buf;
+}
+
+int
+world_net_open(struct world *w, const struct conf *c, char *err, size_t errlen)
+{
+	struct dns_conf dc = {
+		.servers = c->dns.servers[0] ? c->dns.servers : NULL,
+		.timeout = c->dns.timeout, .tries = c->dns.tries,
+		.cache_entries = (size_t)c->dns.cache,
+	};
+	struct callout_conf cc = {
+		.port = c->callout.port, .connect_timeout = c->callout.connect_timeout,
+		.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
+		.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
+		.max_per_host = c->callout.max_per_host,
+	};
+	char why[512];
+
+	if (!(w->dns = dns_new(w->loop, &dc, why, sizeof why))) {
+		snprintf(err, errlen, "%s: dns: %s", c->path ? c->path : "config", why);
+		return -1;
+	}
+	snprintf(cc.helo, sizeof cc.helo, "%s", c->hostname);
+	snprintf(cc.mail_from, sizeof cc.mail_from, "%s", c->callout.mail_from);
+	if (!(w->callout = callout_new(w->loop, w->dns, w->state, &cc, why, sizeof why))) {
+		snprintf(err, errlen, "%s: callout: %s", c->path ? c->path : "config", why);
+		dns_free(w->dns);
+		w->dns = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* A replaced pair, kept until the lookups and callouts sessions started on
+ * it have answered (a rule waits at most timeouts.rule). */
+struct retired_net {
+	ev_timer        timer;
+	struct dns     *dns;
+	struct callout *callout;
+};
+
+static void
+on_retired(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct retired_net *r = t->data;
+
+	callout_free(r->callout);
+	dns_free(r->dns);
+	free(r);
+}
+
+void
+world_net_retire(struct world *w, double after)
+{
+	struct retired_net *r = calloc(1, sizeof *r);
+
+	if (!r) {                       /* no memory for a grace period: now */
+		callout_free(w->callout);
+		dns_free(w->dns);
+	} else {
+		r->dns = w->dns;
+		r->callout = w->callout;
+		ev_timer_init(&r->timer, on_retired, after, 0);
+		r->timer.data = r;
+		ev_timer_start(w->loop, &r->timer);
+	}
+	w->dns = NULL;
+	w->callout = NULL;
 }

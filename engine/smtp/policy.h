@@ -45,6 +45,9 @@ int  policy_builtin(struct policy *p, const struct conf *c);
 struct world;
 int  policy_open(struct policy *p, const struct conf *c, const struct world *w,
     char *err, size_t errlen);
+/* The world's services were replaced (a reload's new resolver and callout
+ * client): a policy that asks them uses these from now on. */
+void policy_world_changed(struct policy *p, const struct world *w);
 
 /*
  * A policy that returned POLICY_PENDING answers through s->resume(s, v)
