@@ -171,7 +171,9 @@ install: all
 # The Debian package, built from a copy of the tree (tracked and new files,
 # not build output): mxgate_VERSION_ARCH.deb in the top directory.
 DEBVERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
+DEB_PKGS   = debhelper dpkg-dev fakeroot lintian adduser
 deb:
+	@sh .ci/deps.sh $(DEB_PKGS)
 	rm -rf build-deb && mkdir -p build-deb/mxgate-$(DEBVERSION)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build-deb/mxgate-$(DEBVERSION)
 	cd build-deb/mxgate-$(DEBVERSION) && dpkg-buildpackage -us -uc -b
@@ -183,7 +185,6 @@ deb:
 # starts the installed server as the unit would (not under systemd) and
 # talks to it. Slow (a package build): not part of `make test`.
 test-deb: deps
-	sh .ci/deb-deps.sh
 	$(MAKE) deb
 	/usr/bin/python3 spec/package/test_package.py
 

@@ -15,6 +15,7 @@ if ! getent passwd mxgate >/dev/null; then
 		$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin mxgate 2>/dev/null || getent passwd mxgate >/dev/null
 fi
+PKGS="$PKGS $*"              # more for one target: `sh .ci/deps.sh lintian ...`
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

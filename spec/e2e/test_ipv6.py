@@ -11,18 +11,10 @@ import unittest
 
 from spec.e2e import dnsserver
 from spec.e2e.harness import ROOT, Mxgate, binary, free_port, wait_for
+from spec.e2e.test_callout import have_ipv6
 from spec.e2e.test_portal_rows import shared_world
 
 ZEN6 = ":127.0.0.2:Listed, see https://www.spamhaus.org/query/ip/$\n::1 :127.0.0.4:\n2001:db8:4::/48 :127.0.0.10:\n"
-
-
-def have_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class ProxiedClient:
@@ -103,7 +95,7 @@ class World:
         self.mx.cleanup()
 
 
-@unittest.skipUnless(have_ipv6_loopback(), "no IPv6 loopback (::1)")
+@unittest.skipUnless(have_ipv6(), "no IPv6 loopback (::1)")
 class IPv6(unittest.TestCase):
     USES_MXGATE = True
 
