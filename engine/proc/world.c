@@ -60,30 +60,11 @@ world_open(struct world *w, const struct conf *c, struct ev_loop *loop, char *er
 	w->loop = loop;
 	if (!c->rules[0])
 		return 0;                       /* the built-in policy asks nothing */
-	struct dns_conf dc = {
-		.servers = c->dns.servers[0] ? c->dns.servers : NULL,
-		.timeout = c->dns.timeout, .tries = c->dns.tries,
-		.cache_entries = (size_t)c->dns.cache,
-	};
-	if (!(w->dns = dns_new(loop, &dc, err, errlen)))
-		return -1;
 	/* One store handle per process, opened after fork. */
 	world_state_conf(c, &sc);
-	if (!(w->state = state_open(&sc, loop, err, errlen))) {
-		world_close(w);
+	if (!(w->state = state_open(&sc, loop, err, errlen)))
 		return -1;
-	}
-	struct callout_conf cc = {
-		.port = c->callout.port, .connect_timeout = c->callout.connect_timeout,
-		.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
-		.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
-		.max_per_host = c->callout.max_per_host,
-		.allow_nets = c->callout.allow_nets, .nallow_nets = c->callout.nallow_nets,
-		.listen = c->listen, .nlisten = c->nlisten,
-	};
-	snprintf(cc.helo, sizeof cc.helo, "%s", c->hostname);
-	snprintf(cc.mail_from, sizeof cc.mail_from, "%s", c->callout.mail_from);
-	if (!(w->callout = callout_new(loop, w->dns, w->state, &cc, err, errlen))) {
+	if (world_net_open(w, c, err, errlen) < 0) {
 		world_close(w);
 		return -1;
 	}
@@ -136,6 +117,8 @@ world_net_open(struct world *w, const struct conf *c, char *err, size_t errlen)
 		.command_timeout = c->callout.command_timeout, .starttls = c->callout.starttls,
 		.positive_ttl = c->callout.positive_ttl, .negative_ttl = c->callout.negative_ttl,
 		.max_per_host = c->callout.max_per_host,
+		.allow_nets = c->callout.allow_nets, .nallow_nets = c->callout.nallow_nets,
+		.listen = c->listen, .nlisten = c->nlisten,
 	};
 	char why[512];
 
