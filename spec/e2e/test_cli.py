@@ -13,6 +13,7 @@ COMMANDS = {
     "mxgate state": ["state"],
     "mxgate report": ["report"],
     "mxgate queue": ["queue"],
+    "mxgate queue": ["queue"],
     "ruletest": None,
 }
 
