@@ -55,6 +55,7 @@ struct worker {
 	double            logged_at;      /* last accept_error line */
 	unsigned long     shed, failed;   /* since that line */
 	char              net_key[1200];   /* the dns/callout settings world has */
+	struct conf      *net_conf;        /* held: what world's callout client points into */
 };
 
 #define ACCEPT_BACKOFF_MIN 0.05
@@ -356,7 +357,7 @@ reload(void)
 	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
 		log_event("reload_failed", "error", err, NULL);
 		if (net.loop) {
-			world_net_retire(&net, 0);      /* nobody used it */
+			world_net_retire(&net, 0, NULL);        /* nobody used it */
 		}
 		SSL_CTX_free(tls);
 		conf_free(c);
@@ -364,7 +365,8 @@ reload(void)
 		return;
 	}
 	if (net.loop) {
-		world_net_retire(&W.world, c->timeouts.rule + 5);
+		world_net_retire(&W.world, c->timeouts.rule + 5, W.net_conf);
+		W.net_conf = conf_hold(c);
 		W.world.dns = net.dns;
 		W.world.callout = net.callout;
 		policy_world_changed(&W.srv.policy, &W.world);
@@ -450,6 +452,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 		return 1;
 	}
 	world_net_key(conf, W.net_key, sizeof W.net_key);
+	W.net_conf = conf_hold(conf);
 	for (int i = 0; i < conf->nlisten; i++) {
 		ev_io_init(&W.listen[i], on_accept, listen_fds[i], EV_READ);
 		W.listeners[i] = conf->listen[i];

@@ -32,11 +32,13 @@ void world_close(struct world *w);
  * names them, to see whether they changed; world_net_open() builds a new
  * resolver and callout client into w (on w's loop and store);
  * world_net_retire() frees w's pair `after` seconds from now, once the
- * lookups started on it have answered, and clears it from w.
+ * lookups started on it have answered, and clears it from w; then it
+ * releases `held` (the conf the pair was built from: the callout client
+ * points into it), if not NULL.
  */
 const char *world_net_key(const struct conf *c, char *buf, size_t n);
 int  world_net_open(struct world *w, const struct conf *c, char *err, size_t errlen);
-void world_net_retire(struct world *w, double after);
+void world_net_retire(struct world *w, double after, struct conf *held);
 
 /* The store the config names (state = { backend = ... }) as a state_conf. */
 void world_state_conf(const struct conf *c, struct state_conf *sc);

@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "dns.h"
 #include "log.h"
+#include "smtp_server.h"
 #include "state.h"
 #include "worker.h"
 #include "world.h"
@@ -143,6 +144,7 @@ struct retired_net {
 	ev_timer        timer;
 	struct dns     *dns;
 	struct callout *callout;
+	struct conf    *conf;           /* the callout client points into it */
 };
 
 static void
@@ -152,20 +154,25 @@ on_retired(struct ev_loop *loop, ev_timer *t, int revents)
 
 	callout_free(r->callout);
 	dns_free(r->dns);
+	if (r->conf)
+		conf_release(r->conf);
 	free(r);
 }
 
 void
-world_net_retire(struct world *w, double after)
+world_net_retire(struct world *w, double after, struct conf *held)
 {
 	struct retired_net *r = calloc(1, sizeof *r);
 
 	if (!r) {                       /* no memory for a grace period: now */
 		callout_free(w->callout);
 		dns_free(w->dns);
+		if (held)
+			conf_release(held);
 	} else {
 		r->dns = w->dns;
 		r->callout = w->callout;
+		r->conf = held;
 		ev_timer_init(&r->timer, on_retired, after, 0);
 		r->timer.data = r;
 		ev_timer_start(w->loop, &r->timer);
