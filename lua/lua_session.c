@@ -1,10 +1,13 @@
 /*
  * lua_session.c - the session as rules see it.
  *
- * Each hook gets `s`, a fresh, read-only table whose fields are computed
- * from the engine's session_info on first read and then stored in it, so a
+ * Every hook of a session gets the same `s`, one read-only table per
+ * session (not one per hook): a field is computed from the engine's
+ * session_info on its first read in a hook and stored in the table, so a
  * hook builds nothing it does not use and ten rules reading s.ip pay for
- * one C call, not ten. The table points at the session's anchor, a
+ * one C call, not ten; at the next hook the stored fields are dropped
+ * (lsession_forget), so no hook sees an earlier one's values. The table
+ * points at the session's anchor, a
  * userdata that lives as long as the session (it holds s.data, the one
  * writable corner, and is cut loose when the session ends, so an `s` a rule
  * kept past its session reads as gone, never as freed memory).

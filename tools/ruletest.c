@@ -2,12 +2,12 @@
  * ruletest.c - dry-run a ruleset against recorded sessions (Exim's -bh,
  * taken further): `bin/ruletest [-c CONF] [-r RULES] [--diff] JOURNAL...`.
  *
- * For each recorded session a small engine walks the client's commands
- * again: the same state machine, the same checks and reply texts as
- * smtp_server.c, the same reply_for_verdict(), and the rules' hooks run in
- * a generation of the NEW rules whose world primitives answer from the
- * record (lua/replay.c). Each reply is compared with the one recorded.
- * Nothing is sent, looked up or written.
+ * Each recorded session's commands go again through the server's own
+ * protocol core (engine/smtp/smtp_proto.c: the same states, checks and
+ * reply texts), driven here by recorded lines instead of sockets, and the
+ * rules' hooks run in a generation of the NEW rules whose world primitives
+ * answer from the record (lua/replay.c). Each reply is compared with the
+ * one recorded. Nothing is sent, looked up or written.
  *
  * Where the new rules lead the session somewhere the record cannot follow
  * (a DATA that now gets 354 although no message was recorded, a STARTTLS
@@ -34,8 +34,8 @@
 #include "ruletest.h"
 #include "version.h"
 #include "session.h"
-#include "smtp_grammar.h"
 #include "smtp_parse.h"
+#include "smtp_proto.h"
 
 #define MAX_REPLIES 16          /* per step, recorded or new */
 #define DEFAULT_TLS_VERSION "TLSv1.3"
@@ -76,24 +76,26 @@ struct rt {
 	int             ncounts, countcap;
 };
 
-enum rstate { R_CONNECT = PHASE_CONNECT, R_INIT = PHASE_INIT, R_HELO = PHASE_HELO,
-	R_MAIL = PHASE_MAIL, R_RCPT = PHASE_RCPT, R_CLOSED };
+struct step;
+struct seg;
 
-/* One session being replayed. info first: the policy's resume finds us. */
+/* One session being replayed. The protocol (its info) first: the policy's
+ * resume finds us. */
 struct rs {
-	struct session_info info;
+	struct smtp_proto   p;
 	struct rt          *rt;
 	struct record      *rec;
-	enum rstate         state;
-	enum smtp_verb      cmd;
-	int                 errors;
+	struct step        *step;           /* the step replaying: replies go here */
+	struct seg         *seg;            /* ... and what the record says of it */
+	int                 decided;        /* the step's command asked its hook */
+	enum action         cmd_action;     /* ... and got this */
+	char                cmd_where[160]; /* ... from this rule */
 	int                 diverged;
 	int                 changed;
 	int                 failed;         /* case: an expectation not met */
 	int                 unanswered;
 	int                 got;            /* a pending verdict arrived */
 	struct verdict      pending;
-	int                 tls_available;  /* the recorded server offered STARTTLS */
 	long long           case_size;
 	const char         *why_diverged;
 	const char         *what;           /* the step replaying: "> RCPT TO:<...>" */
@@ -227,26 +229,6 @@ on_resume(struct session_info *i, const struct verdict *v)
 	s->got = 1;
 }
 
-/* ---------------- transaction state, as smtp_server.c keeps it ---------------- */
-
-static void
-reset_transaction(struct rs *s)
-{
-	for (int i = 0; i < s->info.nrcpts; i++)
-		free(s->info.rcpts[i]);
-	free(s->info.rcpts);
-	s->info.rcpts = NULL;
-	s->info.nrcpts = 0;
-	s->info.has_mail = 0;
-	memset(&s->info.mail, 0, sizeof s->info.mail);
-	s->info.headers = NULL;
-	s->info.headers_len = 0;
-	s->info.size = 0;
-	s->info.qid[0] = '\0';
-	if (s->state == R_MAIL || s->state == R_RCPT)
-		s->state = R_HELO;
-}
-
 /* ---------------- replies ---------------- */
 
 struct step {
@@ -282,39 +264,6 @@ add_reply(struct step *p, int code, const char *enh, const char *text)
 	return r;
 }
 
-/* smtp_server.c's reply_error(): "CODE ENH text"; 5xx count toward max_errors. */
-static void
-reply_error(struct rs *s, struct step *p, const char *full)
-{
-	int code = atoi(full);
-	char enh[16] = "";
-	const char *text = full + 4;
-
-	if (sscanf(text, "%15s", enh) == 1 && strchr(enh, '.'))
-		text += strlen(enh) + 1;
-	else
-		enh[0] = '\0';
-	add_reply(p, code, enh, text);
-	if (code >= 500 && ++s->errors >= s->info.conf->limits.max_errors) {
-		char t[400];
-		snprintf(t, sizeof t, "%s Error: too many errors", s->info.conf->hostname);
-		add_reply(p, 421, "4.7.0", t);
-		s->state = R_CLOSED;
-	}
-}
-
-static void
-reply_verdict(struct rs *s, struct step *p, enum stage st, const struct verdict *v)
-{
-	struct reply_words w;
-	struct nreply *r;
-
-	if (reply_for_verdict(st, v, &w) == V_DROP)
-		s->state = R_CLOSED;
-	r = add_reply(p, w.code, w.enhanced, w.text);
-	snprintf(r->where, sizeof r->where, "%s", v->where);
-}
-
 static void compare(struct rs *s, struct step *p, struct seg *g, int upto);
 
 /* ---------------- the policy ---------------- */
@@ -332,256 +281,10 @@ trace_verdict(struct rt *rt, enum stage st, const struct verdict *v)
 		    v->reason[0] ? " " : "", v->reason, v->where[0] ? " (" : "", v->where, v->where[0] ? ")" : "");
 }
 
-/* Runs the hook of st with the new rules: its verdict in *v. */
-static void
-decide(struct rs *s, enum stage st, struct verdict *v)
-{
-	struct rt *rt = s->rt;
-
-	memset(v, 0, sizeof *v);
-	s->got = 0;
-	if (rt->pol.ops->decide(rt->pol.self, &s->info, st, v) == POLICY_PENDING) {
-		if (s->got)
-			*v = s->pending;
-		else {
-			/* A primitive outside the world interface waited for I/O: there is
-			 * no loop here to answer it. The session cannot go on. */
-			memset(v, 0, sizeof *v);
-			v->action = V_DEFER;
-			snprintf(v->reason, sizeof v->reason, "rule_error");
-			snprintf(v->text, sizeof v->text, "a rule waited for I/O that the replay world cannot answer");
-			s->diverged = 1;
-			s->why_diverged = "a rule waited for I/O outside the world primitives";
-		}
-	}
-	trace_verdict(rt, st, v);
-	count_verdict(rt, st, v, 0);
-}
-
-/* ---------------- commands: smtp_server.c's table, replayed ---------------- */
-
-struct rcommand {
-	const char  *(*check)(struct rs *, const char *args);
-	void         (*proceed)(struct rs *, struct step *, struct seg *, const struct verdict *);
-};
-
-static const char *
-check_helo(struct rs *s, const char *args)
-{
-	const char *why = smtp_check_helo(args);
-
-	if (why)
-		return why;
-	reset_transaction(s);
-	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
-	s->info.esmtp = (s->cmd == CMD_EHLO);
-	return NULL;
-}
-
-static void
-proceed_helo(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	char text[600];
-	struct nreply *r;
-
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		s->info.helo[0] = '\0';
-		reply_verdict(s, p, STAGE_HELO, v);
-		return;
-	}
-	s->state = R_HELO;
-	if (!s->info.esmtp) {
-		add_reply(p, 250, "", s->info.conf->hostname);
-		return;
-	}
-	snprintf(text, sizeof text, "%s\nPIPELINING\nSIZE %zu\n8BITMIME\n%sENHANCEDSTATUSCODES\nSMTPUTF8",
-	    s->info.conf->hostname, s->info.conf->limits.max_message_size,
-	    (s->tls_available && !s->info.tls) ? "STARTTLS\n" : "");
-	r = add_reply(p, 250, "", text);
-	r->borrow = 1;          /* SIZE and STARTTLS: what the live server offered */
-}
-
-static const char *
-check_mail(struct rs *s, const char *args)
-{
-	return smtp_check_mail(&s->info, args);
-}
-
-static void
-proceed_mail(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		memset(&s->info.mail, 0, sizeof s->info.mail);
-		reply_verdict(s, p, STAGE_MAIL, v);
-		return;
-	}
-	s->info.has_mail = 1;
-	s->state = R_MAIL;
-	add_reply(p, 250, "2.1.0", "Ok");
-}
-
-static const char *
-check_rcpt(struct rs *s, const char *args)
-{
-	return smtp_check_rcpt(&s->info, args);
-}
-
-static void
-proceed_rcpt(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	char **r;
-
-	if (v->action != V_ACCEPT) {
-		reply_verdict(s, p, STAGE_RCPT, v);     /* V_NONE: fail closed */
-		return;
-	}
-	r = realloc(s->info.rcpts, (size_t)(s->info.nrcpts + 1) * sizeof *r);
-	if (!r || !(r[s->info.nrcpts] = strdup(s->info.rcpt.addr))) {
-		if (r)
-			s->info.rcpts = r;
-		add_reply(p, 452, "4.3.1", "Insufficient system resources");
-		return;
-	}
-	s->info.rcpts = r;
-	s->info.nrcpts++;
-	s->state = R_RCPT;
-	add_reply(p, 250, "2.1.5", "Ok");
-}
-
-static const char *
-check_data(struct rs *s, const char *args)
-{
-	return *args ? "501 5.5.4 Syntax: DATA takes no argument" : NULL;
-}
-
 static int
 is_queue_error(const struct rev *r)
 {
 	return r && r->code == 451 && !strcmp(r->text, "4.3.0 Error: queue file write error");
-}
-
-/*
- * 354, then the data hook with the size and queue id the record holds: the
- * message itself was never recorded, so a DATA the record did not reach
- * cannot be replayed past its 354.
- */
-static void
-proceed_data(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	struct rt *rt = s->rt;
-	struct verdict dv;
-	char text[128];
-
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, p, STAGE_PREDATA, v);
-		return;
-	}
-	if (!s->rec->is_case && !rt->interactive) {
-		/* The spool failed in the recording: not the rules' doing. */
-		if (g->nrec && is_queue_error(g->rec[0])) {
-			add_reply(p, 451, "4.3.0", "Error: queue file write error");
-			return;
-		}
-		if (!g->nrec || g->rec[0]->code != 354) {
-			add_reply(p, 354, "", "(message not recorded)");
-			s->diverged = 1;
-			s->why_diverged = "DATA now gets 354, but no message was recorded";
-			return;
-		}
-	}
-	add_reply(p, 354, "", "End data with <CR><LF>.<CR><LF>");
-	if (s->rec->is_case || rt->interactive) {
-		s->info.size = g->size ? (size_t)g->size->size : (size_t)s->case_size;
-		if (!s->info.qid[0])
-			snprintf(s->info.qid, sizeof s->info.qid, "RT%08X", ++rt->next_qid);
-	} else if (g->data_hook) {
-		s->info.size = g->data_hook->size > 0 ? (size_t)g->data_hook->size : 0;
-		snprintf(s->info.qid, sizeof s->info.qid, "%s", g->data_hook->a ? g->data_hook->a : "");
-	} else {
-		/* Size limit, long line, bare LF, spool error: the engine's own answer. */
-		if (g->nrec > 1)
-			add_reply(p, g->rec[1]->code, "", g->rec[1]->text);
-		reset_transaction(s);
-		return;
-	}
-	s->info.headers = "";
-	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
-	if (rt->tracing)
-		buf_printf(&rt->trace, "    . (message of %zu bytes%s)\n", s->info.size,
-		    s->rec->is_case || rt->interactive ? "" : "; the body was not recorded");
-	decide(s, STAGE_DATA, &dv);
-	if (dv.action != V_NONE && dv.action != V_ACCEPT)
-		reply_verdict(s, p, STAGE_DATA, &dv);
-	else if (g->nrec > 1 && is_queue_error(g->rec[1]))
-		add_reply(p, 451, "4.3.0", "Error: queue file write error");
-	else {
-		snprintf(text, sizeof text, "Ok: queued as %s", s->info.qid);
-		add_reply(p, 250, "2.0.0", text);
-	}
-	reset_transaction(s);
-}
-
-static const char *
-check_none(struct rs *s, const char *args)
-{
-	return NULL;
-}
-
-static const char *
-check_unimplemented(struct rs *s, const char *args)
-{
-	return "502 5.5.1 Error: command not implemented";
-}
-
-static void
-proceed_rset(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	reset_transaction(s);
-	add_reply(p, 250, "2.0.0", "Ok");
-}
-
-static void
-proceed_noop(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	add_reply(p, 250, "2.0.0", "Ok");
-}
-
-static void
-proceed_vrfy(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	add_reply(p, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
-}
-
-static void
-proceed_expn(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	add_reply(p, 502, "5.5.1", "EXPN not available");
-}
-
-static void
-proceed_help(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	add_reply(p, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\n"
-	    "See RFC 5321");
-}
-
-static void
-proceed_quit(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
-{
-	add_reply(p, 221, "2.0.0", "Bye");
-	s->state = R_CLOSED;
-}
-
-static const char *
-check_starttls(struct rs *s, const char *args)
-{
-	if (!s->tls_available)
-		return "502 5.5.1 STARTTLS not available";
-	if (s->info.tls)
-		return "503 5.5.1 TLS already active";
-	if (*args)
-		return "501 5.5.4 Syntax: STARTTLS takes no argument";
-	return NULL;
 }
 
 static const struct rev *
@@ -593,131 +296,200 @@ case_tls(struct record *r)
 	return NULL;
 }
 
+/* ---------------- the protocol core's driver: the record for the wire ---------------- */
+
 static void
-proceed_starttls(struct rs *s, struct step *p, struct seg *g, const struct verdict *v)
+rt_reply(struct smtp_proto *pr, int code, const char *enh, const char *text, const char *reason)
 {
+	struct rs *s = (struct rs *)pr;
+	struct nreply *r = add_reply(s->step, code, enh, text);
+
+	if (pr->where)
+		snprintf(r->where, sizeof r->where, "%s", pr->where);
+	/* The greeting and the EHLO list carry what the live server offered
+	 * (SIZE, STARTTLS): the record knows those better. */
+	r->borrow = (code == 220 && pr->stage == STAGE_CONNECT) || (code == 250 && pr->cmd == CMD_EHLO);
+}
+
+/* Runs the hook of st with the new rules: its verdict in *v. */
+static int
+rt_decide(struct smtp_proto *pr, enum stage st, struct verdict *v)
+{
+	struct rs *s = (struct rs *)pr;
+	struct rt *rt = s->rt;
+	int rc = POLICY_DONE;
+
+	s->got = 0;
+	if (rt->pol.ops->decide(rt->pol.self, &pr->info, st, v) == POLICY_PENDING) {
+		if (s->got)
+			*v = s->pending;
+		else {
+			/* A primitive outside the world interface waited for I/O: there is
+			 * no loop here to answer it. The session cannot go on. */
+			memset(v, 0, sizeof *v);
+			v->action = V_DEFER;
+			snprintf(v->reason, sizeof v->reason, "rule_error");
+			snprintf(v->text, sizeof v->text, "a rule waited for I/O that the replay world cannot answer");
+			s->diverged = 1;
+			s->why_diverged = "a rule waited for I/O outside the world primitives";
+			rc = SMTP_UNDECIDED;
+		}
+	}
+	trace_verdict(rt, st, v);
+	count_verdict(rt, st, v, 0);
+	if (!s->decided) {
+		s->decided = 1;
+		s->cmd_action = v->action;
+		snprintf(s->cmd_where, sizeof s->cmd_where, "%s", v->where);
+	}
+	return rc;
+}
+
+/* postscreen's pregreet refusal: the client's doing, not the rules'. */
+static int
+rt_pregreet(struct smtp_proto *pr)
+{
+	struct seg *g = ((struct rs *)pr)->seg;
+
+	return g->nrec && g->rec[0]->code == 554 && strstr(g->rec[0]->text, "talked before the greeting");
+}
+
+static void
+rt_starttls(struct smtp_proto *pr)
+{
+	struct rs *s = (struct rs *)pr;
+	struct seg *g = s->seg;
 	const struct rev *t = g->tls;
 	struct rt *rt = s->rt;
 
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, p, STAGE_STARTTLS, v);
-		if (g->tls) {
-			/* The client went on inside TLS: those commands mean nothing now. */
-			s->diverged = 1;
-			s->why_diverged = "STARTTLS now refused; the record goes on inside TLS";
-		}
-		return;
-	}
-	add_reply(p, 220, "2.0.0", "Ready to start TLS");
 	if (s->rec->is_case || rt->interactive) {
 		if (!t)
 			t = case_tls(s->rec);
 	} else if (!t) {
 		if (g->nrec && g->rec[0]->code == 220) {
-			s->state = R_CLOSED;            /* the handshake failed */
+			smtp_proto_close(pr, "TLS handshake failed");
 			return;
 		}
 		s->diverged = 1;
 		s->why_diverged = "STARTTLS now accepted, but no handshake was recorded";
 		return;
 	}
-	s->info.tls = 1;
-	snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s", t ? t->a : DEFAULT_TLS_VERSION);
-	snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s", t ? t->b : DEFAULT_TLS_CIPHER);
-	snprintf(s->info.tls_peer, sizeof s->info.tls_peer, "%s", t && t->c ? t->c : "");
+	pr->info.tls = 1;
+	snprintf(pr->info.tls_version, sizeof pr->info.tls_version, "%s", t ? t->a : DEFAULT_TLS_VERSION);
+	snprintf(pr->info.tls_cipher, sizeof pr->info.tls_cipher, "%s", t ? t->b : DEFAULT_TLS_CIPHER);
+	snprintf(pr->info.tls_peer, sizeof pr->info.tls_peer, "%s", t && t->c ? t->c : "");
 	if (rt->tracing)
-		buf_printf(&rt->trace, "    . (TLS %s %s)\n", s->info.tls_version, s->info.tls_cipher);
-	/* RFC 3207 4.2: forget everything learnt before TLS. */
-	reset_transaction(s);
-	s->info.helo[0] = '\0';
-	s->info.esmtp = 0;
-	s->state = R_INIT;
+		buf_printf(&rt->trace, "    . (TLS %s %s)\n", pr->info.tls_version, pr->info.tls_cipher);
+	smtp_proto_tls_done(pr);
 }
 
-/* What each command does in a replay; where it is allowed is smtp_grammar.c's,
- * the table the server itself follows. */
-static const struct rcommand handlers[CMD_MAX] = {
-	[CMD_EHLO] = { check_helo, proceed_helo },
-	[CMD_HELO] = { check_helo, proceed_helo },
-	[CMD_STARTTLS] = { check_starttls, proceed_starttls },
-	[CMD_MAIL] = { check_mail, proceed_mail },
-	[CMD_RCPT] = { check_rcpt, proceed_rcpt },
-	[CMD_DATA] = { check_data, proceed_data },
-	[CMD_RSET] = { check_none, proceed_rset },
-	[CMD_NOOP] = { check_none, proceed_noop },
-	[CMD_VRFY] = { check_none, proceed_vrfy },
-	[CMD_EXPN] = { check_none, proceed_expn },
-	[CMD_HELP] = { check_none, proceed_help },
-	[CMD_QUIT] = { check_none, proceed_quit },
-	[CMD_AUTH] = { check_unimplemented, NULL },
-	[CMD_BDAT] = { check_unimplemented, NULL },
+/*
+ * 354 only where the record has one: the message itself was never
+ * recorded, so a DATA the record did not reach cannot be replayed past it.
+ */
+static int
+rt_data_begin(struct smtp_proto *pr)
+{
+	struct rs *s = (struct rs *)pr;
+	struct seg *g = s->seg;
+
+	if (s->rec->is_case || s->rt->interactive)
+		return 0;
+	/* The spool failed in the recording: not the rules' doing. */
+	if (g->nrec && is_queue_error(g->rec[0]))
+		return -1;
+	if (!g->nrec || g->rec[0]->code != 354) {
+		add_reply(s->step, 354, "", "(message not recorded)");
+		s->diverged = 1;
+		s->why_diverged = "DATA now gets 354, but no message was recorded";
+		return 1;
+	}
+	return 0;
+}
+
+static void
+rt_commit(struct smtp_proto *pr)
+{
+	struct seg *g = ((struct rs *)pr)->seg;
+
+	smtp_proto_committed(pr, !(g->nrec > 1 && is_queue_error(g->rec[1])));
+}
+
+static void
+rt_close(struct smtp_proto *pr, const char *why)
+{
+}
+
+static const struct smtp_driver rt_driver = {
+	.reply = rt_reply,
+	.decide = rt_decide,
+	.pregreet = rt_pregreet,
+	.starttls = rt_starttls,
+	.data_begin = rt_data_begin,
+	.commit = rt_commit,
+	.reset = NULL,
+	.close = rt_close,
 };
 
+/* After the 354: the data hook with the size and queue id the record holds. */
+static void
+message(struct rs *s, struct step *p, struct seg *g)
+{
+	struct rt *rt = s->rt;
+	struct session_info *i = &s->p.info;
+
+	if (s->rec->is_case) {
+		i->size = g->size ? (size_t)g->size->size : (size_t)s->case_size;
+		if (!i->qid[0])
+			snprintf(i->qid, sizeof i->qid, "RT%08X", ++rt->next_qid);
+	} else if (g->data_hook) {
+		i->size = g->data_hook->size > 0 ? (size_t)g->data_hook->size : 0;
+		snprintf(i->qid, sizeof i->qid, "%s", g->data_hook->a ? g->data_hook->a : "");
+	} else {
+		/* Size limit, long line, bare LF, spool error: the engine's own answer. */
+		if (g->nrec > 1)
+			add_reply(p, g->rec[1]->code, "", g->rec[1]->text);
+		smtp_proto_reset(&s->p);
+		return;
+	}
+	i->headers = "";
+	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
+	if (rt->tracing)
+		buf_printf(&rt->trace, "    . (message of %zu bytes%s)\n", i->size,
+		    s->rec->is_case ? "" : "; the body was not recorded");
+	smtp_proto_eom(&s->p, &(struct smtp_eom){ .size = i->size });
+}
+
+/* One recorded command through the protocol core. */
 static void
 command(struct rs *s, struct step *p, struct seg *g, const char *line)
 {
-	const struct rcommand *c;
-	const char *args, *why;
-	enum smtp_verb verb = smtp_parse_verb(line, &args);
-	const struct smtp_grammar *gr = smtp_grammar(verb);
-	struct verdict v;
-	int first;
+	int first = p->n;
 
-	s->cmd = verb;
-	if (!gr) {
-		reply_error(s, p, "500 5.5.2 Error: command not recognized");
-		return;
+	s->step = p;
+	s->seg = g;
+	s->decided = 0;
+	smtp_proto_line(&s->p, line);
+	if (s->p.state == ST_DATA && !s->rt->interactive)
+		message(s, p, g);
+	if (s->p.cmd == CMD_STARTTLS && s->decided && g->tls && !s->diverged &&
+	    s->cmd_action != V_NONE && s->cmd_action != V_ACCEPT) {
+		/* The client went on inside TLS: those commands mean nothing now. */
+		s->diverged = 1;
+		s->why_diverged = "STARTTLS now refused; the record goes on inside TLS";
 	}
-	if (!(gr->phases & PHASE_BIT(s->state))) {
-		reply_error(s, p, gr->sequence_error);
-		return;
-	}
-	c = &handlers[verb];
-	if ((why = c->check(s, args)) != NULL) {
-		reply_error(s, p, why);
-		return;
-	}
-	if (gr->stage == STAGE_MAX) {
-		if (c->proceed)
-			c->proceed(s, p, g, &(struct verdict){ .action = V_NONE });
-		return;
-	}
-	decide(s, gr->stage, &v);
-	if (s->diverged && !s->got && v.action == V_DEFER && !strcmp(v.reason, "rule_error")) {
-		reply_verdict(s, p, gr->stage, &v);
-		return;
-	}
-	first = p->n;
-	c->proceed(s, p, g, &v);
 	/* The rule behind an accept too, for the diff. */
-	if (first < p->n && !p->r[first].where[0])
-		snprintf(p->r[first].where, sizeof p->r[first].where, "%s", v.where);
+	if (s->decided && first < p->n && !p->r[first].where[0])
+		snprintf(p->r[first].where, sizeof p->r[first].where, "%s", s->cmd_where);
 }
 
 /* The connection: connect hook, then greeting or refusal. */
 static void
 connect_step(struct rs *s, struct step *p, struct seg *g)
 {
-	struct verdict v;
-	char text[400];
-	struct nreply *r;
-
-	decide(s, STAGE_CONNECT, &v);
-	if (v.action != V_NONE && v.action != V_ACCEPT) {
-		reply_verdict(s, p, STAGE_CONNECT, &v);
-		s->state = R_CLOSED;
-		return;
-	}
-	/* postscreen's pregreet refusal: the client's doing, not the rules'. */
-	if (g->nrec && g->rec[0]->code == 554 && strstr(g->rec[0]->text, "talked before the greeting")) {
-		add_reply(p, 554, "", g->rec[0]->text);
-		s->state = R_CLOSED;
-		return;
-	}
-	s->state = R_INIT;
-	snprintf(text, sizeof text, "%s ESMTP mxgate", s->info.conf->hostname);
-	r = add_reply(p, 220, "", text);
-	r->borrow = 1;
+	s->step = p;
+	s->seg = g;
+	smtp_proto_connect(&s->p);
 }
 
 /* ---------------- steps of a record ---------------- */
@@ -852,15 +624,15 @@ compare(struct rs *s, struct step *p, struct seg *g, int upto)
 static void
 surplus(struct rs *s, struct step *p, struct seg *g)
 {
-	if (s->rec->is_case || s->state == R_CLOSED || s->diverged)
+	if (s->rec->is_case || s->p.state == ST_QUIT || s->diverged)
 		return;
 	for (int i = p->n; i < g->nrec; i++) {
 		const struct rev *r = g->rec[i];
 		add_reply(p, r->code, "", r->text);
 		if (r->code == 421)
-			s->state = R_CLOSED;
+			s->p.state = ST_QUIT;
 		else if (r->code >= 500)
-			s->errors++;
+			s->p.errors++;
 	}
 }
 
@@ -884,26 +656,26 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	memset(s, 0, sizeof *s);
 	s->rt = rt;
 	s->rec = rec;
-	s->state = R_CONNECT;
-	s->tls_available = 1;
+	smtp_proto_init(&s->p, &rt_driver);
+	s->p.tls_available = 1;
 	s->case_size = CASE_SIZE;
-	s->info.id = ++rt->next_id;
-	snprintf(s->info.sid, sizeof s->info.sid, "%.23s", rec->sid);
-	s->info.direction = rec->direction;
-	snprintf(s->info.client_ip, sizeof s->info.client_ip, "%s", rec->client_ip);
-	s->info.client_port = rec->client_port;
-	snprintf(s->info.local_ip, sizeof s->info.local_ip, "%s", rec->local_ip);
-	s->info.local_port = rec->local_port;
-	s->info.start = rec->time;
+	s->p.info.id = ++rt->next_id;
+	snprintf(s->p.info.sid, sizeof s->p.info.sid, "%.23s", rec->sid);
+	s->p.info.direction = rec->direction;
+	snprintf(s->p.info.client_ip, sizeof s->p.info.client_ip, "%s", rec->client_ip);
+	s->p.info.client_port = rec->client_port;
+	snprintf(s->p.info.local_ip, sizeof s->p.info.local_ip, "%s", rec->local_ip);
+	s->p.info.local_port = rec->local_port;
+	s->p.info.start = rec->time;
 	snprintf(rt->sconf.hostname, sizeof rt->sconf.hostname, "%s",
 	    rec->hostname[0] ? rec->hostname : rt->conf->hostname);
-	s->info.conf = &rt->sconf;
-	s->info.resume = on_resume;
+	s->p.info.conf = &rt->sconf;
+	s->p.info.resume = on_resume;
 	/* A server that refused STARTTLS for want of TLS did not offer it. */
 	for (int i = 0; i < rec->nev; i++)
 		if (rec->ev[i].kind == RE_REPLY && rec->ev[i].code == 502 &&
 		    !strcmp(rec->ev[i].text, "5.5.1 STARTTLS not available"))
-			s->tls_available = 0;
+			s->p.tls_available = 0;
 	rt->world.calls = rec->calls;
 	rt->world.ncalls = rec->ncalls;
 	rt->world.answered = rt->world.unanswered = 0;
@@ -924,7 +696,7 @@ replay(struct rt *rt, struct record *rec)
 	int i;
 
 	session_begin(rt, &s, rec);
-	if (rt->pol.ops->start(rt->pol.self, &s.info) < 0)
+	if (rt->pol.ops->start(rt->pol.self, &s.p.info) < 0)
 		return -1;
 	seg_scan(rec, 0, &g);
 	p.n = p.compared = 0;
@@ -952,7 +724,7 @@ replay(struct rt *rt, struct record *rec)
 				buf_printf(&rt->trace, "    . not replayed: %s\n", s.why_diverged);
 			continue;
 		}
-		if (s.state != R_CLOSED)
+		if (s.p.state != ST_QUIT)
 			command(&s, &p, &g, cmd->text);
 		else if (rt->tracing)
 			buf_printf(&rt->trace, "    . (the connection is closed now)\n");
@@ -963,8 +735,8 @@ replay(struct rt *rt, struct record *rec)
 		s.changed = 1;
 		buf_printf(&rt->diff, "  diverged: %s\n", s.why_diverged);
 	}
-	rt->pol.ops->end(rt->pol.self, &s.info);
-	reset_transaction(&s);
+	rt->pol.ops->end(rt->pol.self, &s.p.info);
+	smtp_proto_reset(&s.p);
 	current = NULL;
 
 	/* The verdict on the session. */
@@ -1145,7 +917,7 @@ interactive(struct rt *rt, struct record *rec)
 	rt->interactive = 1;
 	session_begin(rt, &s, rec);
 	buf_reset(&rt->trace);
-	if (rt->pol.ops->start(rt->pol.self, &s.info) < 0)
+	if (rt->pol.ops->start(rt->pol.self, &s.p.info) < 0)
 		return 2;
 	memset(&g, 0, sizeof g);
 	p.n = p.compared = 0;
@@ -1154,69 +926,49 @@ interactive(struct rt *rt, struct record *rec)
 	connect_step(&s, &p, &g);
 	flush_trace(rt);
 	print_wire(&p, 0);
-	while (s.state != R_CLOSED && (len = getline(&line, &cap, stdin)) > 0) {
+	while (s.p.state != ST_QUIT && (len = getline(&line, &cap, stdin)) > 0) {
+		struct buf msg = BUF_INIT(0);
+		size_t hdrlen = 0;
+		int in_headers = 1;
+
 		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		p.n = p.compared = 0;
 		memset(&g, 0, sizeof g);
-		if (smtp_parse_verb(line, &(const char *){ NULL }) == CMD_DATA && s.state == R_RCPT) {
-			/* Read the message first (it follows the 354): its size and headers. */
-			struct verdict v;
-			struct buf msg = BUF_INIT(0);
-			size_t hdrlen = 0;
-			int in_headers = 1;
-			decide(&s, STAGE_PREDATA, &v);
-			flush_trace(rt);
-			if (v.action != V_NONE && v.action != V_ACCEPT) {
-				reply_verdict(&s, &p, STAGE_PREDATA, &v);
-				print_wire(&p, 0);
-				continue;
-			}
-			add_reply(&p, 354, "", "End data with <CR><LF>.<CR><LF>");
-			print_wire(&p, 0);
-			fflush(stdout);
-			while ((len = getline(&line, &cap, stdin)) > 0) {
-				while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-					line[--len] = '\0';
-				if (!strcmp(line, "."))
-					break;
-				const char *l = line[0] == '.' ? line + 1 : line;
-				if (in_headers && !*l) {
-					in_headers = 0;
-					hdrlen = msg.len;
-				}
-				buf_add(&msg, l, strlen(l));
-				buf_add(&msg, "\r\n", 2);
-			}
-			if (in_headers)
-				hdrlen = msg.len;
-			p.n = p.compared = 0;
-			s.info.size = msg.len;
-			snprintf(s.info.qid, sizeof s.info.qid, "RT%08X", ++rt->next_qid);
-			s.info.headers = msg.p ? msg.p : "";
-			s.info.headers_len = hdrlen;
-			decide(&s, STAGE_DATA, &v);
-			if (v.action != V_NONE && v.action != V_ACCEPT)
-				reply_verdict(&s, &p, STAGE_DATA, &v);
-			else {
-				char text[64];
-				snprintf(text, sizeof text, "Ok: queued as %s", s.info.qid);
-				add_reply(&p, 250, "2.0.0", text);
-			}
-			s.info.headers = NULL;
-			reset_transaction(&s);
-			buf_free(&msg);
-			flush_trace(rt);
-			print_wire(&p, 0);
-			continue;
-		}
 		command(&s, &p, &g, line);
+		flush_trace(rt);
+		print_wire(&p, 0);
+		if (s.p.state != ST_DATA)
+			continue;
+		/* The message follows the 354: its size and headers. */
+		fflush(stdout);
+		while ((len = getline(&line, &cap, stdin)) > 0) {
+			while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+				line[--len] = '\0';
+			if (!strcmp(line, "."))
+				break;
+			const char *l = line[0] == '.' ? line + 1 : line;
+			if (in_headers && !*l) {
+				in_headers = 0;
+				hdrlen = msg.len;
+			}
+			buf_add(&msg, l, strlen(l));
+			buf_add(&msg, "\r\n", 2);
+		}
+		if (in_headers)
+			hdrlen = msg.len;
+		p.n = p.compared = 0;
+		snprintf(s.p.info.qid, sizeof s.p.info.qid, "RT%08X", ++rt->next_qid);
+		s.p.info.headers = msg.p ? msg.p : "";
+		s.p.info.headers_len = hdrlen;
+		smtp_proto_eom(&s.p, &(struct smtp_eom){ .size = msg.len });
+		buf_free(&msg);
 		flush_trace(rt);
 		print_wire(&p, 0);
 	}
 	free(line);
-	rt->pol.ops->end(rt->pol.self, &s.info);
-	reset_transaction(&s);
+	rt->pol.ops->end(rt->pol.self, &s.p.info);
+	smtp_proto_reset(&s.p);
 	current = NULL;
 	return 0;
 }

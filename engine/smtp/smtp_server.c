@@ -1,9 +1,11 @@
 /*
- * smtp_server.c - one SMTP session: I/O, the command table, DATA, STARTTLS.
+ * smtp_server.c - SMTP sessions on sockets: the driver of the protocol
+ * core (smtp_proto.c) with buffers, plain/TLS I/O, DATA streaming and the
+ * spool.
  *
- * The flow is io -> line -> command table check -> policy decision (maybe
- * later) -> proceed -> reply. While a decision is pending the session reads
- * no further line: pipelined commands (RFC 2920) simply wait, in order, in
+ * The flow is io -> line -> smtp_proto_line() -> (policy decision, maybe
+ * later) -> replies. While a decision is pending the session reads no
+ * further line: pipelined commands (RFC 2920) simply wait, in order, in
  * the input buffer. Replies accumulate in the output buffer and go out
  * when the session would otherwise wait, so a pipelined group gets one
  * write. Sessions are freed only at the end of a libev callback
@@ -28,10 +30,9 @@
 #include "journal.h"
 #include "json.h"
 #include "log.h"
-#include "reply.h"
 #include "session.h"
-#include "smtp_grammar.h"
 #include "smtp_parse.h"
+#include "smtp_proto.h"
 #include "smtp_server.h"
 #include "spool.h"
 
@@ -40,26 +41,8 @@
 #define OUT_ROOM  1024   /* stop reading commands when less is free */
 #define HDR_MAX   65536  /* header section kept for the data stage */
 
-enum state {
-	S_CONNECT = PHASE_CONNECT, /* connect hook, greeting not yet sent */
-	S_INIT = PHASE_INIT,       /* greeted; no HELO/EHLO yet (also after STARTTLS) */
-	S_HELO = PHASE_HELO,       /* HELO/EHLO done, no transaction */
-	S_MAIL = PHASE_MAIL,       /* MAIL accepted */
-	S_RCPT = PHASE_RCPT,       /* at least one RCPT accepted */
-	S_DATA,         /* reading the message */
-	S_EOM,          /* message read; data hook or commit pending */
-	S_TLS,          /* TLS handshake */
-	S_QUIT,         /* closing after the last reply */
-	S_NSTATES
-};
-
-static const char *state_names[S_NSTATES] = {
-	"connect", "init", "helo", "mail", "rcpt", "data", "eom", "tls", "quit",
-};
-
-
 struct session {
-	struct session_info info;        /* first: what the policy sees */
+	struct smtp_proto   p;           /* first: the protocol, its info first */
 	struct server      *srv;
 	struct conf        *conf;        /* held: the config this session started on */
 	struct session     *next, *prev;
@@ -68,18 +51,12 @@ struct session {
 	int                 ssl_want_write; /* an SSL call needs the socket writable */
 	ev_io               io;
 	ev_timer            timer;
-	enum state          state;
-	int                 errors;
-	int                 waiting;     /* a policy decision is pending */
 	int                 committing;  /* the spool thread owns our message */
 	int                 closing;     /* no more input; free when settled */
 	int                 discard_line;/* inside an overlong command line */
 	int                 eof;
 	int                 policy_started;
-	const char         *rule_where;
-	const char         *close_why;   /* a literal, from session_close() */  /* the rule behind the reply being logged */
-	enum smtp_verb      cmd;         /* the command awaiting its decision */
-	enum stage          stage;
+	const char         *close_why;   /* a literal, from session_close(): logged at the end */
 	const struct conf_listener *listener;
 
 	struct data_parser  data;
@@ -87,20 +64,12 @@ struct session {
 	int                 data_error;  /* spool write failed */
 	struct buf          hdr;         /* header section, for the data stage (HDR_MAX) */
 	int                 hdr_done;
-	unsigned            nmsgs;
 
 	size_t              inlen, outlen, outoff;
 	char                in[IN_SIZE];
 	char                out[OUT_SIZE];
 };
 
-struct command {
-	const char  *(*check)(struct session *, const char *args);
-	void         (*proceed)(struct session *, const struct verdict *);
-};
-
-static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 static void session_io(struct session *s);
 static void process(struct session *s);
 static void session_close(struct session *s, const char *why);
@@ -126,7 +95,7 @@ conf_release(struct conf *c)
 }
 
 /* ------------------------------------------------------------------ */
-/* replies: every byte the client sees goes through reply()           */
+/* the protocol's driver: replies, the policy, STARTTLS, the spool    */
 
 static void
 out_append(struct session *s, const char *p, size_t n)
@@ -138,19 +107,21 @@ out_append(struct session *s, const char *p, size_t n)
 }
 
 /*
- * Formats "CODE ENH text" (RFC 2034 enhanced code on every reply); a '\n'
- * in text makes a multi-line reply. Replies of 400 and up are logged.
+ * Every byte the client sees: "CODE ENH text" (RFC 2034 enhanced code on
+ * every reply); a '\n' in text makes a multi-line reply. Replies of 400
+ * and up are logged.
  */
 static void
-reply_text(struct session *s, int code, const char *enh, const char *text, const char *reason)
+drv_reply(struct smtp_proto *pr, int code, const char *enh, const char *text, const char *reason)
 {
+	struct session *s = (struct session *)pr;
 	char line[600];
 	const char *p = text;
 
-	if (s->info.journal) {
+	if (pr->info.journal) {
 		char full[700];
 		snprintf(full, sizeof full, "%s%s%s", enh && *enh ? enh : "", enh && *enh ? " " : "", text);
-		journal_reply(s->info.journal, code, full);
+		journal_reply(pr->info.journal, code, full);
 	}
 	do {
 		const char *nl = strchr(p, '\n');
@@ -173,408 +144,134 @@ reply_text(struct session *s, int code, const char *enh, const char *text, const
 	if (code >= 400) {
 		char c[16];
 		snprintf(c, sizeof c, "%d", code);
-		log_event("reject", "sid", s->info.sid, "dir", direction_str(s->info.direction),
-		    "client", s->info.client_ip, "stage", stage_name(s->stage),
-		    "cmd", smtp_verb_name(s->cmd), "code", c, "enhanced", enh,
-		    "reason", reason ? reason : "protocol", "rule", s->rule_where, "text", text,
-		    "from", s->info.has_mail || s->stage == STAGE_MAIL ? s->info.mail.addr : NULL,
-		    "rcpt", s->stage == STAGE_RCPT ? s->info.rcpt.addr : NULL, NULL);
+		log_event("reject", "sid", pr->info.sid, "dir", direction_str(pr->info.direction),
+		    "client", pr->info.client_ip, "stage", stage_name(pr->stage),
+		    "cmd", smtp_verb_name(pr->cmd), "code", c, "enhanced", enh,
+		    "reason", reason ? reason : "protocol", "rule", pr->where, "text", text,
+		    "from", pr->info.has_mail || pr->stage == STAGE_MAIL ? pr->info.mail.addr : NULL,
+		    "rcpt", pr->stage == STAGE_RCPT ? pr->info.rcpt.addr : NULL, NULL);
 	}
 }
 
-static void
-reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+/* The policy answers now, or later through session_resume(). */
+static int
+drv_decide(struct smtp_proto *p, enum stage st, struct verdict *v)
 {
-	char text[512];
-	va_list ap;
+	struct session *s = (struct session *)p;
+	struct policy *pol = &s->srv->policy;
 
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	reply_text(s, code, enh, text, NULL);
-}
-
-/* A protocol error; 5xx ones count toward limits.max_errors (then 421, close). */
-static void
-reply_error(struct session *s, const char *full)
-{
-	int code = atoi(full);
-	char enh[16] = "";
-	const char *text = full + 4;
-
-	if (sscanf(text, "%15s", enh) == 1 && strchr(enh, '.'))
-		text += strlen(enh) + 1;
-	else
-		enh[0] = '\0';
-	reply_text(s, code, enh, text, code == 452 ? "too_many_recipients" : "protocol");
-	if (code >= 500 && ++s->errors >= s->conf->limits.max_errors) {
-		reply(s, 421, "4.7.0", "%s Error: too many errors", s->conf->hostname);
-		session_close(s, "too many errors");
-	}
-}
-
-/*
- * The reply for a policy verdict that is not a plain accept at stage st.
- * reply.c holds the defaults, shared with ruletest so the two cannot drift.
- */
-static void
-reply_verdict(struct session *s, enum stage st, const struct verdict *v)
-{
-	struct reply_words w;
-	enum action a = reply_for_verdict(st, v, &w);
-
-	s->rule_where = v->where[0] ? v->where : NULL;
-	reply_text(s, w.code, w.enhanced, w.text, w.reason);
-	s->rule_where = NULL;
-	if (a == V_DROP)
-		session_close(s, "dropped by policy");
-}
-
-/* ------------------------------------------------------------------ */
-/* transaction state                                                  */
-
-static void
-reset_transaction(struct session *s)
-{
-	for (int i = 0; i < s->info.nrcpts; i++)
-		free(s->info.rcpts[i]);
-	free(s->info.rcpts);
-	s->info.rcpts = NULL;
-	s->info.nrcpts = 0;
-	s->info.has_mail = 0;
-	memset(&s->info.mail, 0, sizeof s->info.mail);
-	buf_free(&s->hdr);
-	s->hdr_done = 0;
-	s->info.headers = NULL;
-	s->info.headers_len = 0;
-	s->info.size = 0;
-	s->info.qid[0] = '\0';
-	if (s->msg) {
-		spool_abort(s->msg);
-		s->msg = NULL;
-	}
-	if (s->state == S_MAIL || s->state == S_RCPT || s->state == S_DATA || s->state == S_EOM)
-		s->state = S_HELO;
-}
-
-/* ------------------------------------------------------------------ */
-/* the policy seam                                                    */
-
-/*
- * Asks the policy for this stage's verdict; proceed runs now or when the
- * answer comes back through session_resume().
- */
-static void
-decide(struct session *s, enum stage st, void (*proceed)(struct session *, const struct verdict *))
-{
-	struct verdict v;
-	struct policy *p = &s->srv->policy;
-
-	memset(&v, 0, sizeof v);
-	s->stage = st;
-	journal_hook(s->info.journal, st, &s->info);
-	if (p->ops->decide(p->self, &s->info, st, &v) == POLICY_PENDING) {
-		s->waiting = 1;
+	journal_hook(p->info.journal, st, &p->info);
+	if (pol->ops->decide(pol->self, &p->info, st, v) == POLICY_PENDING) {
 		ev_timer_stop(s->srv->loop, &s->timer);
 		s->timer.repeat = s->conf->timeouts.rule;      /* a rule waiting on the network */
 		ev_timer_again(s->srv->loop, &s->timer);
-		return;
+		return POLICY_PENDING;
 	}
-	journal_verdict(s->info.journal, st, &v);
-	proceed(s, &v);
+	journal_verdict(p->info.journal, st, v);
+	return POLICY_DONE;
 }
 
-static const struct command handlers[CMD_MAX];
-
-/* s->info.resume: a pending verdict arrives. info is our first member. */
+/* s->p.info.resume: a pending verdict arrives. */
 static void
 session_resume(struct session_info *i, const struct verdict *v)
 {
 	struct session *s = (struct session *)i;
 
-	if (!s->waiting)
+	if (!s->p.waiting)
 		return;
-	s->waiting = 0;
 	s->timer.repeat = s->conf->timeouts.command;
 	ev_timer_again(s->srv->loop, &s->timer);
-	journal_verdict(s->info.journal, s->stage, v);
-	if (s->stage == STAGE_CONNECT || s->stage == STAGE_DATA) {
-		extern void smtp_after_connect(struct session *, const struct verdict *);
-		extern void smtp_after_data(struct session *, const struct verdict *);
-		if (s->stage == STAGE_CONNECT)
-			smtp_after_connect(s, v);
-		else
-			smtp_after_data(s, v);
-	} else if (s->cmd > CMD_UNKNOWN && s->cmd < CMD_MAX && handlers[s->cmd].proceed)
-		handlers[s->cmd].proceed(s, v);
+	journal_verdict(i->journal, s->p.stage, v);
+	smtp_proto_resume(&s->p, v);
 	if (!s->closing)
 		process(s);
 	session_io(s);
 	session_settle(s);
 }
 
-/* ------------------------------------------------------------------ */
-/* commands: check (syntax and state) then proceed (after the policy) */
-
-static const char *
-check_helo(struct session *s, const char *args)
+static int
+drv_pregreet(struct smtp_proto *p)
 {
-	const char *why = smtp_check_helo(args);
+	struct session *s = (struct session *)p;
+	char peek;
 
-	if (why)
-		return why;
-	reset_transaction(s);
-	snprintf(s->info.helo, sizeof s->info.helo, "%s", args);
-	s->info.esmtp = (s->cmd == CMD_EHLO);
-	return NULL;
+	return s->conf->timeouts.greeting_delay > 0 &&
+	    recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
 }
 
 static void
-proceed_helo(struct session *s, const struct verdict *v)
+drv_starttls(struct smtp_proto *p)
 {
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		s->info.helo[0] = '\0';
-		reply_verdict(s, STAGE_HELO, v);
-		return;
-	}
-	s->state = S_HELO;
-	if (!s->info.esmtp) {
-		reply(s, 250, "", "%s", s->conf->hostname);
-		return;
-	}
-	/* RFC 2034: the EHLO response carries no enhanced codes. */
-	char text[512];
-	snprintf(text, sizeof text, "%s\nPIPELINING\nSIZE %zu\n8BITMIME\n%sENHANCEDSTATUSCODES\nSMTPUTF8",
-	    s->conf->hostname, s->conf->limits.max_message_size,
-	    (s->srv->tls && !s->info.tls) ? "STARTTLS\n" : "");
-	reply_text(s, 250, "", text, NULL);
-}
-
-static const char *
-check_mail(struct session *s, const char *args)
-{
-	return smtp_check_mail(&s->info, args);
-}
-
-static void
-proceed_mail(struct session *s, const struct verdict *v)
-{
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, STAGE_MAIL, v);      /* its log line names the sender */
-		memset(&s->info.mail, 0, sizeof s->info.mail);
-		return;
-	}
-	s->info.has_mail = 1;
-	s->state = S_MAIL;
-	reply(s, 250, "2.1.0", "Ok");
-}
-
-static const char *
-check_rcpt(struct session *s, const char *args)
-{
-	return smtp_check_rcpt(&s->info, args);
-}
-
-static void
-proceed_rcpt(struct session *s, const struct verdict *v)
-{
-	char **r;
-
-	switch (v->action) {
-	case V_ACCEPT:
-		break;
-	default:
-		/* V_NONE too: no rule accepted this recipient, so reply_for_verdict
-		 * refuses it (fail closed). Never an open relay. */
-		reply_verdict(s, STAGE_RCPT, v);
-		return;
-	}
-	r = realloc(s->info.rcpts, (size_t)(s->info.nrcpts + 1) * sizeof *r);
-	if (!r || !(r[s->info.nrcpts] = strdup(s->info.rcpt.addr))) {
-		if (r)
-			s->info.rcpts = r;
-		reply(s, 452, "4.3.1", "Insufficient system resources");
-		return;
-	}
-	s->info.rcpts = r;
-	s->info.nrcpts++;
-	s->state = S_RCPT;
-	reply(s, 250, "2.1.5", "Ok");
-}
-
-static const char *
-check_data(struct session *s, const char *args)
-{
-	if (*args)
-		return "501 5.5.4 Syntax: DATA takes no argument";
-	return NULL;
+	/* CVE-2011-0411: anything the client pipelined after STARTTLS arrived
+	 * in plaintext and must not be executed inside the TLS session. */
+	((struct session *)p)->inlen = 0;
 }
 
 static int write_envelope(struct session *s);
 
-static void
-proceed_data(struct session *s, const struct verdict *v)
+static int
+drv_data_begin(struct smtp_proto *p)
 {
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, STAGE_PREDATA, v);
-		return;
-	}
-	qid_new(s->info.qid);
-	s->msg = spool_create(s->srv->spool, s->info.qid);
+	struct session *s = (struct session *)p;
+
+	qid_new(p->info.qid);
+	s->msg = spool_create(s->srv->spool, p->info.qid);
 	if (!s->msg || write_envelope(s) < 0) {
-		log_event("spool_error", "sid", s->info.sid, "error", strerror(errno), NULL);
-		reply(s, 451, "4.3.0", "Error: queue file write error");
+		log_event("spool_error", "sid", p->info.sid, "error", strerror(errno), NULL);
 		if (s->msg) {
 			spool_abort(s->msg);
 			s->msg = NULL;
 		}
-		return;
+		return -1;
 	}
 	data_init(&s->data, (size_t)s->conf->limits.text_line);
 	s->data_error = 0;
-	s->state = S_DATA;
 	s->timer.repeat = s->conf->timeouts.data;
 	ev_timer_again(s->srv->loop, &s->timer);
-	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+	return 0;
 }
 
-static const char *
-check_rset(struct session *s, const char *args)
+static void committed(void *arg, int ok);
+
+static void
+drv_commit(struct smtp_proto *p)
 {
-	return NULL;
+	struct session *s = (struct session *)p;
+
+	s->committing = 1;
+	spool_commit(s->msg, committed, s);
+	s->msg = NULL;
 }
 
 static void
-proceed_rset(struct session *s, const struct verdict *v)
+drv_reset(struct smtp_proto *p)
 {
-	reset_transaction(s);
-	reply(s, 250, "2.0.0", "Ok");
-}
+	struct session *s = (struct session *)p;
 
-static void
-proceed_noop(struct session *s, const struct verdict *v)
-{
-	reply(s, 250, "2.0.0", "Ok");
-}
-
-static void
-proceed_vrfy(struct session *s, const struct verdict *v)
-{
-	/* RFC 5321 3.5.3: 252 neither confirms nor denies; no address harvesting. */
-	reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
-}
-
-static void
-proceed_expn(struct session *s, const struct verdict *v)
-{
-	reply(s, 502, "5.5.1", "EXPN not available");
-}
-
-static void
-proceed_help(struct session *s, const struct verdict *v)
-{
-	reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\n"
-	    "See RFC 5321");
-}
-
-static void
-proceed_quit(struct session *s, const struct verdict *v)
-{
-	reply(s, 221, "2.0.0", "Bye");
-	session_close(s, "quit");
-}
-
-static const char *
-check_starttls(struct session *s, const char *args)
-{
-	if (!s->srv->tls)
-		return "502 5.5.1 STARTTLS not available";
-	if (s->info.tls)
-		return "503 5.5.1 TLS already active";
-	if (*args)
-		return "501 5.5.4 Syntax: STARTTLS takes no argument";
-	return NULL;
-}
-
-static void
-proceed_starttls(struct session *s, const struct verdict *v)
-{
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, STAGE_STARTTLS, v);
-		return;
+	buf_free(&s->hdr);
+	s->hdr_done = 0;
+	if (s->msg) {
+		spool_abort(s->msg);
+		s->msg = NULL;
 	}
-	reply(s, 220, "2.0.0", "Ready to start TLS");
-	/*
-	 * CVE-2011-0411: anything the client pipelined after STARTTLS arrived
-	 * in plaintext and must not be executed inside the TLS session.
-	 */
-	s->inlen = 0;
-	s->state = S_TLS;               /* the handshake starts once the 220 is out */
 }
 
-static const char *
-check_unimplemented(struct session *s, const char *args)
+static void
+drv_close(struct smtp_proto *p, const char *why)
 {
-	return "502 5.5.1 Error: command not implemented";
+	session_close((struct session *)p, why);
 }
 
-static const char *
-check_none(struct session *s, const char *args)
-{
-	return NULL;
-}
-
-/* What each command does here; where it is allowed is smtp_grammar.c's. */
-static const struct command handlers[CMD_MAX] = {
-	[CMD_EHLO] = { check_helo, proceed_helo },
-	[CMD_HELO] = { check_helo, proceed_helo },
-	[CMD_STARTTLS] = { check_starttls, proceed_starttls },
-	[CMD_MAIL] = { check_mail, proceed_mail },
-	[CMD_RCPT] = { check_rcpt, proceed_rcpt },
-	[CMD_DATA] = { check_data, proceed_data },
-	[CMD_RSET] = { check_rset, proceed_rset },
-	[CMD_NOOP] = { check_none, proceed_noop },
-	[CMD_VRFY] = { check_none, proceed_vrfy },
-	[CMD_EXPN] = { check_none, proceed_expn },
-	[CMD_HELP] = { check_none, proceed_help },
-	[CMD_QUIT] = { check_none, proceed_quit },
-	[CMD_AUTH] = { check_unimplemented, NULL },
-	[CMD_BDAT] = { check_unimplemented, NULL },
+static const struct smtp_driver server_driver = {
+	.reply = drv_reply,
+	.decide = drv_decide,
+	.pregreet = drv_pregreet,
+	.starttls = drv_starttls,
+	.data_begin = drv_data_begin,
+	.commit = drv_commit,
+	.reset = drv_reset,
+	.close = drv_close,
 };
-
-static void
-command(struct session *s, char *line)
-{
-	const char *args, *why;
-	const struct smtp_grammar *g;
-	const struct command *c;
-
-	s->cmd = smtp_parse_verb(line, &args);
-	journal_cmd(s->info.journal, line);
-	if (log_debug)
-		log_event("command", "sid", s->info.sid, "line", line, NULL);
-	g = smtp_grammar(s->cmd);
-	s->stage = g ? g->stage : STAGE_MAX;
-	if (!g) {
-		reply_error(s, "500 5.5.2 Error: command not recognized");
-		return;
-	}
-	if (!(g->phases & PHASE_BIT(s->state))) {
-		reply_error(s, g->sequence_error);
-		return;
-	}
-	c = &handlers[s->cmd];
-	if ((why = c->check(s, args)) != NULL) {
-		reply_error(s, why);
-		return;
-	}
-	if (g->stage == STAGE_MAX) {
-		if (c->proceed)
-			c->proceed(s, &(struct verdict){ .action = V_NONE });
-		return;
-	}
-	decide(s, g->stage, c->proceed);
-}
 
 /* ------------------------------------------------------------------ */
 /* DATA                                                               */
@@ -586,7 +283,7 @@ command(struct session *s, char *line)
 static int
 write_envelope(struct session *s)
 {
-	struct session_info *i = &s->info;
+	struct session_info *i = &s->p.info;
 	struct buf b = BUF_INIT(0);             /* our fields, sizes bounded by the parser */
 	char date[64], listener[300];
 	time_t now = time(NULL);
@@ -679,49 +376,20 @@ keep_headers(struct session *s, const char *p, size_t n)
 		s->hdr_done = 1;
 }
 
-static void committed(void *arg, int ok);
-
-void
-smtp_after_data(struct session *s, const struct verdict *v)
-{
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, STAGE_DATA, v);
-		reset_transaction(s);
-		return;
-	}
-	s->committing = 1;
-	spool_commit(s->msg, committed, s);
-	s->msg = NULL;
-}
-
-/* CRLF.CRLF seen: check what the stream told us, then ask the data hook. */
+/* CRLF.CRLF seen: the protocol checks what the stream told us. */
 static void
 end_of_data(struct session *s)
 {
-	const struct conf *c = s->conf;
+	struct smtp_eom m = {
+		.size = s->data.size, .write_error = s->data_error,
+		.too_long = s->data.too_long, .bare = s->data.bare,
+	};
 
-	s->state = S_EOM;
-	s->timer.repeat = c->timeouts.command;
+	s->timer.repeat = s->conf->timeouts.command;
 	ev_timer_again(s->srv->loop, &s->timer);
-	s->info.size = s->data.size;
-	s->info.headers = buf_str(&s->hdr);
-	s->info.headers_len = s->hdr.len;
-	s->cmd = CMD_DATA;
-	s->stage = STAGE_DATA;
-	if (s->data_error) {
-		reply(s, 451, "4.3.0", "Error: queue file write error");
-	} else if (s->data.size > c->limits.max_message_size) {
-		reply_text(s, 552, "5.3.4", "Message size exceeds fixed limit", "size_limit");
-	} else if (s->data.too_long) {
-		reply_text(s, 500, "5.5.2", "Message has a line longer than 1000 octets (RFC 5321 4.5.3.1.6)",
-		    "line_too_long");
-	} else if (s->data.bare && strcmp(c->bare_lf, "reject") == 0) {
-		reply_text(s, 550, "5.6.2", "Message contains bare CR or LF (RFC 5321 2.3.8)", "bare_lf");
-	} else {
-		decide(s, STAGE_DATA, smtp_after_data);
-		return;
-	}
-	reset_transaction(s);
+	s->p.info.headers = buf_str(&s->hdr);
+	s->p.info.headers_len = s->hdr.len;
+	smtp_proto_eom(&s->p, &m);
 }
 
 /* Streams DATA bytes from the input buffer to the spool file. */
@@ -753,16 +421,13 @@ committed(void *arg, int ok)
 	if (!s->closing) {
 		if (ok) {
 			char n[32], size[32];
-			snprintf(n, sizeof n, "%d", s->info.nrcpts);
-			snprintf(size, sizeof size, "%zu", s->info.size);
-			log_event("accepted", "sid", s->info.sid, "qid", s->info.qid,
-			    "dir", direction_str(s->info.direction), "client", s->info.client_ip,
-			    "from", s->info.mail.addr, "rcpts", n, "size", size, NULL);
-			reply(s, 250, "2.0.0", "Ok: queued as %s", s->info.qid);
-			s->nmsgs++;
-		} else
-			reply(s, 451, "4.3.0", "Error: queue file write error");
-		reset_transaction(s);
+			snprintf(n, sizeof n, "%d", s->p.info.nrcpts);
+			snprintf(size, sizeof size, "%zu", s->p.info.size);
+			log_event("accepted", "sid", s->p.info.sid, "qid", s->p.info.qid,
+			    "dir", direction_str(s->p.info.direction), "client", s->p.info.client_ip,
+			    "from", s->p.info.mail.addr, "rcpts", n, "size", size, NULL);
+		}
+		smtp_proto_committed(&s->p, ok);
 		process(s);
 	}
 	session_io(s);
@@ -784,16 +449,17 @@ process(struct session *s)
 	/* A line longer than the input buffer could never be seen whole. */
 	const size_t limit = s->conf->limits.command_line < IN_SIZE ? (size_t)s->conf->limits.command_line : IN_SIZE;
 
-	while (!s->waiting && !s->committing && !s->closing && off < s->inlen &&
+	while (!s->p.waiting && !s->committing && !s->closing && off < s->inlen &&
 	    s->outlen + OUT_ROOM <= OUT_SIZE) {
 		char *p = s->in + off, *lf;
 		size_t avail = s->inlen - off, len;
 
-		if (s->state == S_DATA) {
+		if (s->p.state == ST_DATA) {
 			off += feed_data(s, p, avail);
 			continue;
 		}
-		if (s->state == S_EOM || s->state == S_TLS || s->state == S_CONNECT || s->state == S_QUIT)
+		if (s->p.state != ST_INIT && s->p.state != ST_HELO && s->p.state != ST_MAIL &&
+		    s->p.state != ST_RCPT)
 			break;
 		lf = memchr(p, '\n', avail);
 		if (s->discard_line) {          /* rest of an overlong line */
@@ -808,7 +474,7 @@ process(struct session *s)
 		if (!lf) {
 			if (avail >= limit) {
 				/* RFC 5321 4.5.3.1.4: 512 octets, CRLF included. */
-				reply_error(s, "500 5.5.2 Error: line too long");
+				smtp_proto_error(&s->p, "500 5.5.2 Error: line too long");
 				s->discard_line = 1;
 				off = s->inlen;
 			}
@@ -817,7 +483,7 @@ process(struct session *s)
 		len = (size_t)(lf - p) + 1;
 		off += len;
 		if (len > limit) {
-			reply_error(s, "500 5.5.2 Error: line too long");
+			smtp_proto_error(&s->p, "500 5.5.2 Error: line too long");
 			continue;
 		}
 		len--;                          /* LF */
@@ -825,10 +491,13 @@ process(struct session *s)
 			len--;
 		p[len] = '\0';
 		if (memchr(p, '\0', len)) {
-			reply_error(s, "500 5.5.2 Error: NUL in command");
+			smtp_proto_error(&s->p, "500 5.5.2 Error: NUL in command");
 			continue;
 		}
-		command(s, p);
+		journal_cmd(s->p.info.journal, p);
+		if (log_debug)
+			log_event("command", "sid", s->p.info.sid, "line", p, NULL);
+		smtp_proto_line(&s->p, p);
 	}
 	/* STARTTLS emptied the buffer itself (inlen = 0). */
 	if (off > s->inlen)
@@ -847,11 +516,11 @@ tls_facts(struct session *s)
 {
 	X509 *peer;
 
-	s->info.tls = 1;
-	snprintf(s->info.tls_version, sizeof s->info.tls_version, "%s", SSL_get_version(s->ssl));
-	snprintf(s->info.tls_cipher, sizeof s->info.tls_cipher, "%s", SSL_get_cipher_name(s->ssl));
+	s->p.info.tls = 1;
+	snprintf(s->p.info.tls_version, sizeof s->p.info.tls_version, "%s", SSL_get_version(s->ssl));
+	snprintf(s->p.info.tls_cipher, sizeof s->p.info.tls_cipher, "%s", SSL_get_cipher_name(s->ssl));
 	if ((peer = SSL_get1_peer_certificate(s->ssl)) != NULL) {
-		X509_NAME_oneline(X509_get_subject_name(peer), s->info.tls_peer, sizeof s->info.tls_peer);
+		X509_NAME_oneline(X509_get_subject_name(peer), s->p.info.tls_peer, sizeof s->p.info.tls_peer);
 		X509_free(peer);
 	}
 }
@@ -893,14 +562,10 @@ handshake(struct session *s)
 	s->ssl_want_write = 0;
 	if ((rc = SSL_accept(s->ssl)) == 1) {
 		tls_facts(s);
-		journal_tls(s->info.journal, &s->info);
-		/* RFC 3207 4.2: forget everything learnt before TLS. */
-		reset_transaction(s);
-		s->info.helo[0] = '\0';
-		s->info.esmtp = 0;
-		s->state = S_INIT;
-		log_event("starttls", "sid", s->info.sid, "version", s->info.tls_version,
-		    "cipher", s->info.tls_cipher, NULL);
+		journal_tls(s->p.info.journal, &s->p.info);
+		smtp_proto_tls_done(&s->p);
+		log_event("starttls", "sid", s->p.info.sid, "version", s->p.info.tls_version,
+		    "cipher", s->p.info.tls_cipher, NULL);
 		return;
 	}
 	if (ssl_result(s, rc) < 0)
@@ -911,7 +576,7 @@ static int
 flush_out(struct session *s)
 {
 	/* TLS failed (ssl_result freed it): nothing more goes out, least of all in plaintext. */
-	if (!s->ssl && s->info.tls)
+	if (!s->ssl && s->p.info.tls)
 		return -1;
 	while (s->outoff < s->outlen) {
 		ssize_t n;
@@ -967,8 +632,8 @@ read_in(struct session *s)
 static int
 can_read(struct session *s)
 {
-	return !s->waiting && !s->committing && !s->closing && s->state != S_CONNECT &&
-	    s->state != S_EOM && s->inlen < IN_SIZE && s->outlen + OUT_ROOM <= OUT_SIZE;
+	return !s->p.waiting && !s->committing && !s->closing && s->p.state != ST_CONNECT &&
+	    s->p.state != ST_EOM && s->inlen < IN_SIZE && s->outlen + OUT_ROOM <= OUT_SIZE;
 }
 
 /*
@@ -988,17 +653,17 @@ session_io(struct session *s)
 			session_close(s, "write error");
 			s->outlen = 0;
 		}
-		if (s->state == S_TLS && !s->outlen && !s->closing)
+		if (s->p.state == ST_TLS && !s->outlen && !s->closing)
 			handshake(s);
-		if (!can_read(s) || s->state == S_TLS)
+		if (!can_read(s) || s->p.state == ST_TLS)
 			break;
 		before = s->inlen;
 		read_in(s);
 		got = s->inlen;
 		process(s);
-		if (s->eof && !s->closing && !s->waiting && !s->committing) {
-			if (s->state == S_DATA)
-				log_event("lost", "sid", s->info.sid, "why", "connection lost in DATA", NULL);
+		if (s->eof && !s->closing && !s->p.waiting && !s->committing) {
+			if (s->p.state == ST_DATA)
+				log_event("lost", "sid", s->p.info.sid, "why", "connection lost in DATA", NULL);
 			session_close(s, "client closed");
 		}
 		if (got == before && s->inlen == got && !(s->ssl && SSL_pending(s->ssl)))
@@ -1015,7 +680,7 @@ session_io(struct session *s)
 	} else {
 		if (s->outlen || s->ssl_want_write)
 			events |= EV_WRITE;
-		if (can_read(s) || s->state == S_TLS)
+		if (can_read(s) || s->p.state == ST_TLS)
 			events |= EV_READ;
 	}
 	if (events != (s->io.events & (EV_READ | EV_WRITE))) {
@@ -1043,10 +708,9 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->closing) {
 		s->outlen = 0;                  /* client will not read: give up */
 	} else {
-		log_event("timeout", "sid", s->info.sid, "state", state_names[s->state], NULL);
+		log_event("timeout", "sid", s->p.info.sid, "state", smtp_state_name(s->p.state), NULL);
 		s->outlen = 0;
-		reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->conf->hostname);
-		session_close(s, "timeout");
+		smtp_proto_abort(&s->p, ABORT_TIMEOUT);
 	}
 	session_io(s);
 	session_settle(s);
@@ -1061,7 +725,7 @@ session_close(struct session *s, const char *why)
 	if (s->closing)
 		return;
 	s->closing = 1;
-	s->state = S_QUIT;
+	s->p.state = ST_QUIT;
 	/* The last reply gets a few seconds, then the connection goes anyway. */
 	ev_timer_stop(s->srv->loop, &s->timer);
 	s->timer.repeat = 5;
@@ -1078,15 +742,13 @@ session_settle(struct session *s)
 
 	if (!s->closing || (s->outlen && !s->eof && s->fd >= 0 && ev_is_active(&s->timer)))
 		return;
-	if (s->waiting) {
-		/* The policy drops its pending work; its late answer becomes a no-op. */
-		s->waiting = 0;
-	}
+	/* The policy drops its pending work; its late answer becomes a no-op. */
+	s->p.waiting = 0;
 	if (s->committing)
 		return;                         /* committed() settles us again */
 	if (s->policy_started) {
 		s->policy_started = 0;
-		p->ops->end(p->self, &s->info);
+		p->ops->end(p->self, &s->p.info);
 	}
 	ev_io_stop(srv->loop, &s->io);
 	ev_timer_stop(srv->loop, &s->timer);
@@ -1095,9 +757,9 @@ session_settle(struct session *s)
 			SSL_shutdown(s->ssl);
 		SSL_free(s->ssl);
 	}
-	reset_transaction(s);
-	journal_end(s->info.journal);
-	s->info.journal = NULL;
+	smtp_proto_reset(&s->p);
+	journal_end(s->p.info.journal);
+	s->p.info.journal = NULL;
 	close(s->fd);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -1108,33 +770,10 @@ session_settle(struct session *s)
 	srv->nsessions--;
 	conf_release(s->conf);
 	if (srv->closed)
-		srv->closed(srv, (struct sockaddr *)&s->info.client_sa);
+		srv->closed(srv, (struct sockaddr *)&s->p.info.client_sa);
 	/* Logged last: once "close" is in the log, the connection no longer counts. */
-	log_event("close", "sid", s->info.sid, "why", s->close_why, NULL);
+	log_event("close", "sid", s->p.info.sid, "why", s->close_why, NULL);
 	free(s);
-}
-
-void
-smtp_after_connect(struct session *s, const struct verdict *v)
-{
-	char peek;
-
-	if (v->action != V_NONE && v->action != V_ACCEPT) {
-		reply_verdict(s, STAGE_CONNECT, v);       /* deny: 554 by default */
-		session_close(s, "rejected at connect");
-		return;
-	}
-	/*
-	 * postscreen's pregreet test: a client that talks before our greeting
-	 * is a bot that does not wait for the server (RFC 5321 3.1).
-	 */
-	if (s->conf->timeouts.greeting_delay > 0 && recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
-		reply_text(s, 554, "5.5.1", "Error: talked before the greeting", "pregreet");
-		session_close(s, "pregreet");
-		return;
-	}
-	s->state = S_INIT;
-	reply(s, 220, "", "%s ESMTP mxgate", s->conf->hostname);
 }
 
 static void
@@ -1146,7 +785,7 @@ on_greeting_delay(struct ev_loop *loop, ev_timer *w, int revents)
 	w->repeat = s->conf->timeouts.command;
 	ev_set_cb(w, on_timer);
 	ev_timer_again(loop, w);
-	decide(s, STAGE_CONNECT, smtp_after_connect);
+	smtp_proto_connect(&s->p);
 	session_io(s);
 	session_settle(s);
 }
@@ -1170,37 +809,37 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 	s->fd = fd;
 	s->conf = conf_hold(srv->conf);
 	s->listener = l;
-	s->state = S_CONNECT;
-	s->stage = STAGE_MAX;
-	s->info.conf = s->conf;
-	s->info.id = ++srv->next_id;
-	s->info.direction = l->direction;
+	smtp_proto_init(&s->p, &server_driver);
+	s->p.tls_available = srv->tls != NULL;
+	s->p.info.conf = s->conf;
+	s->p.info.id = ++srv->next_id;
+	s->p.info.direction = l->direction;
 	gettimeofday(&tv, NULL);
-	s->info.start = (double)tv.tv_sec + tv.tv_usec / 1e6;
-	snprintf(s->info.sid, sizeof s->info.sid, "%08lx%05x%06llx", (unsigned long)tv.tv_sec,
-	    (unsigned)getpid() & 0xfffff, (unsigned long long)(s->info.id & 0xffffff));
-	memcpy(&s->info.client_sa, peer, peerlen < sizeof s->info.client_sa ? peerlen : sizeof s->info.client_sa);
+	s->p.info.start = (double)tv.tv_sec + tv.tv_usec / 1e6;
+	snprintf(s->p.info.sid, sizeof s->p.info.sid, "%08lx%05x%06llx", (unsigned long)tv.tv_sec,
+	    (unsigned)getpid() & 0xfffff, (unsigned long long)(s->p.info.id & 0xffffff));
+	memcpy(&s->p.info.client_sa, peer, peerlen < sizeof s->p.info.client_sa ? peerlen : sizeof s->p.info.client_sa);
 	if (peer->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)peer;
-		inet_ntop(AF_INET, &in->sin_addr, s->info.client_ip, sizeof s->info.client_ip);
-		s->info.client_port = ntohs(in->sin_port);
+		inet_ntop(AF_INET, &in->sin_addr, s->p.info.client_ip, sizeof s->p.info.client_ip);
+		s->p.info.client_port = ntohs(in->sin_port);
 	} else if (peer->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)peer;
 		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], s->info.client_ip, sizeof s->info.client_ip);
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], s->p.info.client_ip, sizeof s->p.info.client_ip);
 		else
-			inet_ntop(AF_INET6, &in6->sin6_addr, s->info.client_ip, sizeof s->info.client_ip);
-		s->info.client_port = ntohs(in6->sin6_port);
+			inet_ntop(AF_INET6, &in6->sin6_addr, s->p.info.client_ip, sizeof s->p.info.client_ip);
+		s->p.info.client_port = ntohs(in6->sin6_port);
 	}
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
 		if (local.ss_family == AF_INET) {
 			struct sockaddr_in *in = (void *)&local;
-			inet_ntop(AF_INET, &in->sin_addr, s->info.local_ip, sizeof s->info.local_ip);
-			s->info.local_port = ntohs(in->sin_port);
+			inet_ntop(AF_INET, &in->sin_addr, s->p.info.local_ip, sizeof s->p.info.local_ip);
+			s->p.info.local_port = ntohs(in->sin_port);
 		} else if (local.ss_family == AF_INET6) {
 			struct sockaddr_in6 *in6 = (void *)&local;
-			inet_ntop(AF_INET6, &in6->sin6_addr, s->info.local_ip, sizeof s->info.local_ip);
-			s->info.local_port = ntohs(in6->sin6_port);
+			inet_ntop(AF_INET6, &in6->sin6_addr, s->p.info.local_ip, sizeof s->p.info.local_ip);
+			s->p.info.local_port = ntohs(in6->sin6_port);
 		}
 	}
 	s->next = srv->sessions;
@@ -1210,18 +849,16 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 	srv->nsessions++;
 	ev_io_init(&s->io, on_io, fd, 0);
 	s->io.data = s;
-	log_event("connect", "sid", s->info.sid, "dir", direction_str(l->direction),
-	    "client", s->info.client_ip, "listener", l->address, NULL);
-	s->info.resume = session_resume;
+	log_event("connect", "sid", s->p.info.sid, "dir", direction_str(l->direction),
+	    "client", s->p.info.client_ip, "listener", l->address, NULL);
+	s->p.info.resume = session_resume;
 	{
 		char lis[96];
 		snprintf(lis, sizeof lis, "%s:%d", l->address, l->port);
-		s->info.journal = journal_begin(srv->journal, &s->info, lis);
+		s->p.info.journal = journal_begin(srv->journal, &s->p.info, lis);
 	}
-	if (srv->policy.ops->start(srv->policy.self, &s->info) < 0) {
-		s->stage = STAGE_CONNECT;
-		reply(s, 421, "4.3.0", "%s Error: cannot start a session, try later", s->conf->hostname);
-		session_close(s, "policy start failed");
+	if (srv->policy.ops->start(srv->policy.self, &s->p.info) < 0) {
+		smtp_proto_abort(&s->p, ABORT_UNAVAILABLE);
 	} else if ((s->policy_started = 1) && s->conf->timeouts.greeting_delay > 0) {
 		ev_timer_init(&s->timer, on_greeting_delay, s->conf->timeouts.greeting_delay, 0);
 		s->timer.data = s;
@@ -1231,7 +868,7 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 		ev_timer_init(&s->timer, on_timer, 0, s->conf->timeouts.command);
 		s->timer.data = s;
 		ev_timer_again(srv->loop, &s->timer);
-		decide(s, STAGE_CONNECT, smtp_after_connect);
+		smtp_proto_connect(&s->p);
 	}
 	if (!ev_is_active(&s->timer)) {
 		ev_timer_init(&s->timer, on_timer, 0, 5);
@@ -1251,9 +888,9 @@ smtp_close_all(struct server *srv, const char *why)
 		next = s->next;
 		if (s->closing)
 			continue;
-		if (s->state != S_DATA && s->state != S_TLS && !s->ssl_want_write) {
+		if (s->p.state != ST_DATA && s->p.state != ST_TLS && !s->ssl_want_write) {
 			s->outlen = 0;
-			reply(s, 421, "4.3.2", "%s Service shutting down", s->conf->hostname);
+			smtp_proto_abort(&s->p, ABORT_SHUTDOWN);
 		}
 		session_close(s, why);
 		session_io(s);
