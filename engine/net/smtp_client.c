@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include <ev.h>
-#include <openssl/err.h>
 
+#include "conn.h"
 #include "smtp_client.h"
 
 #define SMTPC_LINE_MAX   512    /* RFC 5321 4.5.3.1.5: a reply line, CRLF included */
@@ -77,17 +77,13 @@ enum { CAP_PIPELINING = 1, CAP_SIZE = 2, CAP_SMTPUTF8 = 4, CAP_8BITMIME = 8, CAP
 
 struct smtp_client {
 	struct ev_loop        *loop;
-	int                    fd;
+	struct conn            conn;            /* the socket, plain or TLS */
 	ev_io                  io;
 	ev_timer               timer;
 	enum cstate            state;
 	double                 connect_timeout, command_timeout;
 	SSL_CTX               *tls;
-	SSL                   *ssl;
-	int                    ssl_want_write;
-	int                    ssl_broken;      /* no SSL_shutdown after an error */
 	int                    tls_on;
-	int                    eof;
 	int                    answered, aborted, dead, busy;
 	smtp_client_reply_cb  *on_reply;
 	smtp_client_closed_cb *on_closed;
@@ -163,15 +159,7 @@ close_now(struct smtp_client *c, int graceful)
 	c->state = C_DONE;
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
-	if (c->ssl) {
-		/* After an SSL or SYSCALL error, SSL_shutdown would fail again. */
-		if (graceful && !c->ssl_broken && !c->eof)
-			SSL_shutdown(c->ssl);
-		SSL_free(c->ssl);
-		c->ssl = NULL;
-	}
-	close(c->fd);
-	c->fd = -1;
+	conn_close(&c->conn, graceful);
 	c->dead = 1;
 	if (!c->aborted && c->on_closed)
 		c->on_closed(c->arg);
@@ -440,97 +428,41 @@ parse(struct smtp_client *c)
 /* ------------------------------------------------------------------ */
 /* socket and TLS I/O                                                 */
 
-/* After an SSL call failed: 0 to wait for I/O, -1 when the connection is gone. */
-static int
-ssl_wait(struct smtp_client *c, int rc)
-{
-	switch (SSL_get_error(c->ssl, rc)) {
-	case SSL_ERROR_WANT_READ:
-		return 0;
-	case SSL_ERROR_WANT_WRITE:
-		c->ssl_want_write = 1;
-		return 0;
-	case SSL_ERROR_ZERO_RETURN:
-		c->eof = 1;
-		return -1;
-	default:
-		ERR_clear_error();
-		c->ssl_broken = 1;
-		return -1;
-	}
-}
-
 /* 1 when done, 0 to wait, -1 on failure. */
 static int
 handshake(struct smtp_client *c)
 {
-	struct in6_addr a6;
 	int rc;
 
-	if (!c->ssl) {
-		if (!(c->ssl = SSL_new(c->tls)) || !SSL_set_fd(c->ssl, c->fd))
-			return -1;
-		SSL_set_connect_state(c->ssl);
-		/* SNI carries names only (RFC 6066 3), never address literals. */
-		if (c->sni[0] && inet_pton(AF_INET6, c->sni, &a6) != 1 &&
-		    inet_pton(AF_INET, c->sni, &a6) != 1)
-			SSL_set_tlsext_host_name(c->ssl, c->sni);
-	}
-	if ((rc = SSL_connect(c->ssl)) == 1) {
+	if (!c->conn.ssl && conn_tls(&c->conn, c->tls, 0, c->sni) < 0)
+		return -1;
+	if ((rc = conn_handshake(&c->conn)) == 1) {
 		c->tls_on = 1;
 		/* RFC 3207 4.2: forget what EHLO said before TLS; ask again. */
 		go(c, C_EHLO_TLS);
-		return 1;
 	}
-	return ssl_wait(c, rc);
+	return rc;
 }
 
 /* 1 when all is written, 0 to wait, -1 on failure. */
 static int
 flush_out(struct smtp_client *c)
 {
-	while (c->outoff < c->outlen) {
-		size_t len = c->outlen - c->outoff;
-		ssize_t n;
+	int rc = conn_write(&c->conn, c->out, c->outlen, &c->outoff);
 
-		if (c->ssl) {
-			/* A retried SSL_write gets the same buffer and length. */
-			n = SSL_write(c->ssl, c->out + c->outoff, (int)len);
-			if (n <= 0)
-				return ssl_wait(c, (int)n);
-		} else {
-			n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
-			if (n < 0)
-				return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-		}
-		c->outoff += (size_t)n;
-	}
-	c->outlen = c->outoff = 0;
-	return 1;
+	if (rc == 1)
+		c->outlen = c->outoff = 0;
+	return rc;
 }
 
 /* 1 when bytes came, 0 to wait, -1 on EOF or error. */
 static int
 read_in(struct smtp_client *c)
 {
-	size_t room = sizeof c->in - c->inlen;
-	ssize_t n;
+	ssize_t n = conn_read(&c->conn, c->in + c->inlen, sizeof c->in - c->inlen);
 
-	if (room == 0)
-		return 0;
-	if (c->ssl) {
-		n = SSL_read(c->ssl, c->in + c->inlen, (int)room);
-		if (n <= 0)
-			return ssl_wait(c, (int)n) < 0 ? -1 : 0;
-	} else {
-		n = recv(c->fd, c->in + c->inlen, room, 0);
-		if (n == 0) {
-			c->eof = 1;
-			return -1;
-		}
-		if (n < 0)
-			return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-	}
+	if (n <= 0)
+		return (int)n;
 	c->inlen += (size_t)n;
 	return 1;
 }
@@ -542,17 +474,17 @@ arm(struct smtp_client *c)
 
 	if (c->state == C_DONE)
 		return;
-	if (c->state == C_CONNECT || c->outoff < c->outlen || c->ssl_want_write || fill_wanted(c))
+	if (c->state == C_CONNECT || c->outoff < c->outlen || c->conn.want_write || fill_wanted(c))
 		events |= EV_WRITE;
 	if (c->state == C_CONNECT)
 		events = EV_WRITE;
 	if (events != (c->io.events & (EV_READ | EV_WRITE))) {
 		ev_io_stop(c->loop, &c->io);
-		ev_io_set(&c->io, c->fd, events);
+		ev_io_set(&c->io, c->conn.fd, events);
 		ev_io_start(c->loop, &c->io);
 	}
 	/* Bytes already decrypted inside SSL never wake libev. */
-	if (c->ssl && c->state != C_TLS && SSL_pending(c->ssl) > 0)
+	if (c->state != C_TLS && conn_pending(&c->conn))
 		ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
@@ -563,7 +495,6 @@ pump(struct smtp_client *c)
 	for (int round = 0; round < SMTPC_ROUNDS && c->state != C_DONE; round++) {
 		int rc;
 
-		c->ssl_want_write = 0;
 		if (fill_wanted(c)) {
 			fill(c);
 			if (c->state == C_DONE)
@@ -586,7 +517,7 @@ pump(struct smtp_client *c)
 			if (c->state == C_QUIT || c->state == C_DRAIN)
 				close_now(c, 1);
 			else
-				lost(c, c->eof ? "connection closed by server" : "connection lost");
+				lost(c, c->conn.eof ? "connection closed by server" : "connection lost");
 			return;
 		}
 		if (rc == 0)
@@ -602,7 +533,7 @@ connected(struct smtp_client *c)
 	int err = 0;
 	socklen_t len = sizeof err;
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	if (getsockopt(c->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == EINPROGRESS || err == EALREADY)
 		return;
@@ -673,16 +604,16 @@ smtp_client_start(struct ev_loop *loop, const struct smtp_client_conf *conf,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
+	conn_init(&c->conn, socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	if (c->conn.fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		free(c);
 		return NULL;
 	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
+	setsockopt(c->conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(c->conn.fd, sa, salen) < 0 && errno != EINPROGRESS) {
 		snprintf(err, errlen, "connect: %s", strerror(errno));
-		close(c->fd);
+		close(c->conn.fd);
 		free(c);
 		return NULL;
 	}
@@ -701,7 +632,7 @@ smtp_client_start(struct ev_loop *loop, const struct smtp_client_conf *conf,
 	c->outcap = sizeof c->obuf;
 	c->state = C_CONNECT;
 	/* Even a loopback connect that completed at once is reported by EV_WRITE. */
-	ev_io_init(&c->io, on_io, c->fd, EV_WRITE);
+	ev_io_init(&c->io, on_io, c->conn.fd, EV_WRITE);
 	c->io.data = c;
 	ev_io_start(loop, &c->io);
 	ev_timer_init(&c->timer, on_timer, conf->connect_timeout, 0.);
@@ -1088,8 +1019,8 @@ smtp_client_size_max(const struct smtp_client *c)
 void
 smtp_client_tls_info(const struct smtp_client *c, char *out, size_t len)
 {
-	if (!c->ssl || !c->tls_on)
+	if (!c->conn.ssl || !c->tls_on)
 		snprintf(out, len, "none");
 	else
-		snprintf(out, len, "%s:%s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+		snprintf(out, len, "%s:%s", SSL_get_version(c->conn.ssl), SSL_get_cipher_name(c->conn.ssl));
 }

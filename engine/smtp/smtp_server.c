@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include <ev.h>
-#include <openssl/err.h>
 
+#include "conn.h"
 #include "data.h"
 #include "journal.h"
 #include "json.h"
@@ -46,15 +46,12 @@ struct session {
 	struct server      *srv;
 	struct conf        *conf;        /* held: the config this session started on */
 	struct session     *next, *prev;
-	int                 fd;
-	SSL                *ssl;
-	int                 ssl_want_write; /* an SSL call needs the socket writable */
+	struct conn         conn;        /* the socket, plain or TLS */
 	ev_io               io;
 	ev_timer            timer;
 	int                 committing;  /* the spool thread owns our message */
 	int                 closing;     /* no more input; free when settled */
 	int                 discard_line;/* inside an overlong command line */
-	int                 eof;
 	int                 policy_started;
 	const char         *close_why;   /* a literal, from session_close(): logged at the end */
 	const struct conf_listener *listener;
@@ -196,7 +193,7 @@ drv_pregreet(struct smtp_proto *p)
 	char peek;
 
 	return s->conf->timeouts.greeting_delay > 0 &&
-	    recv(s->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+	    recv(s->conn.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
 }
 
 static void
@@ -517,33 +514,11 @@ tls_facts(struct session *s)
 	X509 *peer;
 
 	s->p.info.tls = 1;
-	snprintf(s->p.info.tls_version, sizeof s->p.info.tls_version, "%s", SSL_get_version(s->ssl));
-	snprintf(s->p.info.tls_cipher, sizeof s->p.info.tls_cipher, "%s", SSL_get_cipher_name(s->ssl));
-	if ((peer = SSL_get1_peer_certificate(s->ssl)) != NULL) {
+	snprintf(s->p.info.tls_version, sizeof s->p.info.tls_version, "%s", SSL_get_version(s->conn.ssl));
+	snprintf(s->p.info.tls_cipher, sizeof s->p.info.tls_cipher, "%s", SSL_get_cipher_name(s->conn.ssl));
+	if ((peer = SSL_get1_peer_certificate(s->conn.ssl)) != NULL) {
 		X509_NAME_oneline(X509_get_subject_name(peer), s->p.info.tls_peer, sizeof s->p.info.tls_peer);
 		X509_free(peer);
-	}
-}
-
-/* Returns 1 when progress is possible, 0 to wait, -1 on a fatal error. */
-static int
-ssl_result(struct session *s, int rc)
-{
-	switch (SSL_get_error(s->ssl, rc)) {
-	case SSL_ERROR_WANT_READ:
-		return 0;
-	case SSL_ERROR_WANT_WRITE:
-		s->ssl_want_write = 1;
-		return 0;
-	case SSL_ERROR_ZERO_RETURN:
-		s->eof = 1;
-		return -1;
-	default:
-		ERR_clear_error();
-		/* After an SSL or SYSCALL error, no SSL_shutdown (it would fail again). */
-		SSL_free(s->ssl);
-		s->ssl = NULL;
-		return -1;
 	}
 }
 
@@ -552,15 +527,11 @@ handshake(struct session *s)
 {
 	int rc;
 
-	if (!s->ssl) {
-		s->ssl = SSL_new(s->srv->tls);
-		if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) {
-			session_close(s, "SSL_new failed");
-			return;
-		}
+	if (!s->conn.ssl && conn_tls(&s->conn, s->srv->tls, 1, NULL) < 0) {
+		session_close(s, "SSL_new failed");
+		return;
 	}
-	s->ssl_want_write = 0;
-	if ((rc = SSL_accept(s->ssl)) == 1) {
+	if ((rc = conn_handshake(&s->conn)) == 1) {
 		tls_facts(s);
 		journal_tls(s->p.info.journal, &s->p.info);
 		smtp_proto_tls_done(&s->p);
@@ -568,62 +539,33 @@ handshake(struct session *s)
 		    "cipher", s->p.info.tls_cipher, NULL);
 		return;
 	}
-	if (ssl_result(s, rc) < 0)
+	if (rc < 0)
 		session_close(s, "TLS handshake failed");
 }
 
+/* 1 when all is out, 0 to wait, -1 when the connection failed (after a TLS
+ * failure nothing more goes out, least of all in plaintext). */
 static int
 flush_out(struct session *s)
 {
-	/* TLS failed (ssl_result freed it): nothing more goes out, least of all in plaintext. */
-	if (!s->ssl && s->p.info.tls)
-		return -1;
-	while (s->outoff < s->outlen) {
-		ssize_t n;
-		size_t len = s->outlen - s->outoff;
+	int rc = conn_write(&s->conn, s->out, s->outlen, &s->outoff);
 
-		if (s->ssl) {
-			s->ssl_want_write = 0;
-			n = SSL_write(s->ssl, s->out + s->outoff, (int)len);
-			if (n <= 0)
-				return ssl_result(s, (int)n) < 0 ? -1 : 0;
-		} else {
-			n = send(s->fd, s->out + s->outoff, len, MSG_NOSIGNAL);
-			if (n < 0)
-				return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-		}
-		s->outoff += (size_t)n;
-	}
-	s->outlen = s->outoff = 0;
-	return 1;
+	if (rc == 1)
+		s->outlen = s->outoff = 0;
+	return rc;
 }
 
 /* Reads what fits; drains SSL's own buffer, which never wakes libev. */
 static void
 read_in(struct session *s)
 {
-	while (s->inlen < IN_SIZE && !s->eof) {
-		ssize_t n;
+	while (s->inlen < IN_SIZE && !s->conn.eof) {
+		ssize_t n = conn_read(&s->conn, s->in + s->inlen, IN_SIZE - s->inlen);
 
-		if (s->ssl) {
-			n = SSL_read(s->ssl, s->in + s->inlen, (int)(IN_SIZE - s->inlen));
-			if (n <= 0) {
-				if (ssl_result(s, (int)n) < 0)
-					s->eof = 1;
-				return;
-			}
-		} else {
-			n = recv(s->fd, s->in + s->inlen, IN_SIZE - s->inlen, 0);
-			if (n == 0) {
-				s->eof = 1;
-				return;
-			}
-			if (n < 0) {
-				if (errno != EAGAIN && errno != EINTR)
-					s->eof = 1;
-				return;
-			}
-		}
+		if (n < 0)
+			s->conn.eof = 1;        /* closed or failed: no more input */
+		if (n <= 0)
+			return;
 		s->inlen += (size_t)n;
 		ev_timer_again(s->srv->loop, &s->timer);
 	}
@@ -661,31 +603,31 @@ session_io(struct session *s)
 		read_in(s);
 		got = s->inlen;
 		process(s);
-		if (s->eof && !s->closing && !s->p.waiting && !s->committing) {
+		if (s->conn.eof && !s->closing && !s->p.waiting && !s->committing) {
 			if (s->p.state == ST_DATA)
 				log_event("lost", "sid", s->p.info.sid, "why", "connection lost in DATA", NULL);
 			session_close(s, "client closed");
 		}
-		if (got == before && s->inlen == got && !(s->ssl && SSL_pending(s->ssl)))
+		if (got == before && s->inlen == got && !conn_pending(&s->conn))
 			break;
 	}
 	/* Data inside SSL's buffer never wakes libev. */
-	if (s->ssl && SSL_pending(s->ssl) && can_read(s))
+	if (conn_pending(&s->conn) && can_read(s))
 		ev_feed_event(s->srv->loop, &s->io, EV_READ);
 	if (s->closing) {
-		if (s->outlen && flush_out(s) == 0 && !s->eof)
+		if (s->outlen && flush_out(s) == 0 && !s->conn.eof)
 			events |= EV_WRITE;      /* let the last reply go out */
 		else
 			s->outlen = 0;
 	} else {
-		if (s->outlen || s->ssl_want_write)
+		if (s->outlen || s->conn.want_write)
 			events |= EV_WRITE;
 		if (can_read(s) || s->p.state == ST_TLS)
 			events |= EV_READ;
 	}
 	if (events != (s->io.events & (EV_READ | EV_WRITE))) {
 		ev_io_stop(s->srv->loop, &s->io);
-		ev_io_set(&s->io, s->fd, events);
+		ev_io_set(&s->io, s->conn.fd, events);
 		if (events)
 			ev_io_start(s->srv->loop, &s->io);
 	}
@@ -740,7 +682,7 @@ session_settle(struct session *s)
 	struct server *srv = s->srv;
 	struct policy *p = &srv->policy;
 
-	if (!s->closing || (s->outlen && !s->eof && s->fd >= 0 && ev_is_active(&s->timer)))
+	if (!s->closing || (s->outlen && !s->conn.eof && s->conn.fd >= 0 && ev_is_active(&s->timer)))
 		return;
 	/* The policy drops its pending work; its late answer becomes a no-op. */
 	s->p.waiting = 0;
@@ -752,15 +694,10 @@ session_settle(struct session *s)
 	}
 	ev_io_stop(srv->loop, &s->io);
 	ev_timer_stop(srv->loop, &s->timer);
-	if (s->ssl) {
-		if (!s->eof)
-			SSL_shutdown(s->ssl);
-		SSL_free(s->ssl);
-	}
 	smtp_proto_reset(&s->p);
 	journal_end(s->p.info.journal);
 	s->p.info.journal = NULL;
-	close(s->fd);
+	conn_close(&s->conn, 1);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -806,7 +743,7 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 		return;
 	}
 	s->srv = srv;
-	s->fd = fd;
+	conn_init(&s->conn, fd);
 	s->conf = conf_hold(srv->conf);
 	s->listener = l;
 	smtp_proto_init(&s->p, &server_driver);
@@ -888,7 +825,7 @@ smtp_close_all(struct server *srv, const char *why)
 		next = s->next;
 		if (s->closing)
 			continue;
-		if (s->p.state != ST_DATA && s->p.state != ST_TLS && !s->ssl_want_write) {
+		if (s->p.state != ST_DATA && s->p.state != ST_TLS && !s->conn.want_write) {
 			s->outlen = 0;
 			smtp_proto_abort(&s->p, ABORT_SHUTDOWN);
 		}
