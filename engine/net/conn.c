@@ -34,6 +34,8 @@ conn_tls(struct conn *c, SSL_CTX *ctx, int server, const char *sni)
 		c->broken = 1;
 		return -1;
 	}
+	/* An idle TLS session keeps no 16 KiB record buffers. */
+	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 	if (server)
 		SSL_set_accept_state(c->ssl);
 	else {

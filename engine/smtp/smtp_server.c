@@ -63,8 +63,10 @@ struct session {
 	int                 hdr_done;
 
 	size_t              inlen, outlen, outoff;
-	char                in[IN_SIZE];
-	char                out[OUT_SIZE];
+	/* Allocated when bytes come or replies go, freed when the session
+	 * waits with them empty: an idle session holds neither. */
+	char               *in;          /* IN_SIZE */
+	char               *out;         /* OUT_SIZE */
 };
 
 static void session_io(struct session *s);
@@ -97,6 +99,10 @@ conf_release(struct conf *c)
 static void
 out_append(struct session *s, const char *p, size_t n)
 {
+	if (!s->out && !(s->out = malloc(OUT_SIZE))) {
+		session_close(s, "out of memory");
+		return;
+	}
 	if (s->outlen + n > OUT_SIZE)
 		n = OUT_SIZE - s->outlen;       /* cannot happen: OUT_ROOM guards */
 	memcpy(s->out + s->outlen, p, n);
@@ -559,6 +565,10 @@ flush_out(struct session *s)
 static void
 read_in(struct session *s)
 {
+	if (!s->in && !(s->in = malloc(IN_SIZE))) {
+		session_close(s, "out of memory");
+		return;
+	}
 	while (s->inlen < IN_SIZE && !s->conn.eof) {
 		ssize_t n = conn_read(&s->conn, s->in + s->inlen, IN_SIZE - s->inlen);
 
@@ -624,6 +634,15 @@ session_io(struct session *s)
 			events |= EV_WRITE;
 		if (can_read(s) || s->p.state == ST_TLS)
 			events |= EV_READ;
+	}
+	/* About to wait with nothing buffered: give the buffers back. */
+	if (!s->inlen && s->in) {
+		free(s->in);
+		s->in = NULL;
+	}
+	if (!s->outlen && s->out) {
+		free(s->out);
+		s->out = NULL;
 	}
 	if (events != (s->io.events & (EV_READ | EV_WRITE))) {
 		ev_io_stop(s->srv->loop, &s->io);
@@ -698,6 +717,8 @@ session_settle(struct session *s)
 	journal_end(s->p.info.journal);
 	s->p.info.journal = NULL;
 	conn_close(&s->conn, 1);
+	free(s->in);
+	free(s->out);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
