@@ -72,8 +72,10 @@ limits = {
 
 timeouts = {
   greeting_delay = 0,                -- seconds; > 0 turns on the pregreet test
-  command = 300,                     -- RFC 5321 4.5.3.2.7
-  data = 180,                        -- RFC 5321 4.5.3.2.6
+  command = 300,                     -- a whole command line (RFC 5321 4.5.3.2.7)
+  data = 180,                        -- the next data block (RFC 5321 4.5.3.2.6)
+  message = 900,                     -- a whole message, 354 to the final dot
+  session = 1800,                    -- a whole session
   shutdown = 30,                     -- SIGTERM: sessions get this long to finish
 }
 

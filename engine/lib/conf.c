@@ -552,6 +552,8 @@ read_table_nums(struct reader *r, struct conf *c)
 		if (opt_num(r, "timeouts", "greeting_delay", 0, 60, &c->timeouts.greeting_delay) ||
 		    opt_num(r, "timeouts", "command", 0.1, 3600, &c->timeouts.command) ||
 		    opt_num(r, "timeouts", "data", 0.1, 3600, &c->timeouts.data) ||
+		    opt_num(r, "timeouts", "message", 0.1, 86400, &c->timeouts.message) ||
+		    opt_num(r, "timeouts", "session", 0.1, 86400, &c->timeouts.session) ||
 		    opt_num(r, "timeouts", "rule", 0.1, 3600, &c->timeouts.rule) ||
 		    opt_num(r, "timeouts", "shutdown", 0, 3600, &c->timeouts.shutdown))
 			return -1;
@@ -785,6 +787,8 @@ set_defaults(struct conf *c)
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;
 	c->timeouts.data = 180;
+	c->timeouts.message = 900;
+	c->timeouts.session = 1800;
 	c->timeouts.rule = 60;
 	c->timeouts.shutdown = 30;
 }

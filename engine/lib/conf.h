@@ -79,8 +79,11 @@ struct conf {
 	} limits;
 	struct {
 		double greeting_delay; /* postscreen-style pregreet wait; 0 = off */
-		double command;        /* waiting for a command (RFC 5321 4.5.3.2.7: 5 min) */
+		double command;        /* a whole command line, once we wait for it
+		                          (RFC 5321 4.5.3.2.7: 5 min); reads do not extend it */
 		double data;           /* waiting for a data block (4.5.3.2.6: 3 min) */
+		double message;        /* the whole message, 354 to the final dot */
+		double session;        /* the whole session, however busy */
 		double rule;           /* a rule waiting on I/O */
 		double shutdown;       /* SIGTERM: sessions get this long to finish */
 	} timeouts;

@@ -40,6 +40,7 @@
 #define OUT_SIZE  4096
 #define OUT_ROOM  1024   /* stop reading commands when less is free */
 #define HDR_MAX   65536  /* header section kept for the data stage */
+static const char SESSION_DEADLINE[] = "session";
 
 struct session {
 	struct smtp_proto   p;           /* first: the protocol, its info first */
@@ -48,7 +49,10 @@ struct session {
 	struct session     *next, *prev;
 	struct conn         conn;        /* the socket, plain or TLS */
 	ev_io               io;
-	ev_timer            timer;
+	ev_timer            timer;       /* idle, command deadline, rule wait, last reply */
+	ev_timer            deadline;    /* the message's and the session's (Slowloris) */
+	ev_tstamp           session_end;
+	const char         *deadline_what;
 	int                 committing;  /* the spool thread owns our message */
 	int                 closing;     /* no more input; free when settled */
 	int                 discard_line;/* inside an overlong command line */
@@ -212,6 +216,16 @@ drv_starttls(struct smtp_proto *p)
 
 static int write_envelope(struct session *s);
 
+/* The next deadline that no amount of trickled bytes moves. */
+static void
+set_deadline(struct session *s, ev_tstamp at, const char *what)
+{
+	ev_timer_stop(s->srv->loop, &s->deadline);
+	ev_timer_set(&s->deadline, at - ev_now(s->srv->loop), 0);
+	ev_timer_start(s->srv->loop, &s->deadline);
+	s->deadline_what = what;
+}
+
 static int
 drv_data_begin(struct smtp_proto *p)
 {
@@ -231,6 +245,8 @@ drv_data_begin(struct smtp_proto *p)
 	s->data_error = 0;
 	s->timer.repeat = s->conf->timeouts.data;
 	ev_timer_again(s->srv->loop, &s->timer);
+	if (ev_now(s->srv->loop) + s->conf->timeouts.message < s->session_end)
+		set_deadline(s, ev_now(s->srv->loop) + s->conf->timeouts.message, "message");
 	return 0;
 }
 
@@ -390,6 +406,8 @@ end_of_data(struct session *s)
 
 	s->timer.repeat = s->conf->timeouts.command;
 	ev_timer_again(s->srv->loop, &s->timer);
+	if (s->deadline_what != SESSION_DEADLINE)
+		set_deadline(s, s->session_end, SESSION_DEADLINE);
 	s->p.info.headers = buf_str(&s->hdr);
 	s->p.info.headers_len = s->hdr.len;
 	smtp_proto_eom(&s->p, &m);
@@ -485,6 +503,9 @@ process(struct session *s)
 		}
 		len = (size_t)(lf - p) + 1;
 		off += len;
+		/* A whole line: the next one's deadline starts now. Bytes alone
+		 * never move it (Slowloris). */
+		ev_timer_again(s->srv->loop, &s->timer);
 		if (len > limit) {
 			smtp_proto_error(&s->p, "500 5.5.2 Error: line too long");
 			continue;
@@ -577,7 +598,8 @@ read_in(struct session *s)
 		if (n <= 0)
 			return;
 		s->inlen += (size_t)n;
-		ev_timer_again(s->srv->loop, &s->timer);
+		if (s->p.state == ST_DATA)      /* the next data block came (4.5.3.2.6) */
+			ev_timer_again(s->srv->loop, &s->timer);
 	}
 }
 
@@ -669,7 +691,23 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->closing) {
 		s->outlen = 0;                  /* client will not read: give up */
 	} else {
-		log_event("timeout", "sid", s->p.info.sid, "state", smtp_state_name(s->p.state), NULL);
+		log_event("timeout", "sid", s->p.info.sid, "state", smtp_state_name(s->p.state),
+		    "deadline", s->p.waiting ? "rule" : s->p.state == ST_DATA ? "data" : "command", NULL);
+		s->outlen = 0;
+		smtp_proto_abort(&s->p, ABORT_TIMEOUT);
+	}
+	session_io(s);
+	session_settle(s);
+}
+
+static void
+on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+
+	if (!s->closing) {
+		log_event("timeout", "sid", s->p.info.sid, "state", smtp_state_name(s->p.state),
+		    "deadline", s->deadline_what, NULL);
 		s->outlen = 0;
 		smtp_proto_abort(&s->p, ABORT_TIMEOUT);
 	}
@@ -688,6 +726,7 @@ session_close(struct session *s, const char *why)
 	s->closing = 1;
 	s->p.state = ST_QUIT;
 	/* The last reply gets a few seconds, then the connection goes anyway. */
+	ev_timer_stop(s->srv->loop, &s->deadline);
 	ev_timer_stop(s->srv->loop, &s->timer);
 	s->timer.repeat = 5;
 	ev_timer_again(s->srv->loop, &s->timer);
@@ -713,6 +752,7 @@ session_settle(struct session *s)
 	}
 	ev_io_stop(srv->loop, &s->io);
 	ev_timer_stop(srv->loop, &s->timer);
+	ev_timer_stop(srv->loop, &s->deadline);
 	smtp_proto_reset(&s->p);
 	journal_end(s->p.info.journal);
 	s->p.info.journal = NULL;
@@ -807,6 +847,11 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 	srv->nsessions++;
 	ev_io_init(&s->io, on_io, fd, 0);
 	s->io.data = s;
+	s->session_end = ev_now(srv->loop) + s->conf->timeouts.session;
+	ev_timer_init(&s->deadline, on_deadline, s->conf->timeouts.session, 0);
+	s->deadline.data = s;
+	s->deadline_what = SESSION_DEADLINE;
+	ev_timer_start(srv->loop, &s->deadline);
 	log_event("connect", "sid", s->p.info.sid, "dir", direction_str(l->direction),
 	    "client", s->p.info.client_ip, "listener", l->address, NULL);
 	s->p.info.resume = session_resume;
