@@ -18,6 +18,7 @@
  * own (issue 11: `s[k] = k` made the next read dereference a global byte).
  */
 #include <string.h>
+#include <strings.h>
 
 #include <lauxlib.h>
 
@@ -135,6 +136,11 @@ session_field(lua_State *L, struct lctx *x, int anchor, const char *k)
 		break;
 	case 'p':
 		if (!strcmp(k, "port")) { lua_pushinteger(L, i->client_port); return 1; }
+		/* The recipient is our postmaster (RFC 5321 4.5.1: accept it). */
+		if (!strcmp(k, "postmaster")) {
+			lua_pushboolean(L, x->stage == STAGE_RCPT && strcasecmp(i->rcpt.addr, i->conf->postmaster) == 0);
+			return 1;
+		}
 		break;
 	case 'q':
 		if (!strcmp(k, "qid")) { push_str_or_nil(L, i->qid); return 1; }

@@ -39,6 +39,7 @@ static const char *known_keys[] = {
 	"relay_networks", "limits", "timeouts", "bare_lf",
 	"dns", "dnsbl", "greylist", "ratelimit", "callout", "verify_sender",
 	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state", "delivery",
+	"postmaster",
 	"settings", "allow_user_nobody", NULL,
 };
 
@@ -897,6 +898,7 @@ read_all(struct reader *r, struct conf *c)
 	    opt_str(r, "log_file", c->log_file, sizeof c->log_file) ||
 	    opt_str(r, "stdlib", c->stdlib, sizeof c->stdlib) ||
 	    opt_str(r, "bare_lf", c->bare_lf, sizeof c->bare_lf) ||
+	    opt_str(r, "postmaster", c->postmaster, sizeof c->postmaster) ||
 	    opt_int(r, "workers", NULL, 0, 256, &c->workers) ||
 	    read_listen(r, c) || read_domains(r, c) || read_nets(r, c) ||
 	    read_names(r, c) || read_table_nums(r, c) || read_tls(r, c) || read_state(r, c))
@@ -923,6 +925,16 @@ read_all(struct reader *r, struct conf *c)
 	if (!c->spool_dir[0] &&
 	    snprintf(c->spool_dir, sizeof c->spool_dir, "%s/spool", c->state_dir) >= (int)sizeof c->spool_dir)
 		return fail(r, "state_dir", "too long");
+	if (!c->postmaster[0]) {
+		/* postmaster@ the first hosted domain (by name: a Lua table has
+		 * no order), else @ our hostname. */
+		const char *d = c->hostname;
+		for (int i = 0; i < c->ndomains; i++)
+			if (i == 0 || strcmp(c->domains[i].name, d) < 0)
+				d = c->domains[i].name;
+		snprintf(c->postmaster, sizeof c->postmaster, "postmaster@%.250s", d);
+	} else if (!strchr(c->postmaster, '@') || strpbrk(c->postmaster, " <>\r\n"))
+		return fail(r, "postmaster", "expected an address, user@domain");
 	if (!c->journal.dir[0])
 		snprintf(c->journal.dir, sizeof c->journal.dir, "%.500s/journal", c->state_dir);
 	if (c->nlisten == 0)

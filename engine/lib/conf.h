@@ -61,6 +61,7 @@ struct conf {
 	char   tls_cert[512];   /* "" = self-signed under state_dir/tls */
 	char   tls_key[512];
 	char   rules[512];      /* rules directory; "" = built-in C policy */
+	char   postmaster[320]; /* where a bare RCPT TO:<postmaster> goes (RFC 5321 4.5.1) */
 	char   stdlib[512];     /* stdlib directory */
 
 	struct conf_domain *domains;

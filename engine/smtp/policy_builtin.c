@@ -46,8 +46,8 @@ b_decide(void *self, struct session_info *i, enum stage st, struct verdict *v)
 			v->action = V_ACCEPT;
 		else
 			deny(v, "relay_denied", "Relay Denied");
-	} else if (!i->rcpt.domain) {
-		v->action = V_ACCEPT;           /* <postmaster>, RFC 5321 4.5.1 */
+	} else if (strcasecmp(i->rcpt.addr, c->postmaster) == 0) {
+		v->action = V_ACCEPT;           /* our postmaster, RFC 5321 4.5.1 */
 	} else if (conf_domain(c, i->rcpt.domain)) {
 		v->action = V_ACCEPT;
 	} else

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "reply.h"
 #include "smtp_proto.h"
@@ -60,6 +61,8 @@ smtp_proto_close(struct smtp_proto *p, const char *why)
 	p->drv->close(p, why);
 }
 
+static const char ROUTING_DENIED[];
+
 /* "CODE ENH text": a protocol error; 5xx count toward limits.max_errors. */
 void
 smtp_proto_error(struct smtp_proto *p, const char *full)
@@ -72,7 +75,8 @@ smtp_proto_error(struct smtp_proto *p, const char *full)
 		text += strlen(enh) + 1;
 	else
 		enh[0] = '\0';
-	p->drv->reply(p, code, enh, text, code == 452 ? "too_many_recipients" : "protocol");
+	p->drv->reply(p, code, enh, text, code == 452 ? "too_many_recipients" :
+	    full == ROUTING_DENIED ? "sender_routing" : "protocol");
 	if (code >= 500 && ++p->errors >= p->info.conf->limits.max_errors) {
 		reply(p, 421, "4.7.0", "%s Error: too many errors", p->info.conf->hostname);
 		smtp_proto_close(p, "too many errors");
@@ -256,6 +260,27 @@ proceed_mail(struct smtp_proto *p, const struct verdict *v)
 	reply(p, 250, "2.1.0", "Ok");
 }
 
+/*
+ * Sender-specified routing (user%host@us, host!user@us, "user@host"@us):
+ * the downstream of a hosted domain may well forward it as the sender
+ * asks, which makes us a relay for anyone. Refused from untrusted
+ * (inbound) clients, as Postfix's allow_untrusted_routing = no does for
+ * its relay domains; relay-network clients are trusted with their own.
+ */
+static const char ROUTING_DENIED[] =
+    "550 5.7.1 Sender-specified routing denied (%, ! or @ in the local part)";
+
+static int
+routed(const struct smtp_path *r)
+{
+	const char *at = strrchr(r->addr, '@');
+
+	for (const char *c = r->addr; at && c < at; c++)
+		if (*c == '%' || *c == '!' || *c == '@')
+			return 1;
+	return 0;
+}
+
 static const char *
 check_rcpt(struct smtp_proto *p, const char *args)
 {
@@ -265,6 +290,16 @@ check_rcpt(struct smtp_proto *p, const char *args)
 
 	if (why)
 		return why;
+	if (!i->rcpt.domain && strcasecmp(i->rcpt.addr, "postmaster") == 0) {
+		/* RFC 5321 4.5.1: <postmaster> with no domain is ours: the
+		 * configured address, which rules and delivery then see. */
+		snprintf(i->rcpt.addr, sizeof i->rcpt.addr, "%s", i->conf->postmaster);
+		i->rcpt.domain = strrchr(i->rcpt.addr, '@');
+		if (i->rcpt.domain)
+			i->rcpt.domain++;
+	}
+	if (i->direction == DIR_INBOUND && routed(&i->rcpt))
+		return ROUTING_DENIED;
 	for (c = (const unsigned char *)i->rcpt.addr; *c && *c < 0x80; c++)
 		;
 	if (*c && !i->mail.smtputf8)

@@ -151,7 +151,9 @@ class Transcript(MxgateTest):
             r.cmd("RCPT TO:<Postmaster>", 250)
             r.cmd("DATA", 354)
             qid = qid_of(r.cmd("\r\nhello postmaster\r\n.", 250)[0])
-        self.assertEqual(self.server.message(qid)[0]["rcpts"], ["Postmaster"])
+        # RFC 5321 4.5.1: routed to the configured postmaster (by default
+        # postmaster@ the first hosted domain).
+        self.assertEqual(self.server.message(qid)[0]["rcpts"], ["postmaster@example.test"])
 
     def test_source_route_is_ignored(self):
         with session(self.server.raw()) as r:
