@@ -236,7 +236,8 @@ class TestStarttlsRequired(DeliveryTest):
         self.send(["bob@hosted.test"])
         msgs = wait_for(lambda: self.srv["main"].messages, what="delivery")
         self.assertTrue(msgs[0]["tls"])
-        e = self.server.events("delivered")[0]
+        # The downstream has the message before our "delivered" line is written.
+        e = wait_for(lambda: self.server.events("delivered"), what="the delivered log line")[0]
         self.assertTrue(e["tls"].startswith("TLSv1."), e["tls"])
 
 
