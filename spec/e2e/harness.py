@@ -158,6 +158,20 @@ class Mxgate:
             f.write("\n".join(lines) + "\n")
 
     def start(self):
+        # free_port() closes the port it found, so another process on the
+        # machine can take it before mxgate binds: then pick fresh ports.
+        for _ in range(3):
+            try:
+                return self._start()
+            except AssertionError as e:
+                if "Address already in use" not in str(e):
+                    raise
+                self.proc.wait()
+                self.ports = {d: free_port() for d in self.ports}
+                self.port = self.ports.get("inbound") or next(iter(self.ports.values()))
+        return self._start()
+
+    def _start(self):
         self.write_config()
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
