@@ -40,7 +40,49 @@ static struct {
 	ev_io         watch;
 	ev_signal     sigterm, sigint, sighup, sigusr1;
 	int           owned;            /* D.s.conf is ours (after a reload) */
+	char        **names;            /* the start-up scan: queue files still to load */
+	long          nnames, next;
+	ev_idle       scan;
 } D;
+
+#define SCAN_BATCH 256                  /* files loaded per loop iteration at start */
+
+static void
+add_name(void *arg, const char *qid)
+{
+	char **nn;
+
+	if (D.nnames % 1024 == 0 &&
+	    !(nn = realloc(D.names, (size_t)(D.nnames + 1024) * sizeof *D.names)))
+		return;
+	else if (D.nnames % 1024 == 0)
+		D.names = nn;
+	if ((D.names[D.nnames] = strdup(qid)) != NULL)
+		D.nnames++;
+}
+
+/*
+ * The start-up scan loads the queue a batch per loop iteration, so mail
+ * that arrives meanwhile (inotify) goes out at once instead of waiting
+ * behind 100,000 old files.
+ */
+static void
+on_scan(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	char n[32];
+
+	for (int i = 0; i < SCAN_BATCH && D.next < D.nnames; i++, D.next++) {
+		sched_add(&D.s, D.names[D.next]);
+		free(D.names[D.next]);
+	}
+	if (D.next < D.nnames)
+		return;
+	ev_idle_stop(loop, w);
+	free(D.names);
+	D.names = NULL;
+	snprintf(n, sizeof n, "%ld", D.nnames);
+	log_event("delivery_scanned", "queued", n, NULL);
+}
 
 static void
 add_one(void *arg, const char *qid)
@@ -144,7 +186,6 @@ delivery_main(struct conf *c)
 	struct dns *dns;
 	SSL_CTX *tls;
 	char err[1024], qdir[1024], n[32];
-	long found;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (queue_dirs(c->spool_dir) < 0) {
@@ -180,8 +221,10 @@ delivery_main(struct conf *c)
 
 	queue_pidfile(c->spool_dir);
 	queue_requests(c->spool_dir, on_request, NULL);   /* stale: a fresh start does all */
-	found = queue_scan(c->spool_dir, add_one, &D.s);
-	snprintf(n, sizeof n, "%ld", found);
+	queue_scan(c->spool_dir, add_name, NULL);
+	ev_idle_init(&D.scan, on_scan);
+	ev_idle_start(loop, &D.scan);
+	snprintf(n, sizeof n, "%ld", D.nnames);
 	log_event("delivery_start", "queued", n, NULL);
 
 	ev_run(loop, 0);
