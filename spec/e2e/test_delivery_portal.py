@@ -70,7 +70,9 @@ class PortalCasesReachTheirNextHop(unittest.TestCase):
             c.sendmail("newsletter@customer.test", ["carol@good.senders.test"], b"Subject: out\r\n\r\nhello\r\n")
         m = self.arrived(self.world.sender_mx, "carol@good.senders.test")
         self.assertEqual(m["mail"], "newsletter@customer.test")
-        e = [x for x in self.world.mx.events("delivered") if x["rcpt"] == "carol@good.senders.test"][0]
+        # The MX has the message before the delivery process writes its log line.
+        e = wait_for(lambda: [x for x in self.world.mx.events("delivered") if x["rcpt"] == "carol@good.senders.test"],
+                     what="the delivered log line")[0]
         self.assertIn("[127.0.0.9:", e["relay"])       # by MX, at the MX host's address
 
 
