@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "bridge.h"
+#include "clock.h"
 #include "conf.h"
 #include "journal.h"
 #include "log.h"
@@ -194,10 +195,7 @@ l_listeners(lua_State *L)
 static int
 l_now(lua_State *L)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	lua_pushnumber(L, clock_wall());
 	return 1;
 }
 

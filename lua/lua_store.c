@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 
 #include "bridge.h"
+#include "clock.h"
 #include "log.h"
 #include "state.h"
 
@@ -35,15 +36,6 @@ struct store_req {
 	struct state_reply reply;       /* an answer that came at once */
 	char               error[256];
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static double
 opt_field(lua_State *L, int t, const char *k, double def)
@@ -186,7 +178,7 @@ l_greylist(lua_State *L)
 	struct state *st = x->pol->state;
 	struct store_req *q = new_req(L, x, OP_GREYLIST);
 
-	st->ops->greylist(st, &c, ip, sender, rcpt, now(), on_answer, q);
+	st->ops->greylist(st, &c, ip, sender, rcpt, clock_wall(), on_answer, q);
 	return settle(L, x, q, "greylist");
 }
 
@@ -214,7 +206,7 @@ l_ratelimit(lua_State *L)
 	struct state *st = x->pol->state;
 	struct store_req *q = new_req(L, x, OP_RATELIMIT);
 
-	st->ops->ratelimit(st, key, limit, period, mode, count, now(), on_answer, q);
+	st->ops->ratelimit(st, key, limit, period, mode, count, clock_wall(), on_answer, q);
 	return settle(L, x, q, "ratelimit");
 }
 

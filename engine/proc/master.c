@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "clock.h"
 #include "connlimit.h"
 #include "delivery.h"
 #include "log.h"
@@ -38,14 +39,6 @@ struct child {
 	pid_t  pid;
 	double started;
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int
 bind_listener(const struct conf_listener *l, char *err, size_t errlen)
@@ -255,11 +248,11 @@ master_main(struct conf *c)
 	for (int i = 0; i < n; i++) {
 		ready_expect(i);
 		kids[i].pid = spawn(i, c, fds, cl, tls);
-		kids[i].started = now();
+		kids[i].started = clock_mono();
 	}
 	if (c->delivery.enabled) {
 		dl.pid = spawn_delivery(c, fds);
-		dl.started = now();
+		dl.started = clock_mono();
 	}
 	{
 		char nw[16];
@@ -324,7 +317,7 @@ master_main(struct conf *c)
 		} else if ((sig == SIGTERM || sig == SIGINT) && running) {
 			running = 0;
 			ready_stopping();
-			deadline = now() + c->timeouts.shutdown + 5;
+			deadline = clock_mono() + c->timeouts.shutdown + 5;
 			log_event("stopping", NULL);
 			for (int i = 0; i < n; i++)
 				if (kids[i].pid > 0)
@@ -341,23 +334,23 @@ master_main(struct conf *c)
 				continue;
 			}
 			/* A worker that dies at once waits a second: no fork storm. */
-			if (running && now() - kids[i].started >= 1.0) {
+			if (running && clock_mono() - kids[i].started >= 1.0) {
 				ready_expect(i);
 				kids[i].pid = spawn(i, c, fds, cl, tls);
-				kids[i].started = now();
+				kids[i].started = clock_mono();
 				alive++;
 			} else if (running)
 				alive++;
 		}
 		if (dl.pid > 0)
 			alive++;
-		else if (running && c->delivery.enabled && now() - dl.started >= 1.0) {
+		else if (running && c->delivery.enabled && clock_mono() - dl.started >= 1.0) {
 			dl.pid = spawn_delivery(c, fds);
-			dl.started = now();
+			dl.started = clock_mono();
 		}
 		if (!running && alive == 0)
 			break;
-		if (!running && now() > deadline) {
+		if (!running && clock_mono() > deadline) {
 			for (int i = 0; i < n; i++)
 				if (kids[i].pid > 0)
 					kill(kids[i].pid, SIGKILL);
