@@ -230,6 +230,8 @@ event(struct record *r, const json_t *o)
 		ev->stage = stage ? stage_of(stage) : STAGE_MAX;
 		ev->size = int_of(o, "size", -1);
 		ev->a = str_of(o, "qid");
+		ev->text = text_of(r, o, "headers");    /* NULL: not recorded */
+		ev->b = json_is_true(json_object_get(o, "headers_cut")) ? "cut" : NULL;
 	} else if (!strcmp(e, "call")) {
 		struct replay_call *c;
 		struct buf b = BUF_INIT(0);

@@ -18,7 +18,8 @@
 
 enum rev_kind {
 	RE_CMD,        /* text: the command line */
-	RE_HOOK,       /* stage; data: size, a = qid */
+	RE_HOOK,       /* stage; data: size, a = qid, text = headers (NULL: none
+	                  recorded), b = "cut" when the journal cut them */
 	RE_CALL,       /* a primitive's answer: see record.calls */
 	RE_VERDICT,    /* stage, code; a = action, b = reason, c = where, text */
 	RE_TLS,        /* a = version, b = cipher, c = peer */

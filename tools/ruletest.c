@@ -437,6 +437,7 @@ message(struct rs *s, struct step *p, struct seg *g)
 {
 	struct rt *rt = s->rt;
 	struct session_info *i = &s->p.info;
+	const char *headers = NULL;
 
 	if (s->rec->is_case) {
 		i->size = g->size ? (size_t)g->size->size : (size_t)s->case_size;
@@ -445,6 +446,7 @@ message(struct rs *s, struct step *p, struct seg *g)
 	} else if (g->data_hook) {
 		i->size = g->data_hook->size > 0 ? (size_t)g->data_hook->size : 0;
 		snprintf(i->qid, sizeof i->qid, "%s", g->data_hook->a ? g->data_hook->a : "");
+		headers = g->data_hook->text;
 	} else {
 		/* Size limit, long line, bare LF, spool error: the engine's own answer. */
 		if (g->nrec > 1)
@@ -452,11 +454,15 @@ message(struct rs *s, struct step *p, struct seg *g)
 		smtp_proto_reset(&s->p);
 		return;
 	}
-	i->headers = "";
+	/* The journal keeps the header section (journal.max_headers), never the body. */
+	i->headers = headers ? headers : "";
+	i->headers_len = strlen(i->headers);
 	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
 	if (rt->tracing)
-		buf_printf(&rt->trace, "    . (message of %zu bytes%s)\n", i->size,
-		    s->rec->is_case ? "" : "; the body was not recorded");
+		buf_printf(&rt->trace, "    . (message of %zu bytes%s%s)\n", i->size,
+		    s->rec->is_case ? "" : headers ? "; its headers recorded, the body not" :
+		    "; neither headers nor body recorded",
+		    headers && g->data_hook->b ? " (headers cut at journal.max_headers)" : "");
 	smtp_proto_eom(&s->p, &(struct smtp_eom){ .size = i->size });
 }
 

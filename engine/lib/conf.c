@@ -580,7 +580,8 @@ read_table_nums(struct reader *r, struct conf *c)
 		lua_pop(r->L, 1);
 		if (opt_num(r, "journal", "sample", 0, 1, &c->journal.sample) ||
 		    opt_num(r, "journal", "max_record", 4096, 16777216, &c->journal.max_record) ||
-		    opt_num(r, "journal", "max_file", 65536, 1e12, &c->journal.max_file))
+		    opt_num(r, "journal", "max_file", 65536, 1e12, &c->journal.max_file) ||
+		    opt_num(r, "journal", "max_headers", 0, 65536, &c->journal.max_headers))
 			return -1;
 	} else if (lua_isboolean(r->L, -1)) {
 		c->journal.sample = lua_toboolean(r->L, -1) ? 1 : 0;
@@ -762,6 +763,7 @@ set_defaults(struct conf *c)
 	c->journal.sample = 1;
 	c->journal.max_record = 64 * 1024;
 	c->journal.max_file = 100.0 * 1024 * 1024;
+	c->journal.max_headers = 8192;
 	c->callout.port = 25;
 	c->callout.connect_timeout = 10;
 	c->callout.command_timeout = 30;

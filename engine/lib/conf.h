@@ -100,6 +100,7 @@ struct conf {
 		char   dir[512];       /* "" = state_dir/journal */
 		double max_record;     /* bytes per session */
 		double max_file;       /* bytes per file */
+		double max_headers;    /* header bytes kept of each message (0: none) */
 	} journal;
 	struct {
 		int    port;           /* callouts and sender verification (25) */

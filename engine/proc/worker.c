@@ -442,6 +442,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 			.dir = conf->journal.dir, .sample = conf->journal.sample,
 			.max_record = (size_t)conf->journal.max_record,
 			.max_file = (size_t)conf->journal.max_file,
+			.max_headers = (size_t)conf->journal.max_headers,
 		};
 		if (!(W.srv.journal = journal_writer_open(&jc, err, sizeof err)))
 			log_event("journal_error", "error", err, NULL);

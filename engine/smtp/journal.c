@@ -151,16 +151,49 @@ kv_str(struct journal *j, const char *k, const char *v)
  * and KEY_hex holds its exact bytes, so ruletest replays what was sent.
  */
 static void
-kv_text(struct journal *j, const char *k, const char *v)
+kv_textn(struct journal *j, const char *k, const char *v, size_t n)
 {
 	char hk[32];
-	size_t n = strlen(v);
 
-	kv_str(j, k, v);
+	jsonw_key(&j->b, k);
+	jsonw_str(&j->b, v, n);
 	if (!json_utf8_valid(v, n)) {
 		snprintf(hk, sizeof hk, "%s_hex", k);
 		jsonw_key(&j->b, hk);
 		jsonw_hex(&j->b, v, n);
+	}
+}
+
+static void
+kv_text(struct journal *j, const char *k, const char *v)
+{
+	kv_textn(j, k, v, strlen(v));
+}
+
+/*
+ * The header section for ruletest's data hook, at most max bytes: cut
+ * after the last whole field (a CRLF not followed by a folded line), so a
+ * rule never sees half a header. Bodies are never recorded.
+ */
+static void
+kv_headers(struct journal *j, const char *h, size_t n, size_t max)
+{
+	size_t keep = n;
+
+	if (!max || !h)
+		return;
+	if (n > max) {
+		keep = 0;
+		for (size_t i = max; i >= 2; i--)
+			if (h[i - 2] == '\r' && h[i - 1] == '\n' && h[i] != ' ' && h[i] != '\t') {
+				keep = i;
+				break;
+			}
+	}
+	kv_textn(j, "headers", h, keep);
+	if (keep < n) {
+		jsonw_key(&j->b, "headers_cut");
+		jsonw_bool(&j->b, 1);
 	}
 }
 
@@ -259,6 +292,7 @@ journal_hook(struct journal *j, enum stage st, const struct session_info *i)
 	case STAGE_DATA:
 		kv_num(j, "size", (long long)i->size);
 		kv_str(j, "qid", i->qid);
+		kv_headers(j, i->headers, i->headers_len, j->w->conf.max_headers);
 		break;
 	default:
 		break;

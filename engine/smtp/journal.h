@@ -2,7 +2,8 @@
  * journal.h - the session journal: one JSON line per session with the
  * client's facts, every command, every hook with the facts it saw, every
  * primitive's question and answer, every verdict and every reply. It is
- * what `ruletest` replays. Message bodies are never recorded.
+ * what `ruletest` replays. Message bodies are never recorded;
+ * headers are, up to a bound.
  *
  * Line format (v1):
  *   {"v":1,"sid":S,"time":T,"direction":"inbound","listener":"ip:port",
@@ -11,7 +12,10 @@
  * EVENT is one of
  *   {"e":"cmd","line":S}
  *   {"e":"hook","stage":S, ...facts: "helo","esmtp","sender","smtputf8",
- *        "rcpt","rcpts","size","qid" as that stage sees them}
+ *        "rcpt","rcpts","size","qid" as that stage sees them; at "data"
+ *        "headers":S, the message's header section up to journal.max_headers
+ *        bytes, cut after its last whole header line, "headers_cut":true
+ *        when cut; no "headers" when max_headers is 0}
  *   {"e":"call","p":NAME,"a":[ARGS],"r":[RESULTS]}
  *   {"e":"verdict","stage":S,"action":S,"code":N,"enhanced":S,"text":S,
  *        "reason":S,"where":S}
@@ -37,6 +41,7 @@ struct journal_conf {
 	double      sample;      /* 0 = off, 1 = every session */
 	size_t      max_record;  /* bytes per session (64 KiB) */
 	size_t      max_file;    /* bytes per file before the next one (100 MiB) */
+	size_t      max_headers; /* header section bytes kept per message (0: none) */
 };
 
 struct journal_writer *journal_writer_open(const struct journal_conf *c, char *err, size_t errlen);
