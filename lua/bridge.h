@@ -92,6 +92,14 @@ void         lgen_unref(struct lgen *g);
  * table on top of L's stack. For `mxgate report`. */
 int          policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_State *L),
     void *arg);
+/* One rule's counts under ruletest --coverage (C.coverage): sessions that
+ * ran it and sessions it decided (accept, deny, defer, drop or an error). */
+struct rule_cov {
+	const char *hook, *name, *where;   /* where: "rules.d/10-helo.lua:4" */
+	long        reached, decided;
+	int         disabled;
+};
+int          policy_coverage(struct policy *p, void (*each)(void *arg, const struct rule_cov *rc), void *arg);
 
 /* lua_dns.c: dns(), dns_prefetch(), reverse_ip() into the table on top */
 void ldns_open(lua_State *L);

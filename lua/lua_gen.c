@@ -366,3 +366,43 @@ policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_St
 	lua_settop(L, top);
 	return 0;
 }
+
+/* ruletest --coverage: M.coverage(), one call of each per rule in load order. */
+int
+policy_coverage(struct policy *p, void (*each)(void *arg, const struct rule_cov *rc), void *arg)
+{
+	struct lpolicy *pol = p->self;
+	lua_State *L;
+	int top;
+
+	if (!pol || !pol->cur)
+		return -1;
+	L = pol->cur->L;
+	top = lua_gettop(L);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.M") != LUA_TTABLE ||
+	    lua_getfield(L, -1, "coverage") != LUA_TFUNCTION || lua_pcall(L, 0, 1, 0) != LUA_OK ||
+	    !lua_istable(L, -1)) {
+		lua_settop(L, top);
+		return -1;
+	}
+	for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+		struct rule_cov rc;
+		lua_getfield(L, -1, "hook");
+		lua_getfield(L, -2, "name");
+		lua_getfield(L, -3, "where");
+		lua_getfield(L, -4, "reached");
+		lua_getfield(L, -5, "decided");
+		lua_getfield(L, -6, "disabled");
+		rc.hook = lua_tostring(L, -6);
+		rc.name = lua_tostring(L, -5);
+		rc.where = lua_tostring(L, -4);
+		rc.reached = (long)lua_tointeger(L, -3);
+		rc.decided = (long)lua_tointeger(L, -2);
+		rc.disabled = lua_toboolean(L, -1);
+		if (rc.hook && rc.name && rc.where)
+			each(arg, &rc);
+		lua_pop(L, 7);
+	}
+	lua_settop(L, top);
+	return 0;
+}

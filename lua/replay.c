@@ -195,4 +195,8 @@ replay_world_open(lua_State *L, void *world)
 		lua_pushcclosure(L, l_trace, 1);
 		lua_setfield(L, -2, "trace");
 	}
+	if (w->coverage) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "coverage");
+	}
 }

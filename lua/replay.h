@@ -45,6 +45,7 @@ struct replay_world {
 	void               *arg;
 	/* Every unanswered question, traced or not: name and its arguments. */
 	void              (*unanswered_cb)(void *arg, const char *name, const char *args);
+	int                 coverage;         /* C.coverage: rules count sessions */
 	struct buf          enc;              /* scratch for encoding */
 };
 

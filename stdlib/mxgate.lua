@@ -347,6 +347,26 @@ end
 
 local trace = C.trace     -- nil unless ruletest asked for a trace
 
+-- ruletest --coverage: per rule, how many sessions reached it and how many
+-- it decided (a session counts once per rule: s is one table a session).
+local coverage = C.coverage
+local function reached(r, s)
+  if r.cov_s ~= s then r.cov_s, r.reached = s, (r.reached or 0) + 1 end
+end
+local function decided(r, s)
+  if r.dec_s ~= s then r.dec_s, r.decided = s, (r.decided or 0) + 1 end
+end
+
+-- The rules in load order with their counts, for ruletest --coverage.
+function M.coverage()
+  local out = {}
+  for i, r in ipairs(rules) do
+    out[i] = { hook = r.hook, name = r.name, where = r.where, disabled = r.disabled ~= nil,
+               reached = r.reached or 0, decided = r.decided or 0 }
+  end
+  return out
+end
+
 -- The verdict as the C side reads it: plain values, copied here, inside the
 -- resume and under the budget, so nothing a rule returned (a metatable, a
 -- trap in __index) runs where an error could not be caught.
@@ -364,13 +384,16 @@ local function run_chain(hook, chain, s)
   for i = 1, #chain do              -- not ipairs: this loop is the hot path
     local r = chain[i]
     running = r
+    if coverage then reached(r, s) end
     local v = r.fn(s)
     if v ~= nil then
       if type(v) ~= "table" or not ACTIONS[rawget(v, "action")] then
+        if coverage then decided(r, s) end
         return { action = "error", where = r.where, name = r.name,
                  text = "rule returned " .. tostring(v) .. " (return accept(), deny(...) or nothing)" }
       end
       v = plain(v, r)
+      if coverage and v.action ~= "warn" then decided(r, s) end
     end
     if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and v.reason) end
     if v then
@@ -408,6 +431,7 @@ function M.run(hook, s)
   -- may fail): the rule is the one run_chain was running.
   if type(v) ~= "table" then v = { err = v, rule = running } end
   local r = v.rule or { where = "?", name = "?" }
+  if coverage and v.rule then decided(r, s) end
   local text = tostring(v.err)
   if trace then trace("error", hook, r.name, r.where, "error", text) end
   return { action = "error", where = r.where, name = r.name, text = text }

@@ -31,6 +31,7 @@
 #include "record.h"
 #include "replay.h"
 #include "reply.h"
+#include "rule_cov.h"
 #include "ruletest.h"
 #include "version.h"
 #include "session.h"
@@ -1013,13 +1014,15 @@ static void
 usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff [--allow-skipped]] [--quiet] JOURNAL.jsonl... CASE.session...\n"
+	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff [--allow-skipped]] [--quiet] [--coverage]\n"
+	    "                JOURNAL.jsonl... CASE.session...\n"
 	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
 	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
 	    "  offline: world primitives answer from the record. --diff shows only sessions whose\n"
 	    "  replies would change and exits 1 if any would (or could not be decided), or if a\n"
-	    "  journal line could not be read (unless --allow-skipped).\n"
+	    "  journal line could not be read (unless --allow-skipped). --coverage adds, per rule,\n"
+	    "  the sessions that reached it and those it decided, and the rules that never fired.\n"
 	    "       ruletest --help | --version          (see ruletest(8))\n");
 	exit(code);
 }
@@ -1061,6 +1064,7 @@ ruletest_main(int argc, char **argv)
 		{ "allow-skipped", no_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "live", no_argument, NULL, 'L' },
+		{ "coverage", no_argument, NULL, 'G' },
 		{ "client", required_argument, NULL, 'C' },
 		{ "direction", required_argument, NULL, 'D' },
 		{ "answer", required_argument, NULL, 'A' },
@@ -1090,6 +1094,7 @@ ruletest_main(int argc, char **argv)
 		case 'S': allow_skipped = 1; break;
 		case 'q': rt.mode = M_QUIET; break;
 		case 'L': live = 1; break;
+		case 'G': rt.world.coverage = 1; break;
 		case 'C': client = optarg; break;
 		case 'D':
 			if (!strcmp(optarg, "inbound"))
@@ -1186,6 +1191,12 @@ ruletest_main(int argc, char **argv)
 	}
 	if (rt.sessions || rt.bad_lines || rt.journals)
 		summary(&rt);
+	if (rt.world.coverage) {
+		struct rule_cov_table cov = { 0 };
+		if (rule_cov_collect(&cov, &rt.pol) == 0)
+			rule_cov_print(&cov, rt.sessions + rt.cases, stdout);
+		rule_cov_free(&cov);
+	}
 	if (rt.cases)
 		printf("cases: %ld passed, %ld failed\n", rt.passed, rt.failed);
 	fflush(stdout);
