@@ -344,22 +344,33 @@ out:
 	return g;
 }
 
-int
-policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_State *L), void *arg)
+/* The loaded generation's state with M[field] pushed (of type want), and the
+ * stack top before it in *top; NULL (stack as it was) when there is none. */
+static lua_State *
+m_field(struct policy *p, const char *field, int want, int *top)
 {
 	struct lpolicy *pol = p->self;
 	lua_State *L;
-	int top;
 
 	if (!pol || !pol->cur)
-		return -1;
+		return NULL;
 	L = pol->cur->L;
-	top = lua_gettop(L);
-	if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.M") != LUA_TTABLE ||
-	    lua_getfield(L, -1, "reasons") != LUA_TTABLE) {
-		lua_settop(L, top);
-		return -1;
+	*top = lua_gettop(L);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.M") != LUA_TTABLE || lua_getfield(L, -1, field) != want) {
+		lua_settop(L, *top);
+		return NULL;
 	}
+	return L;
+}
+
+int
+policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_State *L), void *arg)
+{
+	int top;
+	lua_State *L = m_field(p, "reasons", LUA_TTABLE, &top);
+
+	if (!L)
+		return -1;
 	for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
 		if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1))
 			each(arg, lua_tostring(L, -2), L);
@@ -371,17 +382,12 @@ policy_reasons(struct policy *p, void (*each)(void *arg, const char *key, lua_St
 int
 policy_coverage(struct policy *p, void (*each)(void *arg, const struct rule_cov *rc), void *arg)
 {
-	struct lpolicy *pol = p->self;
-	lua_State *L;
 	int top;
+	lua_State *L = m_field(p, "coverage", LUA_TFUNCTION, &top);
 
-	if (!pol || !pol->cur)
+	if (!L)
 		return -1;
-	L = pol->cur->L;
-	top = lua_gettop(L);
-	if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.M") != LUA_TTABLE ||
-	    lua_getfield(L, -1, "coverage") != LUA_TFUNCTION || lua_pcall(L, 0, 1, 0) != LUA_OK ||
-	    !lua_istable(L, -1)) {
+	if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
 		lua_settop(L, top);
 		return -1;
 	}
