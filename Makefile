@@ -1,7 +1,7 @@
 # mxgate build. `make` builds bin/mxgate; `make test` installs what is
 # missing, builds and runs every test; `make run` starts on etc/mxgate.lua.
 
-PKGS     := lua5.4 libcares openssl lmdb jansson hiredis libsystemd
+PKGS     := lua5.4 libcares openssl lmdb jansson hiredis libsystemd libmicrohttpd
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -15,9 +15,10 @@ WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 #   engine/smtp   the SMTP protocol, the server, the policy seam, the journal
 #   lua           the rules bridge
 #   engine/delivery  the delivery process: queue, scheduler, sessions, bounces, routing
+#   engine/http   the HTTP process: /metrics, /healthz, the portal page
 #   engine/proc   master, workers, connection limits
 #   tools         ruletest, report, the state CLI, the journal reader
-LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/delivery engine/proc tools
+LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/delivery engine/http engine/proc tools
 CPPFLAGS += -D_GNU_SOURCE $(addprefix -I,$(LAYERS)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 

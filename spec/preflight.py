@@ -40,6 +40,12 @@ def _tool(name):
     return lambda: shutil.which(name) is not None
 
 
+def _prometheus():
+    # The server the metrics tests start on a high port (not the packaged service).
+    p = _run(["prometheus", "--version"])
+    return p is not None and p.returncode == 0 and "prometheus, version" in p.stdout + p.stderr
+
+
 # (what the tests need, how to check it, the Debian package that provides it).
 # Order matters: a tool's capability is checked after the tool itself.
 CHECKS = [
@@ -56,6 +62,8 @@ CHECKS = [
     ("systemd-analyze (verifies the unit)", _tool("systemd-analyze"), "systemd"),
     ("man (renders the man pages)", _tool("man"), "man-db"),
     ("groff (man -l of mdoc pages)", _tool("nroff"), "groff-base"),
+    ("prometheus_client (parses /metrics)", _py_import("prometheus_client.parser"), "python3-prometheus-client"),
+    ("prometheus (scrapes /metrics in the tests)", _prometheus, "prometheus"),
 ]
 
 

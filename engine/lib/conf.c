@@ -39,7 +39,7 @@ static const char *known_keys[] = {
 	"relay_networks", "limits", "timeouts", "bare_lf",
 	"dns", "dnsbl", "greylist", "ratelimit", "callout", "verify_sender",
 	"tls_enforced_senders", "our_addresses", "journal", "rule_limits", "state", "delivery",
-	"postmaster",
+	"postmaster", "http",
 	"settings", "allow_user_nobody", NULL,
 };
 
@@ -725,6 +725,61 @@ read_tls(struct reader *r, struct conf *c)
 	return 0;
 }
 
+/* An address that only this machine reaches: 127.0.0.0/8, ::1. */
+static int
+is_loopback(const struct sockaddr_storage *sa)
+{
+	if (sa->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return sa->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* http = { address, port, token, user, password }: off when absent. */
+static int
+read_http(struct reader *r, struct conf *c)
+{
+	int t = getkey(r, "http");
+	char port[16];
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai;
+	static const struct { const char *name; size_t off, len; } fields[] = {
+		{ "address", offsetof(struct conf, http.address), sizeof c->http.address },
+		{ "token", offsetof(struct conf, http.token), sizeof c->http.token },
+		{ "user", offsetof(struct conf, http.user), sizeof c->http.user },
+		{ "password", offsetof(struct conf, http.password), sizeof c->http.password },
+	};
+
+	if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(r->L, -1))) {
+		lua_pop(r->L, 1);
+		return 0;
+	}
+	if (t != LUA_TTABLE)
+		return fail(r, "http", "expected { address = \"127.0.0.1\", port = 8025, token = ... }");
+	c->http.enabled = 1;
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+		lua_getfield(r->L, -1, fields[i].name);
+		if (!lua_isnil(r->L, -1) && copy_str(r, "http", -1, (char *)c + fields[i].off, fields[i].len) < 0)
+			return -1;
+		lua_pop(r->L, 1);
+	}
+	if (opt_int(r, "http", "port", 1, 65535, &c->http.port) < 0)
+		return -1;
+	if (!!c->http.user[0] != !!c->http.password[0])
+		return fail(r, "http", "give both user and password (basic auth), or neither");
+	snprintf(port, sizeof port, "%d", c->http.port);
+	if (getaddrinfo(c->http.address, port, &hints, &ai) != 0)
+		return fail(r, "http", "address: \"%s\" is not an IP address", c->http.address);
+	memcpy(&c->http.sa, ai->ai_addr, ai->ai_addrlen);
+	c->http.salen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	/* Counters and the portal's rejections (addresses) are not for anyone
+	 * on the network: off loopback, a credential is required. */
+	if (!is_loopback(&c->http.sa) && !c->http.token[0] && !c->http.user[0])
+		return fail(r, "http", "address %s is not loopback: set token (bearer) or user and password "
+		    "(basic auth)", c->http.address);
+	lua_pop(r->L, 1);
+	return 0;
+}
+
 static void
 set_defaults(struct conf *c)
 {
@@ -786,6 +841,8 @@ set_defaults(struct conf *c)
 	c->delivery.connect_timeout = 30;
 	c->delivery.command_timeout = 300;
 	c->delivery.idle_time = 2;
+	strcpy(c->http.address, "127.0.0.1");
+	c->http.port = 8025;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;
@@ -903,7 +960,8 @@ read_all(struct reader *r, struct conf *c)
 	    opt_str(r, "postmaster", c->postmaster, sizeof c->postmaster) ||
 	    opt_int(r, "workers", NULL, 0, 256, &c->workers) ||
 	    read_listen(r, c) || read_domains(r, c) || read_nets(r, c) ||
-	    read_names(r, c) || read_table_nums(r, c) || read_tls(r, c) || read_state(r, c))
+	    read_names(r, c) || read_table_nums(r, c) || read_tls(r, c) || read_state(r, c) ||
+	    read_http(r, c))
 		return -1;
 	lower(c->hostname);
 	if (getkey(r, "allow_user_nobody") != LUA_TNIL && !lua_isboolean(L, -1))

@@ -139,6 +139,16 @@ struct conf {
 		double idle_time;      /* a connection with nothing to send waits this long for more (2 s) */
 		char   tls[16];        /* "" opportunistic, "require", "verify" */
 	} delivery;
+	struct {
+		int    enabled;        /* `http` is set: the HTTP process runs */
+		char   address[64];    /* "127.0.0.1" */
+		int    port;           /* 8025 */
+		struct sockaddr_storage sa;
+		socklen_t salen;
+		char   token[256];     /* bearer token; "" = none */
+		char   user[64];       /* basic auth, with password; "" = none */
+		char   password[256];
+	} http;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */
 	size_t rule_session_memory; /* what one session's rules may hold of it */

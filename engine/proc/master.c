@@ -25,8 +25,10 @@
 #include "clock.h"
 #include "connlimit.h"
 #include "delivery.h"
+#include "http.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "readiness.h"
 #include "safepath.h"
 #include "spool.h"
@@ -126,13 +128,20 @@ fork_child(void)
 	return pid;
 }
 
+/* The HTTP listener's socket, -1 without `http`: only its process keeps it. */
+static int http_fd = -1;
+
 static pid_t
 spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
 {
 	pid_t pid = fork_child();
 
-	if (pid == 0)
+	if (pid == 0) {
+		if (http_fd >= 0)
+			close(http_fd);
+		metrics_slot(index);
 		_exit(worker_main(index, c, fds, cl, tls));
+	}
 	return pid;
 }
 
@@ -145,7 +154,27 @@ spawn_delivery(struct conf *c, const int *fds)
 	if (pid == 0) {
 		for (int i = 0; i < c->nlisten; i++)
 			close(fds[i]);
+		if (http_fd >= 0)
+			close(http_fd);
+		if (metrics_shared())
+			metrics_slot(METRICS_DELIVERY(metrics_shared()));
 		_exit(delivery_main(c));
+	}
+	return pid;
+}
+
+/* The HTTP process (/metrics, /healthz, the portal): no SMTP socket, its
+ * own loop; it only reads the shared counters. */
+static pid_t
+spawn_http(struct conf *c, const int *fds)
+{
+	pid_t pid = fork_child();
+
+	if (pid == 0) {
+		for (int i = 0; i < c->nlisten; i++)
+			close(fds[i]);
+		metrics_slot(-1);
+		_exit(http_main(c, http_fd));
 	}
 	return pid;
 }
@@ -176,7 +205,7 @@ int
 master_main(struct conf *c)
 {
 	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive, sfd;
-	struct child kids[MAX_WORKERS], dl = { 0, 0 };
+	struct child kids[MAX_WORKERS], dl = { 0, 0 }, hp = { 0, 0 };
 	struct connlimit *cl;
 	SSL_CTX *tls;
 	char err[1024], tlsdir[1024];
@@ -222,6 +251,12 @@ master_main(struct conf *c)
 	for (int i = 0; i < c->nlisten; i++)
 		if ((fds[i] = bind_listener(&c->listen[i], err, sizeof err)) < 0)
 			goto fatal;
+	if (c->http.enabled) {
+		struct conf_listener hl = { .port = c->http.port, .sa = c->http.sa, .salen = c->http.salen };
+		snprintf(hl.address, sizeof hl.address, "%s", c->http.address);
+		if ((http_fd = bind_listener(&hl, err, sizeof err)) < 0)
+			goto fatal;
+	}
 	if (uid != (uid_t)-1 && log_chown(uid, gid) < 0) {
 		snprintf(err, sizeof err, "chown %s: %s", c->log_file, strerror(errno));
 		goto fatal;
@@ -245,6 +280,15 @@ master_main(struct conf *c)
 		snprintf(err, sizeof err, "shared memory: %s", strerror(errno));
 		goto fatal;
 	}
+	/* Counters live as long as the master: a restarted child adds to them. */
+	if (c->http.enabled) {
+		if (metrics_new(n) < 0) {
+			snprintf(err, sizeof err, "shared memory for metrics: %s", strerror(errno));
+			goto fatal;
+		}
+		metrics_slot(METRICS_MASTER(metrics_shared()));
+		metrics_set(MG_GENERATION, 1);
+	}
 	for (int i = 0; i < n; i++) {
 		ready_expect(i);
 		kids[i].pid = spawn(i, c, fds, cl, tls);
@@ -253,6 +297,10 @@ master_main(struct conf *c)
 	if (c->delivery.enabled) {
 		dl.pid = spawn_delivery(c, fds);
 		dl.started = clock_mono();
+	}
+	if (c->http.enabled) {
+		hp.pid = spawn_http(c, fds);
+		hp.started = clock_mono();
 	}
 	{
 		char nw[16];
@@ -274,11 +322,17 @@ master_main(struct conf *c)
 				if (running)
 					log_death("delivery_died", "pid", pid, status);
 			}
+			if (pid == hp.pid) {
+				hp.pid = 0;
+				if (running)
+					log_death("http_died", "pid", pid, status);
+			}
 			for (int i = 0; i < n; i++) {
 				if (kids[i].pid != pid)
 					continue;
 				kids[i].pid = 0;
 				connlimit_reset(cl, i);
+				metrics_forget(i);
 				spool_clean_tmp(c->spool_dir, pid);
 				if (running)
 					log_death("worker_died", "worker_pid", pid, status);
@@ -290,11 +344,13 @@ master_main(struct conf *c)
 			log_reopen();
 			if (conf_load(&test, c->path, err, sizeof err) < 0) {
 				log_event("reload_failed", "error", err, NULL);
+				metrics_count(MC_RELOAD_FAILED, 1);
 				ready_reload_failed(err);
 			} else if (!(ntls = tls_reload_ctx(test.tls_cert, test.tls_key, test.hostname, err,
 			    sizeof err)) && err[0]) {
 				/* A broken certificate changes nothing anywhere. */
 				log_event("reload_failed", "error", err, NULL);
+				metrics_count(MC_RELOAD_FAILED, 1);
 				ready_reload_failed(err);
 			} else {
 				int alive_now[MAX_WORKERS];
@@ -302,6 +358,7 @@ master_main(struct conf *c)
 					SSL_CTX_free(tls);
 					tls = ntls;
 				}
+				metrics_gauge_add(MG_GENERATION, 1);   /* before the workers read it */
 				for (int i = 0; i < n; i++)
 					alive_now[i] = kids[i].pid > 0;
 				ready_reloading(alive_now, n);
@@ -310,6 +367,8 @@ master_main(struct conf *c)
 						kill(kids[i].pid, SIGHUP);
 				if (dl.pid > 0)
 					kill(dl.pid, SIGHUP);
+				if (hp.pid > 0)
+					kill(hp.pid, SIGHUP);
 			}
 			conf_free(&test);
 		} else if (sig == READY_SIGNAL) {
@@ -324,6 +383,10 @@ master_main(struct conf *c)
 					kill(kids[i].pid, SIGTERM);
 			if (dl.pid > 0)
 				kill(dl.pid, SIGTERM);
+			if (hp.pid > 0)
+				kill(hp.pid, SIGTERM);
+			if (http_fd >= 0)
+				close(http_fd);
 			for (int i = 0; i < c->nlisten; i++)
 				close(fds[i]);          /* the workers close theirs */
 		}
@@ -348,6 +411,12 @@ master_main(struct conf *c)
 			dl.pid = spawn_delivery(c, fds);
 			dl.started = clock_mono();
 		}
+		if (hp.pid > 0)
+			alive++;
+		else if (running && c->http.enabled && clock_mono() - hp.started >= 1.0) {
+			hp.pid = spawn_http(c, fds);
+			hp.started = clock_mono();
+		}
 		if (!running && alive == 0)
 			break;
 		if (!running && clock_mono() > deadline) {
@@ -356,6 +425,8 @@ master_main(struct conf *c)
 					kill(kids[i].pid, SIGKILL);
 			if (dl.pid > 0)
 				kill(dl.pid, SIGKILL);
+			if (hp.pid > 0)
+				kill(hp.pid, SIGKILL);
 		}
 	}
 	log_event("stopped", NULL);

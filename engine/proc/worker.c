@@ -26,6 +26,7 @@
 #include "connlimit.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "proxy.h"
 #include "readiness.h"
@@ -330,6 +331,7 @@ reload(void)
 		return;
 	if (conf_load(c, W.srv.conf->path, err, sizeof err) < 0) {
 		log_event("reload_failed", "error", err, NULL);
+		metrics_count(MC_RELOAD_FAILED, 1);
 		conf_free(c);
 		free(c);
 		return;
@@ -338,6 +340,7 @@ reload(void)
 	 * fails leaves everything as it was. */
 	if (!(tls = tls_reload_ctx(c->tls_cert, c->tls_key, c->hostname, err, sizeof err)) && err[0]) {
 		log_event("reload_failed", "error", err, NULL);
+		metrics_count(MC_RELOAD_FAILED, 1);
 		conf_free(c);
 		free(c);
 		return;
@@ -348,6 +351,7 @@ reload(void)
 		net = W.world;
 		if (world_net_open(&net, c, err, sizeof err) < 0) {
 			log_event("reload_failed", "error", err, NULL);
+			metrics_count(MC_RELOAD_FAILED, 1);
 			SSL_CTX_free(tls);
 			conf_free(c);
 			free(c);
@@ -356,6 +360,7 @@ reload(void)
 	}
 	if (W.srv.policy.ops->reload(W.srv.policy.self, c, err, sizeof err) < 0) {
 		log_event("reload_failed", "error", err, NULL);
+		metrics_count(MC_RELOAD_FAILED, 1);
 		if (net.loop) {
 			world_net_retire(&net, 0, NULL);        /* nobody used it */
 		}
@@ -379,6 +384,8 @@ reload(void)
 	}
 	conf_release(W.srv.conf);
 	W.srv.conf = conf_hold(c);
+	metrics_count(MC_RELOAD_OK, 1);
+	metrics_loaded();
 	log_event("reloaded", "worker", W.index == 0 ? "0" : NULL, NULL);
 }
 
@@ -468,6 +475,7 @@ worker_main(int index, struct conf *conf, const int *listen_fds, struct connlimi
 	ev_signal_init(&W.sigint, on_sigterm, SIGINT);
 	ev_signal_start(loop, &W.sigint);
 	log_event("worker_start", "policy", W.srv.policy.ops->name, NULL);
+	metrics_loaded();
 	ready_tell_master(index);       /* first generation loaded, accepting */
 
 	ev_run(loop, 0);
