@@ -86,7 +86,9 @@ record_reset(struct record *r)
 	r->time = 0;
 	r->truncated = r->is_case = 0;
 	r->line = 0;
-	json_decref(r->root);
+	/* A journal line's tree (or a failed parse's pieces) is in json.c's
+	 * arena: dropped whole, not walked. One record reads at a time. */
+	jsonr_arena_reset();
 	json_decref(r->answers);
 	r->root = r->answers = NULL;
 }
@@ -292,7 +294,7 @@ record_parse_json(struct record *r, const char *line, size_t len, char *err, siz
 	size_t i;
 
 	record_reset(r);
-	if (!(r->root = jsonr_parse(line, len, RECORD_DEPTH, &je))) {
+	if (!(r->root = jsonr_parse_arena(line, len, RECORD_DEPTH, &je))) {
 		if (je.premature)
 			snprintf(err, errlen, "truncated line (ends after %zu bytes)", len);
 		else

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -33,6 +34,7 @@
 #include "reply.h"
 #include "rule_cov.h"
 #include "ruletest.h"
+#include "shard.h"
 #include "version.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -44,6 +46,8 @@
 #define CASE_SIZE 1000          /* a case's message size without `size` */
 #define CASE_MAX  (4 << 20)     /* a .session file larger than this is refused */
 #define JOURNAL_LINE_MAX (16 << 20) /* the largest journal.max_record the config takes */
+#define AUTO_JOBS_BYTES  (64 << 20) /* --jobs unset: journals this big are sharded */
+#define MAX_JOBS         64
 
 /* ---------------- the run ---------------- */
 
@@ -75,6 +79,14 @@ struct rt {
 	int             journals;
 	struct count   *counts;
 	int             ncounts, countcap;
+	/* The journal part being read (--jobs: from a byte offset): its lines
+	 * are numbered from line_base, counted only when a message needs it. */
+	const char     *part_path;
+	off_t           part_from;
+	long            line_base;          /* -1: not counted yet */
+	struct shard_piece *pieces;         /* --jobs: the plan */
+	int             npieces;
+	struct rule_cov_table cov;          /* --jobs: the shards' coverage, added up */
 };
 
 struct step;
@@ -122,7 +134,7 @@ struct seg {
 /* ---------------- verdict counts ---------------- */
 
 static void
-count(struct rt *rt, enum stage st, const char *action, const char *reason, int recorded)
+count_n(struct rt *rt, enum stage st, const char *action, const char *reason, int recorded, long n)
 {
 	struct count *c;
 
@@ -132,9 +144,9 @@ count(struct rt *rt, enum stage st, const char *action, const char *reason, int 
 		if (c->st == st && c->action[0] == action[0] && !strcmp(c->action, action) &&
 		    c->reason[0] == reason[0] && !strcmp(c->reason, reason)) {
 			if (recorded)
-				c->recorded++;
+				c->recorded += n;
 			else
-				c->now++;
+				c->now += n;
 			return;
 		}
 	}
@@ -153,9 +165,15 @@ count(struct rt *rt, enum stage st, const char *action, const char *reason, int 
 	snprintf(c->reason, sizeof c->reason, "%s", reason);
 	snprintf(c->key, sizeof c->key, "%s %s%s%s", stage_name(st), action, *reason ? " " : "", reason);
 	if (recorded)
-		rt->counts[rt->ncounts++].recorded = 1;
+		rt->counts[rt->ncounts++].recorded = n;
 	else
-		rt->counts[rt->ncounts++].now = 1;
+		rt->counts[rt->ncounts++].now = n;
+}
+
+static void
+count(struct rt *rt, enum stage st, const char *action, const char *reason, int recorded)
+{
+	count_n(rt, st, action, reason, recorded, 1);
 }
 
 /* A verdict as the summary counts it: what the engine made of it. */
@@ -643,6 +661,28 @@ surplus(struct rs *s, struct step *p, struct seg *g)
 	}
 }
 
+/* Lines before part_from, counted once (a shard starts mid-file). */
+static long
+line_no(struct rt *rt, long n)
+{
+	if (rt->line_base < 0) {
+		FILE *f = fopen(rt->part_path, "r");
+		char chunk[65536];
+		off_t left = rt->part_from;
+		size_t got;
+
+		rt->line_base = 0;
+		while (f && left > 0 && (got = fread(chunk, 1, left < (off_t)sizeof chunk ? (size_t)left : sizeof chunk, f)) > 0) {
+			for (char *q = chunk; (q = memchr(q, '\n', (size_t)(chunk + got - q))) != NULL; q++)
+				rt->line_base++;
+			left -= (off_t)got;
+		}
+		if (f)
+			fclose(f);
+	}
+	return rt->line_base + n;
+}
+
 static void
 session_header(struct rs *s, struct buf *b)
 {
@@ -652,9 +692,9 @@ session_header(struct rs *s, struct buf *b)
 		buf_printf(b, "session %s  %s %s:%d -> %s:%d\n", r->file, direction_str(r->direction),
 		    r->client_ip, r->client_port, r->local_ip, r->local_port);
 	else
-		buf_printf(b, "session %s  %s %s:%d -> %s:%d  (%s:%d)\n", r->sid[0] ? r->sid : "-",
+		buf_printf(b, "session %s  %s %s:%d -> %s:%d  (%s:%ld)\n", r->sid[0] ? r->sid : "-",
 		    direction_str(r->direction), r->client_ip, r->client_port, r->local_ip, r->local_port,
-		    r->file, r->line);
+		    r->file, line_no(s->rt, r->line));
 }
 
 static void
@@ -793,36 +833,55 @@ replay(struct rt *rt, struct record *rec)
 /* ---------------- input ---------------- */
 
 static int
-replay_journal(struct rt *rt, const char *path, struct record *rec)
+ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* The lines of path that start in [from, to) (to < 0: to its end). */
+static int
+replay_journal(struct rt *rt, const char *path, off_t from, off_t to, struct record *rec)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	struct buf line = BUF_INIT(JOURNAL_LINE_MAX);
 	char err[300];
-	int n = 0, rc;
+	long n = 0;
+	int rc;
 
 	if (!f) {
 		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	if (from > 0 && fseeko(f, from, SEEK_SET) < 0) {
+		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
+		fclose(f);
+		return -1;
+	}
 	rt->journals++;
-	while ((rc = buf_getline(&line, f)) != 0) {
+	rt->part_path = path;
+	rt->part_from = from;
+	rt->line_base = from > 0 ? -1 : 0;
+	while ((to < 0 || ftello(f) < to) && (rc = buf_getline(&line, f)) != 0) {
 		n++;
 		if (rc < 0) {
-			fprintf(stderr, "%s:%d: a line longer than %d bytes: skipped\n", path, n, JOURNAL_LINE_MAX);
+			fprintf(stderr, "%s:%ld: a line longer than %d bytes: skipped\n", path, line_no(rt, n),
+			    JOURNAL_LINE_MAX);
 			rt->bad_lines++;
 			continue;
 		}
 		if (!line.len)
 			continue;
 		if (record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
-			fprintf(stderr, "%s:%d: %s: skipped\n", path, n, err);
+			fprintf(stderr, "%s:%ld: %s: skipped\n", path, line_no(rt, n), err);
 			rt->bad_lines++;
 			continue;
 		}
 		rec->file = path;
-		rec->line = n;
+		rec->line = (int)n;
 		if (replay(rt, rec) < 0) {
-			fprintf(stderr, "%s:%d: the policy could not start a session\n", path, n);
+			fprintf(stderr, "%s:%ld: the policy could not start a session\n", path, line_no(rt, n));
 			rt->bad_lines++;
 		}
 	}
@@ -830,6 +889,103 @@ replay_journal(struct rt *rt, const char *path, struct record *rec)
 	if (f != stdin)
 		fclose(f);
 	return 0;
+}
+
+/* ---------------- --jobs: shards of the journals (tools/shard.c) ---------------- */
+
+#define TOTALS(rt) (&(rt)->sessions)
+#define NTOTALS 7               /* sessions same changed unanswered diverged truncated bad_lines */
+
+static int
+shard_child(void *arg, int k, FILE *stats)
+{
+	struct rt *rt = arg;
+	struct record rec;
+	struct rule_cov_table cov = { 0 };
+
+	memset(&rec, 0, sizeof rec);
+	for (int i = 0; i < rt->npieces; i++)
+		if (rt->pieces[i].shard == k)
+			replay_journal(rt, rt->pieces[i].path, rt->pieces[i].from, rt->pieces[i].to, &rec);
+	record_free(&rec);
+	fwrite(TOTALS(rt), sizeof(long), NTOTALS, stats);
+	fwrite(&rt->ncounts, sizeof rt->ncounts, 1, stats);
+	fwrite(rt->counts, sizeof *rt->counts, (size_t)rt->ncounts, stats);
+	if (rt->world.coverage)
+		rule_cov_collect(&cov, &rt->pol);
+	fwrite(&cov.n, sizeof cov.n, 1, stats);
+	fwrite(cov.r, sizeof *cov.r, (size_t)cov.n, stats);
+	rule_cov_free(&cov);
+	return 0;
+}
+
+/* Adds shard k's totals, verdict counts and coverage to the parent's. */
+static void
+shard_gather(void *arg, int k, FILE *stats)
+{
+	struct rt *rt = arg;
+	long t[NTOTALS];
+	struct count c;
+	struct rule_cov_table cov = { 0 };
+	int n;
+
+	if (fread(t, sizeof(long), NTOTALS, stats) != NTOTALS)
+		return;
+	for (int i = 0; i < NTOTALS; i++)
+		TOTALS(rt)[i] += t[i];
+	if (fread(&n, sizeof n, 1, stats) != 1)
+		return;
+	for (int i = 0; i < n && fread(&c, sizeof c, 1, stats) == 1; i++) {
+		if (c.recorded)
+			count_n(rt, c.st, c.action, c.reason, 1, c.recorded);
+		if (c.now)
+			count_n(rt, c.st, c.action, c.reason, 0, c.now);
+	}
+	if (fread(&n, sizeof n, 1, stats) != 1 || n <= 0)
+		return;
+	cov.r = calloc((size_t)n, sizeof *cov.r);
+	if (cov.r && fread(cov.r, sizeof *cov.r, (size_t)n, stats) == (size_t)n) {
+		cov.n = cov.cap = n;
+		rule_cov_merge(&rt->cov, &cov);
+	}
+	rule_cov_free(&cov);
+}
+
+static int
+replay_sharded(struct rt *rt, char *const *paths, int n, int jobs)
+{
+	int np = shard_plan(paths, n, jobs, &rt->pieces);
+
+	if (np < 0) {
+		fprintf(stderr, "ruletest: %s\n", strerror(errno));
+		return -1;
+	}
+	rt->npieces = np;
+	rt->journals = n;
+	np = shard_run(jobs, shard_child, shard_gather, rt);
+	free(rt->pieces);
+	rt->pieces = NULL;
+	return np;
+}
+
+/* --jobs unset: the online CPUs for a journal big enough to gain (one
+ * process is about 4,000 sessions a second), one otherwise. */
+static int
+auto_jobs(char *const *paths, int n)
+{
+	off_t total = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct stat st;
+
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(paths[i], "-") || ends_with(paths[i], ".session") || stat(paths[i], &st) < 0 ||
+		    !S_ISREG(st.st_mode))
+			return 1;
+		total += st.st_size;
+	}
+	if (total < AUTO_JOBS_BYTES || cpus < 2)
+		return 1;
+	return cpus > MAX_JOBS ? MAX_JOBS : (int)cpus;
 }
 
 /* A whole .session file (at most CASE_MAX bytes): malloc'd, or NULL with errno. */
@@ -1015,7 +1171,7 @@ usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff [--allow-skipped]] [--quiet] [--coverage]\n"
-	    "                JOURNAL.jsonl... CASE.session...\n"
+	    "                [--jobs N] JOURNAL.jsonl... CASE.session...\n"
 	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
 	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
@@ -1023,6 +1179,7 @@ usage(int code)
 	    "  replies would change and exits 1 if any would (or could not be decided), or if a\n"
 	    "  journal line could not be read (unless --allow-skipped). --coverage adds, per rule,\n"
 	    "  the sessions that reached it and those it decided, and the rules that never fired.\n"
+	    "  --jobs N replays journals in N processes (default: one per CPU from 64 MiB of journal).\n"
 	    "       ruletest --help | --version          (see ruletest(8))\n");
 	exit(code);
 }
@@ -1048,14 +1205,6 @@ add_cli_answer(struct record *rec, const char *a, char *err, size_t errlen)
 	return record_add_answer(rec, spec, 0, err, errlen);
 }
 
-static int
-ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && !strcmp(s + n - m, suffix);
-}
-
 int
 ruletest_main(int argc, char **argv)
 {
@@ -1065,6 +1214,7 @@ ruletest_main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "coverage", no_argument, NULL, 'G' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ "client", required_argument, NULL, 'C' },
 		{ "direction", required_argument, NULL, 'D' },
 		{ "answer", required_argument, NULL, 'A' },
@@ -1075,7 +1225,7 @@ ruletest_main(int argc, char **argv)
 	};
 	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL;
 	const char **answers = NULL;
-	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0, allow_skipped = 0;
+	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0, allow_skipped = 0, jobs = 0;
 	enum direction dir = DIR_INBOUND;
 	struct rt rt;
 	struct record rec;
@@ -1095,6 +1245,11 @@ ruletest_main(int argc, char **argv)
 		case 'q': rt.mode = M_QUIET; break;
 		case 'L': live = 1; break;
 		case 'G': rt.world.coverage = 1; break;
+		case 'j':
+			jobs = atoi(optarg);
+			if (jobs < 1 || jobs > MAX_JOBS)
+				usage(2);
+			break;
 		case 'C': client = optarg; break;
 		case 'D':
 			if (!strcmp(optarg, "inbound"))
@@ -1183,19 +1338,26 @@ ruletest_main(int argc, char **argv)
 				free((char *)rec.ev[i].a);      /* the --tls copy */
 		goto out;
 	}
-	for (int i = optind; i < argc; i++) {
-		if (ends_with(argv[i], ".session"))
-			run_case(&rt, argv[i], &rec);
-		else
-			replay_journal(&rt, argv[i], &rec);
-	}
+	if (!jobs)
+		jobs = ncases ? 1 : auto_jobs(argv + optind, argc - optind);
+	if (jobs > 1 && !ncases) {
+		if (replay_sharded(&rt, argv + optind, argc - optind, jobs) < 0) {
+			rc = 2;
+			goto out;
+		}
+	} else
+		for (int i = optind; i < argc; i++) {
+			if (ends_with(argv[i], ".session"))
+				run_case(&rt, argv[i], &rec);
+			else
+				replay_journal(&rt, argv[i], 0, -1, &rec);
+		}
 	if (rt.sessions || rt.bad_lines || rt.journals)
 		summary(&rt);
 	if (rt.world.coverage) {
-		struct rule_cov_table cov = { 0 };
-		if (rule_cov_collect(&cov, &rt.pol) == 0)
-			rule_cov_print(&cov, rt.sessions + rt.cases, stdout);
-		rule_cov_free(&cov);
+		if (rt.cov.n || rule_cov_collect(&rt.cov, &rt.pol) == 0)
+			rule_cov_print(&rt.cov, rt.sessions + rt.cases, stdout);
+		rule_cov_free(&rt.cov);
 	}
 	if (rt.cases)
 		printf("cases: %ld passed, %ld failed\n", rt.passed, rt.failed);

@@ -2,6 +2,7 @@
  * json.c - the one JSON codec (json.h): our writer, jansson's reader.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,90 @@ too_deep(const json_t *v, int depth, int max)
 				return 1;
 	}
 	return 0;
+}
+
+/* ---------------- the reader's arena ---------------- */
+
+#define ARENA_BLOCK (1 << 20)
+
+struct arena_block {
+	struct arena_block *next;
+	size_t              cap, len;
+	max_align_t         data[];
+};
+
+static struct {
+	struct arena_block *blocks;     /* newest first */
+	int                 on;         /* jansson allocates here now */
+	int                 installed;
+} arena;
+
+static int
+in_arena(const void *p)
+{
+	for (struct arena_block *b = arena.blocks; b; b = b->next)
+		if ((const char *)p >= (const char *)b->data && (const char *)p < (const char *)b->data + b->cap)
+			return 1;
+	return 0;
+}
+
+static void *
+arena_malloc(size_t n)
+{
+	struct arena_block *b = arena.blocks;
+
+	if (!arena.on)
+		return malloc(n);
+	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	if (!b || b->len + n > b->cap) {
+		size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+		if (!(b = malloc(sizeof *b + cap)))
+			return NULL;
+		b->cap = cap;
+		b->len = 0;
+		b->next = arena.blocks;
+		arena.blocks = b;
+	}
+	b->len += n;
+	return (char *)b->data + b->len - n;
+}
+
+static void
+arena_free(void *p)
+{
+	if (p && !in_arena(p))
+		free(p);
+}
+
+void
+jsonr_arena_reset(void)
+{
+	struct arena_block *b = arena.blocks;
+
+	/* Keep one block (the newest, as large as any) for the next parse. */
+	if (!b)
+		return;
+	for (struct arena_block *x = b->next, *nx; x; x = nx) {
+		nx = x->next;
+		free(x);
+	}
+	b->next = NULL;
+	b->len = 0;
+}
+
+json_t *
+jsonr_parse_arena(const char *s, size_t n, int max_depth, struct json_err *e)
+{
+	json_t *v;
+
+	if (!arena.installed) {
+		json_set_alloc_funcs(arena_malloc, arena_free);
+		arena.installed = 1;
+	}
+	arena.on = 1;
+	v = jsonr_parse(s, n, max_depth, e);
+	arena.on = 0;
+	return v;
 }
 
 json_t *

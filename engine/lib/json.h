@@ -64,6 +64,16 @@ struct json_err {
 /* The value the text holds (any JSON value, NUL allowed in strings), or
  * NULL with why in *e (e may be NULL). Free with json_decref(). */
 json_t *jsonr_parse(const char *s, size_t n, int max_depth, struct json_err *e);
+/*
+ * The same parse with the tree in an arena (jansson's allocator points
+ * there while it parses) until jsonr_arena_reset(): no malloc per node and
+ * no walk to free the tree, for a reader that parses line after line
+ * (ruletest's record). json_decref on such a tree is harmless and frees
+ * nothing; a part wanted past the reset is kept with json_deep_copy().
+ * One arena per process.
+ */
+json_t *jsonr_parse_arena(const char *s, size_t n, int max_depth, struct json_err *e);
+void    jsonr_arena_reset(void);
 /* The canonical text of a value (replay.h): object keys in byte order,
  * an empty object as [], null members left out, integers %lld, reals
  * %.17g, strings escaped as the writer escapes them. */

@@ -113,3 +113,37 @@ class Coverage(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Jobs(unittest.TestCase):
+    """--jobs N: the journals cut into N runs of whole lines, one process each,
+    print exactly what one process prints."""
+
+    def test_sharded_replay_prints_what_one_process_prints(self):
+        d = tempfile.mkdtemp(prefix="ruletest-jobs-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        first, second = os.path.join(d, "a.jsonl"), os.path.join(d, "b.jsonl")
+        gen_journal.generate(300, first)
+        gen_journal.generate(200, second, seed=11)
+        with open(second) as f:
+            lines = f.readlines()
+        lines.insert(57, "not json\n")                    # a line every shard layout must report
+        with open(second, "w") as f:
+            f.writelines(lines)
+        conf = os.path.join(d, "mxgate.lua")
+        with open(conf, "w") as f:
+            f.write(gen_journal.CONFIG + 'stdlib = "%s/stdlib"\n' % ROOT)
+        rules = os.path.join(d, "rules.d")
+        shutil.copytree(os.path.join(ROOT, "rules.d"), rules)
+        with open(os.path.join(rules, "00-text.lua"), "w") as f:
+            f.write('reason("not_hosted", { text = "We do not host that domain" })\n')
+        runs = {}
+        for jobs in ("1", "2", "5"):
+            p = ruletest("-c", conf, "-r", rules, "--diff", "--coverage", "--jobs", jobs, first, second)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            runs[jobs] = (p.stdout, p.stderr)
+        self.assertIn("b.jsonl:58: not a session record", runs["1"][1])
+        self.assertRegex(runs["1"][0], r"summary: 500 sessions replayed: \d+ same, [1-9]\d* would change")
+        self.assertRegex(runs["1"][0], r"\(.*b\.jsonl:1\d\d\)")   # line numbers past the cut
+        self.assertEqual(runs["2"], runs["1"])
+        self.assertEqual(runs["5"], runs["1"])

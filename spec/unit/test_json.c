@@ -300,6 +300,31 @@ TEST(getline_strips_the_end_and_skips_a_line_past_the_bound_whole)
 	buf_free(&b);
 }
 
+/* ruletest's record: a tree in the arena lives until the reset; other trees are untouched. */
+TEST(arena_trees_live_until_the_reset_and_other_trees_are_freed_as_usual)
+{
+	struct json_err e;
+	json_t *kept = jsonr_parse("{\"k\":[\"kept\"]}", 14, 8, NULL);
+	json_t *v, *copy;
+
+	for (int i = 0; i < 3; i++) {
+		char line[64];
+		int n = snprintf(line, sizeof line, "{\"e\":\"cmd\",\"line\":\"EHLO h%d\",\"n\":[%d]}", i, i);
+		jsonr_arena_reset();
+		CHECK((v = jsonr_parse_arena(line, (size_t)n, 8, &e)) != NULL);
+		CHECK(json_integer_value(json_array_get(json_object_get(v, "n"), 0)) == i);
+		json_decref(v);                        /* harmless: frees nothing */
+		CHECK(!strncmp(json_string_value(json_object_get(v, "line")), "EHLO h", 6));
+	}
+	copy = json_deep_copy(json_object_get(v, "n"));   /* kept past the reset */
+	CHECK(jsonr_parse_arena("[1,", 3, 8, &e) == NULL && e.premature);
+	jsonr_arena_reset();
+	CHECK(json_integer_value(json_array_get(copy, 0)) == 2);
+	CHECK_STR(json_string_value(json_array_get(json_object_get(kept, "k"), 0)), "kept");
+	json_decref(copy);
+	json_decref(kept);
+}
+
 /* Lua's side: json_decode keeps array length with json_null, drops null members. */
 TEST(lua_decode_keeps_nulls_in_arrays_and_reports_the_offset)
 {
