@@ -103,7 +103,8 @@ class MxgateServer:
             self.log(f"stopping {len(left)} stale mxgate processes")
             procs.terminate(left, grace=10)
 
-    def start(self):
+    def start(self, fresh=True):
+        """fresh=False keeps state_dir (and the queued mail in it)."""
         if not os.path.exists(self.binary):
             raise SetupError(f"{self.shown} missing (run make)")
         if not os.access(self.binary, os.X_OK):
@@ -114,9 +115,10 @@ class MxgateServer:
         # A fresh state_dir each start; mxgate creates it (and chowns it to
         # its run-as user), so only its parent is made here.
         os.makedirs(self.base, exist_ok=True)
-        shutil.rmtree(self.state, ignore_errors=True)
-        if self.spool != os.path.join(self.state, "spool"):
-            shutil.rmtree(self.spool, ignore_errors=True)
+        if fresh:
+            shutil.rmtree(self.state, ignore_errors=True)
+            if self.spool != os.path.join(self.state, "spool"):
+                shutil.rmtree(self.spool, ignore_errors=True)
         os.makedirs(os.path.dirname(self.state), exist_ok=True)
         for p in (self.logfile,):
             try:
