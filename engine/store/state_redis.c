@@ -6,11 +6,13 @@
  * Keys (PREFIX is state.prefix, "mxgate:" by default; each key has one
  * hash tag, {...}, so that a Cluster proxy can shard them, and a greylist
  * call's tuple and allow entry share the client network's tag):
- *   PREFIX allow:{NET}                  "expires since 0"
- *   PREFIX grey:{NET}:<sender> <rcpt>   "expires first_seen 0"
- *   PREFIX rl:{key}                     "expires rate last"
- *   PREFIX callout:{key}                "expires text"
- * Numbers are "%.17g" (exact round trip). Every value starts with its
+ *   PREFIX allow:{NET}                  expires since 0
+ *   PREFIX grey:{NET}:<sender> <rcpt>   expires first_seen 0
+ *   PREFIX rl:{key}                     expires rate last
+ *   PREFIX callout:{key}                expires text
+ * Numbers are little-endian IEEE doubles, 8 bytes each (LMDB's records,
+ * byte order fixed): exact, and no formatting or parsing on either side.
+ * Every value starts with its
  * absolute expiry, compared with the caller's clock as LMDB does; Redis
  * drops the key by its TTL (expiry - now, at least REDIS_TTL_MIN s), so
  * nothing needs sweeping. Greylisting and the rate limit are Lua scripts
@@ -53,91 +55,89 @@
 /* ---- scripts ------------------------------------------------------------ */
 
 /*
- * KEYS: allow(exact), allow(net), tuple. ARGV: now, delay, tuple_ttl,
- * allow_ttl, slack, ttl_min. Answers { verdict, wait } (verdict as enum
- * greylist_verdict), and for a pass which allow key (1, 2) admits and its
- * expiry. The same steps as state_lmdb.c's grey_txn().
+ * Numbers cross the wire as little-endian doubles packed with Redis' own
+ * struct library, in arguments, stored values and answers: formatting
+ * "%.17g" and parsing it back (in mxgate, in the script, and in Redis for
+ * a number handed to redis.call) cost more than the rest of a rate-limit
+ * call together. Values are LMDB's layout: the expiry, then two doubles
+ * (allow, grey, rl) or the text (callout).
+ */
+
+/*
+ * KEYS: allow(exact), allow(net), tuple. ARGV[1]: now, delay, tuple_ttl,
+ * allow_ttl, slack, ttl_min, packed. Answers verdict (enum
+ * greylist_verdict), wait, and for a pass which allow key (1, 2) admits
+ * and its expiry, packed. The same steps as state_lmdb.c's grey_txn().
  */
 static const char grey_lua[] =
-"local now, delay, tuple_ttl, allow_ttl, slack, ttl_min =\n"
-"  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),\n"
-"  tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+"local now, delay, tuple_ttl, allow_ttl, slack, ttl_min = struct.unpack('<dddddd', ARGV[1])\n"
 "local function rec(k)\n"
 "  local v = redis.call('GET', k)\n"
-"  if not v then return nil end\n"
-"  local e, a, b = string.match(v, '^(%S+) (%S+) (%S+)$')\n"
-"  e = tonumber(e)\n"
-"  if not e or e <= now then return nil end\n"
-"  return e, tonumber(a), tonumber(b)\n"
+"  if not v or #v ~= 24 then return nil end\n"
+"  local e, a = struct.unpack('<dd', v)\n"
+"  if e <= now then return nil end\n"
+"  return e, a\n"
 "end\n"
 "local function put(k, e, a)\n"
 "  local ttl = math.ceil(e - now)\n"
 "  if ttl < ttl_min then ttl = ttl_min end\n"
-"  redis.call('SET', k, string.format('%.17g %.17g 0', e, a), 'EX', ttl)\n"
+"  redis.call('SET', k, struct.pack('<ddd', e, a, 0), 'EX', string.format('%d', ttl))\n"
 "end\n"
 "local akey = KEYS[1]\n"
 "local e, since = rec(akey)\n"
 "if not e and KEYS[2] ~= KEYS[1] then akey = KEYS[2]; e, since = rec(akey) end\n"
 "if e then\n"
 "  if now + allow_ttl - e >= slack then e = now + allow_ttl; put(akey, e, since) end\n"
-"  return { 0, '0', akey == KEYS[1] and 1 or 2, string.format('%.17g', e) }\n"
+"  return struct.pack('<dddd', 0, 0, akey == KEYS[1] and 1 or 2, e)\n"
 "end\n"
 "local te, first = rec(KEYS[3])\n"
 "if not te then\n"
 "  put(KEYS[3], now + tuple_ttl, now)\n"
-"  return { 2, string.format('%.17g', delay) }\n"
+"  return struct.pack('<dddd', 2, delay, 0, 0)\n"
 "end\n"
 "local age = now - first\n"
 "if age < delay then\n"
-"  return { 3, string.format('%.17g', age < 0 and delay or delay - age) }\n"
+"  return struct.pack('<dddd', 3, age < 0 and delay or delay - age, 0, 0)\n"
 "end\n"
 "put(KEYS[2], now + allow_ttl, now)\n"
 "redis.call('DEL', KEYS[3])\n"
-"return { 1, '0', 2, string.format('%.17g', now + allow_ttl) }\n";
+"return struct.pack('<dddd', 1, 0, 2, now + allow_ttl)\n";
 
 /*
  * Exim's smoothed rate, as state_lmdb.c's rl_txn() (see there): KEYS:
- * the record. ARGV: now, limit, period, strict (0|1), count, ttl_min.
- * Answers { over, rate }. -expm1(-x) by its series where 1 - exp(-x)
- * would lose digits.
+ * the record. ARGV[1]: now, limit, period, strict (0|1), count, packed;
+ * ARGV[2]: the record's TTL in seconds. Answers over (0|1) and the rate,
+ * packed. -expm1(-x) by its series where 1 - exp(-x) would lose digits.
  */
 static const char rl_lua[] =
-"local now, limit, period, strict, count, ttl_min =\n"
-"  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),\n"
-"  tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+"local now, limit, period, strict, count = struct.unpack('<ddddd', ARGV[1])\n"
 "local rate\n"
 "local v = redis.call('GET', KEYS[1])\n"
-"local e, r, last\n"
-"if v then\n"
-"  e, r, last = string.match(v, '^(%S+) (%S+) (%S+)$')\n"
-"  e, r, last = tonumber(e), tonumber(r), tonumber(last)\n"
-"  if not e or not r or not last or e <= now then v = nil end\n"
+"if v and #v == 24 then\n"
+"  local e, r, last = struct.unpack('<ddd', v)\n"
+"  if e > now then\n"
+"    local i = now - last\n"
+"    if i <= 0 then i = 1e-9 end\n"
+"    local x = i / period\n"
+"    local m\n"
+"    if x < 1e-5 then m = x - x * x / 2 + x * x * x / 6 else m = 1 - math.exp(-x) end\n"
+"    rate = m * count / x + math.exp(-x) * r\n"
+"    if rate < count then rate = count end\n"
+"  end\n"
 "end\n"
-"if not v then\n"
-"  rate = count\n"
-"else\n"
-"  local i = now - last\n"
-"  if i <= 0 then i = 1e-9 end\n"
-"  local x = i / period\n"
-"  local m\n"
-"  if x < 1e-5 then m = x - x * x / 2 + x * x * x / 6 else m = 1 - math.exp(-x) end\n"
-"  rate = m * count / x + math.exp(-x) * r\n"
-"  if rate < count then rate = count end\n"
-"end\n"
+"if not rate then rate = count end\n"
 "local over = rate >= limit\n"
 "if not over or strict == 1 then\n"
-"  local ttl = math.ceil(10 * period)\n"
-"  if ttl < ttl_min then ttl = ttl_min end\n"
-"  redis.call('SET', KEYS[1], string.format('%.17g %.17g %.17g', now + 10 * period, rate, now), 'EX', ttl)\n"
+"  redis.call('SET', KEYS[1], struct.pack('<ddd', now + 10 * period, rate, now), 'EX', ARGV[2])\n"
 "end\n"
-"return { over and 1 or 0, string.format('%.17g', rate) }\n";
+"return struct.pack('<dd', over and 1 or 0, rate)\n";
 
 /* KEYS: a batch of keys. ARGV: now. Deletes those expired; answers how many. */
 static const char sweep_lua[] =
 "local now, n = tonumber(ARGV[1]), 0\n"
 "for _, k in ipairs(KEYS) do\n"
 "  local v = redis.call('GET', k)\n"
-"  local e = v and tonumber(string.match(v, '^(%S+)'))\n"
+"  local e = v and #v >= 8 and struct.unpack('<d', v)\n"
 "  if v and (not e or e <= now) then redis.call('DEL', k); n = n + 1 end\n"
 "end\n"
 "return n\n";
@@ -564,13 +564,49 @@ add_arg(struct rreq *q, size_t *used, const char *s, size_t n)
 	*used += n + 1;
 }
 
+/* v as 8 little-endian bytes at p, and back (the scripts' struct '<d'). */
 static void
-add_num(struct rreq *q, size_t *used, double v)
+put_double(unsigned char *p, double v)
 {
-	char b[40];
-	int n = snprintf(b, sizeof b, "%.17g", v);
+	uint64_t u;
 
-	add_arg(q, used, b, (size_t)n);
+	memcpy(&u, &v, sizeof u);
+	for (int i = 0; i < 8; i++, u >>= 8)
+		p[i] = (unsigned char)u;
+}
+
+static double
+get_double(const unsigned char *p)
+{
+	uint64_t u = 0;
+	double v;
+
+	for (int i = 7; i >= 0; i--)
+		u = u << 8 | p[i];
+	memcpy(&v, &u, sizeof v);
+	return v;
+}
+
+/* n numbers as one packed argument. */
+static void
+add_packed(struct rreq *q, size_t *used, const double *v, int n)
+{
+	unsigned char b[8 * REDIS_ARGS];
+
+	for (int i = 0; i < n; i++)
+		put_double(b + 8 * i, v[i]);
+	add_arg(q, used, (const char *)b, 8 * (size_t)n);
+}
+
+/* A whole number of seconds (a TTL) as text. */
+static void
+add_secs(struct rreq *q, size_t *used, double v)
+{
+	char b[24];
+
+	if (!(v < 1e15))        /* 31 million years; and no overflow below */
+		v = 1e15;
+	add_arg(q, used, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
 }
 
 /* Sends q's command (EVALSHA for a script); a failure answers at once. */
@@ -660,24 +696,21 @@ unrkey(const struct redis *r, enum state_db db, const char *rk, size_t len, char
 static int
 to_rec(enum state_db db, const char *v, size_t len, struct state_rec *out)
 {
-	char *end;
+	const unsigned char *u = (const unsigned char *)v;
 
 	memset(out, 0, offsetof(struct state_rec, value));
 	out->value[0] = '\0';
-	out->expires = strtod(v, &end);
-	if (end == v)
+	if (len < 8 || (db != STATE_CALLOUT && len != 24))
 		return -1;
+	out->expires = get_double(u);
 	if (db == STATE_CALLOUT) {
-		if (*end == ' ')
-			end++;
-		size_t n = len - (size_t)(end - v);
-		out->vlen = n > STATE_CACHE_MAX ? STATE_CACHE_MAX : n;
-		memcpy(out->value, end, out->vlen);
+		out->vlen = len - 8 > STATE_CACHE_MAX ? STATE_CACHE_MAX : len - 8;
+		memcpy(out->value, v + 8, out->vlen);
 		out->value[out->vlen] = '\0';
 		return 0;
 	}
-	out->a = strtod(end, &end);
-	out->b = strtod(end, &end);
+	out->a = get_double(u + 8);
+	out->b = get_double(u + 16);
 	return 0;
 }
 
@@ -685,13 +718,17 @@ to_rec(enum state_db db, const char *v, size_t len, struct state_rec *out)
 static size_t
 from_rec(enum state_db db, const struct state_rec *r, char *out)
 {
-	int n;
+	unsigned char *u = (unsigned char *)out;
 
-	if (db == STATE_CALLOUT)
-		n = snprintf(out, STATE_TEXT_MAX, "%.17g %.*s", r->expires, (int)r->vlen, r->value);
-	else
-		n = snprintf(out, STATE_TEXT_MAX, "%.17g %.17g %.17g", r->expires, r->a, r->b);
-	return n < 0 ? 0 : (size_t)n >= STATE_TEXT_MAX ? STATE_TEXT_MAX - 1 : (size_t)n;
+	put_double(u, r->expires);
+	if (db == STATE_CALLOUT) {
+		size_t n = r->vlen > STATE_TEXT_MAX - 8 ? STATE_TEXT_MAX - 8 : r->vlen;
+		memcpy(out + 8, r->value, n);
+		return 8 + n;
+	}
+	put_double(u + 8, r->a);
+	put_double(u + 16, r->b);
+	return 24;
 }
 
 static double
@@ -710,18 +747,15 @@ reply_error(struct redis *r, const redisReply *rp, char *buf, size_t len)
 	return buf;
 }
 
-/* One element of a script's array answer, as a number. */
-static double
-elem_num(const redisReply *rp, size_t i)
+/* A script's packed answer: n numbers into v; 0, or -1 when it is not one. */
+static int
+answer_nums(const redisReply *rp, double *v, int n)
 {
-	if (rp->type != REDIS_REPLY_ARRAY || i >= rp->elements)
-		return NAN;
-	const redisReply *e = rp->element[i];
-	if (e->type == REDIS_REPLY_INTEGER)
-		return (double)e->integer;
-	if (e->type == REDIS_REPLY_STRING)
-		return strtod(e->str, NULL);
-	return NAN;
+	if (rp->type != REDIS_REPLY_STRING || rp->len != 8 * (size_t)n)
+		return -1;
+	for (int i = 0; i < n; i++)
+		v[i] = get_double((const unsigned char *)rp->str + 8 * i);
+	return 0;
 }
 
 static void
@@ -760,29 +794,28 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	switch (q->op) {
 	case OP_GREY: {
-		double v = elem_num(rp, 0), w = elem_num(rp, 1);
-		if (isnan(v) || isnan(w) || v < 0 || v > GREY_DEFER_EARLY) {
+		double a[4];    /* verdict, wait, which allow key admits (1, 2), its expiry */
+		if (answer_nums(rp, a, 4) < 0 || !(a[0] >= 0 && a[0] <= GREY_DEFER_EARLY)) {
 			req_fail(q, "redis: unexpected greylist answer");
 			return;
 		}
-		rep.grey.verdict = (enum greylist_verdict)(int)v;
-		rep.grey.wait = w;
-		double which = elem_num(rp, 2), expires = elem_num(rp, 3);
-		if ((which == 1 || which == 2) && !isnan(expires)) {
-			int i = which == 1 ? 3 : 4;     /* argv: EVALSHA sha 3 exact net tuple */
-			allow_learn(r, q->argv[i], q->argvlen[i], expires, q->now);
+		rep.grey.verdict = (enum greylist_verdict)(int)a[0];
+		rep.grey.wait = a[1];
+		if (a[2] == 1 || a[2] == 2) {
+			int i = a[2] == 1 ? 3 : 4;      /* argv: EVALSHA sha 3 exact net tuple */
+			allow_learn(r, q->argv[i], q->argvlen[i], a[3], q->now);
 		}
 		req_answer(q, &rep, 0, NULL);
 		return;
 	}
 	case OP_RL: {
-		double over = elem_num(rp, 0), rate = elem_num(rp, 1);
-		if (isnan(over) || isnan(rate)) {
+		double a[2];    /* over, rate */
+		if (answer_nums(rp, a, 2) < 0) {
 			req_fail(q, "redis: unexpected ratelimit answer");
 			return;
 		}
-		rep.rl.over = over != 0;
-		rep.rl.rate = rate;
+		rep.rl.over = a[0] != 0;
+		rep.rl.rate = a[1];
 		req_answer(q, &rep, 0, NULL);
 		return;
 	}
@@ -1011,7 +1044,7 @@ redis_greylist(struct state *base, const struct greylist_conf *c, const char *ip
 		return;
 	}
 	size_t n3 = rkey(r, STATE_GREYLIST, k.tuple, t);
-	if (!(q = req_new(r, OP_GREY, n1 + n2 + n3 + 128 + 6 * 40, cb, arg))) {
+	if (!(q = req_new(r, OP_GREY, n1 + n2 + n3 + 128 + 6 * 8, cb, arg))) {
 		fail_now(cb, arg, "out of memory");
 		return;
 	}
@@ -1020,12 +1053,9 @@ redis_greylist(struct state *base, const struct greylist_conf *c, const char *ip
 	add_arg(q, &used, a1, n1);
 	add_arg(q, &used, a2, n2);
 	add_arg(q, &used, t, n3);
-	add_num(q, &used, now);
-	add_num(q, &used, c->delay);
-	add_num(q, &used, c->tuple_ttl);
-	add_num(q, &used, c->allow_ttl);
-	add_num(q, &used, state_allow_slack(c));
-	add_num(q, &used, REDIS_TTL_MIN);
+	double args[] = { now, c->delay, c->tuple_ttl, c->allow_ttl, state_allow_slack(c),
+	                  REDIS_TTL_MIN };
+	add_packed(q, &used, args, 6);
 	req_send(q);
 }
 
@@ -1044,18 +1074,15 @@ redis_ratelimit(struct state *base, const char *key, double limit, double period
 	}
 	state_key(STATE_RATELIMIT, key, k);
 	size_t n = rkey(r, STATE_RATELIMIT, k, rk);
-	if (!(q = req_new(r, OP_RL, n + 128 + 6 * 40, cb, arg))) {
+	if (!(q = req_new(r, OP_RL, n + 128 + 5 * 8 + 24, cb, arg))) {
 		fail_now(cb, arg, "out of memory");
 		return;
 	}
 	add_script(q, &used, SCRIPT_RL, 1);
 	add_arg(q, &used, rk, n);
-	add_num(q, &used, now);
-	add_num(q, &used, limit);
-	add_num(q, &used, period);
-	add_num(q, &used, mode == RL_STRICT);
-	add_num(q, &used, count);
-	add_num(q, &used, REDIS_TTL_MIN);
+	double args[] = { now, limit, period, mode == RL_STRICT, count };
+	add_packed(q, &used, args, 5);
+	add_secs(q, &used, ttl_for(now + RL_TTL_PERIODS * period, now));
 	req_send(q);
 }
 
@@ -1108,7 +1135,7 @@ set_rec(struct redis *r, enum op op, enum state_db db, const char *key, const st
 	add_arg(q, &used, rk, n);
 	add_arg(q, &used, v, vn);
 	add_arg(q, &used, "EX", 2);
-	add_num(q, &used, ttl_for(rec->expires, now));
+	add_secs(q, &used, ttl_for(rec->expires, now));
 	req_send(q);
 }
 

@@ -357,6 +357,24 @@ TEST(ratelimit_follows_exims_smoothed_rate)
 	drop_dir(dir);
 }
 
+/* The operators' text, the C side's record and the server's script agree
+ * on one record layout (Redis: packed little-endian doubles). */
+TEST(ratelimit_continues_from_a_record_the_operator_put)
+{
+	char *dir = new_dir();
+	struct state *st = open_dir(dir, 0);
+	char val[256];
+	CHECK(st);
+	CHECK_INT(state_put_wait(st, STATE_RATELIMIT, "a@example.com",
+	    "expires=1036000 rate=2 last=1000000", T0), 0);
+	struct ratelimit_result r = rl(st, "a@example.com", 100, 3600, RL_STRICT, 1, T0 + 60);
+	CHECK_RATE(r, 2.9586556783461857);    /* x = 1/60: (1 - e^-x)/x + e^-x * 2 */
+	CHECK_INT(state_get_wait(st, STATE_RATELIMIT, "a@example.com", val, sizeof val), 0);
+	CHECK_STR(val, "expires=1036060.000 rate=2.958656 last=1000060.000");
+	close_st(st);
+	drop_dir(dir);
+}
+
 TEST(ratelimit_flags_the_message_that_reaches_the_limit)
 {
 	/* 10 per hour, one message every 30 s: the 11th is the first over */
