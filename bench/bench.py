@@ -97,11 +97,14 @@ class Variant:
              also runs Postfix with it as nameserver (rbl.py).
     setup:   fn(server, ctx) run once the mxgate server answers, before any
              load (e.g. pre-allow a greylisting client).
+    outbound: mxgate also listens on an outbound port, and every load is
+             split evenly between the two listeners: one smtp-source per
+             listener, each with half the sessions and half the messages.
     """
 
     def __init__(self, name, mxgate=None, postfix=None, metrics=None, default=True,
                  note="", interleave=False, ref=None, target=None, issue="",
-                 dns=None, setup=None, kind="load"):
+                 dns=None, setup=None, kind="load", outbound=False):
         self.name = name
         self.mxgate = mxgate or {}
         self.postfix = postfix
@@ -110,6 +113,7 @@ class Variant:
         self.note = note
         self.interleave, self.ref, self.target = interleave, ref, target
         self.issue, self.dns, self.setup, self.kind = issue, dns, setup, kind
+        self.outbound = outbound
 
 
 # Rule sets of the Lua-path variants, written by rulesets.write() at start.
@@ -138,15 +142,26 @@ def _preallow(server, ctx):
     return preallow_greylist(server)
 
 
-# issue 13: the state store on every message (bench/rulesets.py "state": a
-# ratelimit() per MAIL, a greylist() per RCPT for a pre-allowed client), on
-# LMDB and on a redis-server the bench starts (its own port and directory).
+# issue 13, as it words the load: greylisting on for a pre-allowed client
+# and a sender rate limit on the outbound listener. The shipped rules.d/
+# (80-greylist.lua on the inbound listener, 60-ratelimit.lua on the
+# outbound one, 127.0.0.0/8 a relay network), the load split evenly between
+# the two listeners (Variant outbound=True): an inbound message asks
+# greylist() at RCPT, an outbound one ratelimit() at MAIL (a limit never
+# reached). No state: the same without greylisting and the rate limit.
+# The store is LMDB, or a redis-server the bench starts (its own port and
+# directory). The -both variants ask both on every message instead (the
+# bench/rulesets.py "state" ruleset on the inbound listener).
 REDIS_PORT = postfix.free_port(6390, set())
-STATE_LMDB = dict(NOJOURNAL, rules=os.path.join(RULESETS, "state"), greylist={"delay": 1})
-STATE_REDIS = dict(STATE_LMDB, state={"backend": "redis", "server": f"127.0.0.1:{REDIS_PORT}",
-                                      "timeout": 2})
+STATE_NONE = dict(RULES_NONET, relay_networks=["127.0.0.0/8"])
+STATE_LMDB = dict(STATE_NONE, hosted_domains={DOMAIN: {"callout": False}}, greylist={"delay": 1},
+                  ratelimit={"sender": {"limit": 1e9, "period": 3600}})
+REDIS_TCP = {"backend": "redis", "server": f"127.0.0.1:{REDIS_PORT}", "timeout": 2}
+STATE_REDIS = dict(STATE_LMDB, state=REDIS_TCP)
 REDIS_SOCKET = os.path.join(WORK, "redis.sock")
-STATE_REDIS_UNIX = dict(STATE_REDIS, state=dict(STATE_REDIS["state"], server="unix:" + REDIS_SOCKET))
+STATE_REDIS_UNIX = dict(STATE_LMDB, state=dict(REDIS_TCP, server="unix:" + REDIS_SOCKET))
+STATE_BOTH_LMDB = dict(NOJOURNAL, rules=os.path.join(RULESETS, "state"), greylist={"delay": 1})
+STATE_BOTH_REDIS = dict(STATE_BOTH_LMDB, state=REDIS_TCP)
 REDIS = None          # the bench's redis-server, started when a variant needs it
 
 
@@ -159,6 +174,49 @@ def redis_commands():
             name, _, rest = line[8:].partition(":")
             calls[name] = int(rest.split("calls=")[1].split(",")[0])
     return calls
+
+
+def redis_snapshot():
+    """({command: calls}, redis-server CPU seconds user+sys) now."""
+    cpu = 0.0
+    for line in (REDIS.cli("INFO", "cpu") if REDIS else "").splitlines():
+        k, _, v = line.partition(":")
+        if k in ("used_cpu_sys", "used_cpu_user"):
+            cpu += float(v)
+    return redis_commands(), cpu
+
+
+class RedisTally:
+    """What the bench's Redis did during one server's timed runs (read
+    before and after each, outside the timed window): commands by name,
+    messages, CPU seconds."""
+    SETUP = {"info", "config", "ping", "script|load", "script", "auth", "select", "command"}
+
+    def __init__(self):
+        self.calls, self.msgs, self.cpu = {}, 0, 0.0
+
+    def add(self, before, after, messages):
+        (c0, u0), (c1, u1) = before, after
+        for k, n in c1.items():
+            if k not in self.SETUP and n - c0.get(k, 0):
+                self.calls[k] = self.calls.get(k, 0) + n - c0.get(k, 0)
+        self.msgs += messages
+        self.cpu += max(0.0, u1 - u0)
+
+    def result(self, outbound_share):
+        m = self.msgs
+        n = sum(self.calls.values())
+        # A script's own GET/SET count as commands; round trips are the
+        # commands mxgate sent (EVALSHA, EVAL, and any plain GET/SET of its own
+        # would be among n too: the scripts are the only thing it sends here).
+        trips = self.calls.get("evalsha", 0) + self.calls.get("eval", 0)
+        r = {"commands": dict(sorted(self.calls.items())), "messages": m,
+             "commands_per_message": round(n / m, 3) if m else None,
+             "round_trips_per_message": round(trips / m, 3) if m else None,
+             "redis_cpu_us_per_message": round(1e6 * self.cpu / m, 1) if m else None}
+        if outbound_share and m:
+            r["round_trips_per_outbound_message"] = round(trips / (m * outbound_share), 3)
+        return r
 
 
 M20 = ["msgs_20"]
@@ -205,17 +263,28 @@ VARIANTS = [
             "caches nothing, every connection asks rbldnsd (prefetched at connect, "
             "awaited at RCPT). On reused sessions 50-dnsbl.lua asks once per session "
             "whatever the TTL; Postfix's RBL cache ignores TTLs, so no Postfix row"),
+    Variant("state-none", mxgate=STATE_NONE, metrics=M20, interleave=True, outbound=True,
+            note="rules.d/ as in rules, 127.0.0.0/8 a relay network, no greylisting, no rate "
+            "limit; half the sessions on the inbound listener, half on the outbound one"),
     Variant("state-lmdb", mxgate=STATE_LMDB, setup=_preallow, metrics=M20, interleave=True,
-            ref="lua-empty", issue="issue 13 state (LMDB)",
-            note="a ratelimit() per MAIL and a greylist() per RCPT (pre-allowed client) on "
-            "LMDB, against the empty ruleset (no state)"),
+            outbound=True, ref="state-none", issue="issue 13 state (LMDB)",
+            note="state-none + greylisting for a pre-allowed client (inbound) and a sender "
+            "rate limit (outbound), on LMDB"),
     Variant("state-redis", mxgate=STATE_REDIS, setup=_preallow, metrics=M20, interleave=True,
-            ref="state-lmdb", target=0.10, issue="issue 13 state on Redis (>= 0.9x LMDB)",
-            note="the same on a local redis-server over TCP (state.backend = redis): one "
-            "EVALSHA per call; Redis commands per message from INFO commandstats"),
+            outbound=True, ref="state-lmdb", target=0.10,
+            issue="issue 13 state on Redis (>= 0.9x LMDB)",
+            note="the same on a local redis-server over TCP (state.backend = redis); Redis "
+            "commands per message from INFO commandstats"),
     Variant("state-redis-unix", mxgate=STATE_REDIS_UNIX, setup=_preallow, metrics=M20,
-            interleave=True, ref="state-lmdb", default=False,
+            interleave=True, outbound=True, ref="state-lmdb", default=False,
             note="state-redis over the same redis-server's unix socket"),
+    Variant("state-lmdb-both", mxgate=STATE_BOTH_LMDB, setup=_preallow, metrics=M20,
+            interleave=True, ref="lua-empty", default=False,
+            note="a ratelimit() per MAIL and a greylist() per RCPT (pre-allowed client) on "
+            "every message, inbound, on LMDB (bench/rulesets.py state)"),
+    Variant("state-redis-both", mxgate=STATE_BOTH_REDIS, setup=_preallow, metrics=M20,
+            interleave=True, ref="state-lmdb-both", default=False,
+            note="state-lmdb-both on Redis over TCP: one EVALSHA per message"),
     Variant("greylist", mxgate=GREYLIST, setup=_preallow, metrics=M20, interleave=True,
             ref="rules", target=0.10, issue="issue 5 greylisting",
             note="rules + greylist { delay = 1 } for a client on the allow list "
@@ -270,14 +339,42 @@ def check_count(server, before, sent):
     return f"queue +{got} for {sent} sent"
 
 
+def smtp_source_split(root, ports, sessions, messages, reuse, opts):
+    """One smtp-source per port, all at once, each with its share of the
+    sessions and messages; returns (wall seconds until the last is done,
+    [(rc, output tail)])."""
+    import threading
+    n = len(ports)
+    got = [None] * n
+
+    def one(i):
+        got[i] = postfix.smtp_source(root, ports[i], max(1, sessions // n),
+                                     messages // n + (1 if i < messages % n else 0), reuse,
+                                     opts.size, RCPT, SENDER,
+                                     timeout=max(60, opts.seconds * 15))
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.monotonic() - t0, [(g[1], g[2]) for g in got]
+
+
 def run_load(server, root, sessions, messages, reuse, opts):
     before = server.queued()
-    dt, rc, out = postfix.smtp_source(root, server.port, sessions, messages, reuse,
-                                      opts.size, RCPT, SENDER,
-                                      timeout=max(60, opts.seconds * 15))
+    ports = getattr(server, "load_ports", None)
+    if ports:
+        dt, outs = smtp_source_split(root, ports, sessions, messages, reuse, opts)
+    else:
+        dt, rc, out = postfix.smtp_source(root, server.port, sessions, messages, reuse,
+                                          opts.size, RCPT, SENDER,
+                                          timeout=max(60, opts.seconds * 15))
+        outs = [(rc, out)]
     warn = []
-    if rc != 0:
-        warn.append(f"smtp-source rc={rc}: {out[-120:]}")
+    for rc, out in outs:
+        if rc != 0:
+            warn.append(f"smtp-source rc={rc}: {out[-120:]}")
     w = check_count(server, before, messages)
     if w:
         warn.append(w)
@@ -464,6 +561,7 @@ class Entry:
         self.setup_note = ""
         self.port = None
         self.extra_pids = None    # fn() -> pids whose CPU counts as this server's
+        self.redis = None         # RedisTally: the bench's Redis works for this server
 
     def result(self, metric, opts):
         if self.error:
@@ -602,8 +700,11 @@ def measure_matrix(entries, metric, opts):
                 os.sync()
                 count = _size_for(e.rate, per_run, metric.sessions, opts)
                 extra = e.extra_pids() if e.extra_pids else ()
+                snap = redis_snapshot() if e.redis is not None else None
                 dt, warn, (usr, sys_), cli = run_load_cpu(
                     e.server, opts.root, metric.sessions, count, metric.reuse, opts, extra)
+                if snap is not None:
+                    e.redis.add(snap, redis_snapshot(), count)
                 e.warns += [w for w in warn if w not in e.warns]
                 if any(w.startswith("smtp-source") for w in warn):
                     e.failed += 1
@@ -650,6 +751,13 @@ def measure_matrix(entries, metric, opts):
             except Exception as ex:
                 log(f"stopping {e.label} failed: {ex}")
     return {(e.v.name, e.who): e.result(metric, opts) for e in entries}
+
+
+def _with_ports(server, ports):
+    """server, whose loads go to ports (inbound, outbound) when given."""
+    if ports:
+        server.load_ports = ports
+    return server
 
 
 def _smtp_probe(port, timeout=10):
@@ -1123,12 +1231,23 @@ def main():
                         over = mxgate_mod.merge(over, {"dns": {"servers": dns.address}})
                     e = Entry(v, "mxgate", None)
                     e.port, e.base = port(2725), base
-                    e.make = (lambda base=base, p=e.port, over=over:
-                              MxgateServer(mx_bin, base, p, route_port, over, log=log))
+                    out_port = None
+                    if v.outbound:
+                        out_port = port(2725)
+                        over = dict(over, listen=[
+                            {"address": "127.0.0.1", "port": e.port, "direction": "inbound"},
+                            {"address": "127.0.0.1", "port": out_port, "direction": "outbound"}])
+                    e.make = (lambda base=base, p=e.port, over=over, op=out_port:
+                              _with_ports(MxgateServer(mx_bin, base, p, route_port, over, log=log),
+                                          [p, op] if op else None))
                     if v.setup:
                         e.setup = (lambda srv, f=v.setup: f(srv, None))
                     if v.dns:
                         e.extra_pids = lambda: [dns.proc.pid] if dns.proc else []
+                    if v.name.startswith("state-redis"):
+                        # redis-server works for this server's messages: its CPU counts
+                        e.extra_pids = lambda: [REDIS.proc.pid] if REDIS and REDIS.proc else []
+                        e.redis = RedisTally()
                     entries.append(e)
                 if v.postfix is not None and "postfix" in servers and not setup_error:
                     ns = None
@@ -1153,35 +1272,20 @@ def main():
                 REDIS = RedisServer(port=REDIS_PORT, socket_path=REDIS_SOCKET).start()
                 REDIS.cli("CONFIG", "RESETSTAT")
             got = measure_matrix(entries, metric, opts) if entries else {}
-            # Every state-redis* server of this matrix shares the bench's Redis:
-            # its counters over all their messages.
-            reds = [e for e in entries if e.v.name.startswith("state-redis") and e.server is not None]
-            if reds and REDIS:
-                calls = redis_commands()
-                setup = {"info", "config", "ping", "script", "auth", "select", "command"}
-                n = sum(c for k, c in calls.items() if k not in setup)
-                msgs = sum(e.server.queued() // (getattr(e.server, "files_per_msg", None) or 1)
-                           for e in reds)
-                # Commands run by a script (its GET/SET) are counted too;
-                # round trips are the commands mxgate sent: EVALSHA (EVAL).
-                trips = calls.get("evalsha", 0) + calls.get("eval", 0)
-                cpu = {}
-                for line in REDIS.cli("INFO", "cpu").splitlines():
-                    k2, _, v2 = line.partition(":")
-                    if k2 in ("used_cpu_sys", "used_cpu_user"):
-                        cpu[k2] = float(v2)
-                redis_us = round(1e6 * sum(cpu.values()) / msgs, 1) if msgs else None
-                per = round(n / msgs, 3) if msgs else None
-                results.setdefault("redis", {})[key] = {
-                    "variants": [e.v.name for e in reds], "commands": calls, "messages": msgs,
-                    "commands_per_message": per,
-                    "round_trips_per_message": round(trips / msgs, 3) if msgs else None,
-                    "redis_cpu_us_per_message": redis_us}
-                log(f"  redis ({', '.join(e.v.name for e in reds)}): {n} commands for {msgs} "
-                    f"messages: {per} per message, {trips / msgs if msgs else 0:.3f} round trips "
-                    f"(EVALSHA) per message, redis-server CPU {redis_us} µs per message "
-                    f"({', '.join(f'{k}={c}' for k, c in sorted(calls.items()))}; "
-                    "a script's own GET/SET count as commands)")
+            # Redis commands, round trips and redis-server CPU per message,
+            # for each state-redis* server over its own timed runs.
+            for e in entries:
+                if e.redis is None or not e.redis.msgs:
+                    continue
+                rr = e.redis.result(0.5 if e.v.outbound else None)
+                results.setdefault("redis", {}).setdefault(key, {})[e.v.name] = rr
+                per_out = rr.get("round_trips_per_outbound_message")
+                log(f"  redis [{e.v.name}]: {rr['commands_per_message']} commands per message "
+                    f"({', '.join(f'{k}={c}' for k, c in rr['commands'].items())} for "
+                    f"{rr['messages']} messages; a script's own GET/SET count), "
+                    f"{rr['round_trips_per_message']} round trips per message"
+                    + (f" ({per_out} per outbound message)" if per_out is not None else "")
+                    + f", redis-server CPU {rr['redis_cpu_us_per_message']} µs per message")
             for (name, who), r in got.items():
                 mx, pf = res_by.setdefault(name, ({}, {}))
                 (mx if who == "mxgate" else pf)[key] = r
@@ -1286,7 +1390,7 @@ def main():
     if any(v.name == "baseline" for v in variants):
         print()
         print(summary(rows, sink_res, why_none))
-    costs = cost_lines(variants, paired_by, res_by)
+    costs = cost_lines(variants, paired_by, res_by, results.get("redis") or {})
     if costs:
         print()
         print("Costs against a ref, paired per round (a variant's run over the mean of "
@@ -1332,7 +1436,7 @@ def main():
     return exit_code
 
 
-def cost_lines(variants, paired_by, res_by):
+def cost_lines(variants, paired_by, res_by, redis=None):
     """A block per variant with a ref: rate ratio, CPU per message, verdict."""
     out = []
     byname_metrics = {v.name: v.metrics for v in variants}
@@ -1366,7 +1470,8 @@ def cost_lines(variants, paired_by, res_by):
             du, dk = r.get("paired_d_user_us"), r.get("paired_d_sys_us")
             pa, pu = r.get("paired_cpu_bound"), r.get("paired_cpu_bound_user")
             if du and dk and pa and pu and "cpu_user_us" in rr:
-                out.append(f"    CPU µs/msg: mxgate user {r['cpu_user_us']:.0f} vs "
+                who = "mxgate+redis-server" if v.name.startswith("state-redis") else "mxgate"
+                out.append(f"    CPU µs/msg: {who} user {r['cpu_user_us']:.0f} vs "
                            f"{rr['cpu_user_us']:.0f} ({du['median']:+.1f} {rng(du, '+.0f')}), "
                            f"system {r['cpu_sys_us']:.0f} vs {rr['cpu_sys_us']:.0f} "
                            f"({dk['median']:+.1f} {rng(dk, '+.0f')}); smtp-source "
@@ -1377,6 +1482,15 @@ def cost_lines(variants, paired_by, res_by):
                 if v.target is not None:
                     line += f": {'MET' if pu['median'] >= 1 - v.target else 'NOT MET'}"
                 out.append(line)
+            rd = (redis or {}).get(key, {}).get(v.name)
+            if rd:
+                per_out = rd.get("round_trips_per_outbound_message")
+                out.append(f"    Redis: {rd['commands_per_message']} commands per message "
+                           f"({', '.join(f'{k}={c}' for k, c in rd['commands'].items())}), "
+                           f"{rd['round_trips_per_message']} round trips per message"
+                           + (f" ({per_out} per outbound message)" if per_out is not None
+                              else "")
+                           + f"; redis-server CPU {rd['redis_cpu_us_per_message']:.0f} µs/msg")
             p = pr.get("postfix")
             if p:
                 line = (f"    Postfix: rate {p['median']:.3f}x {rng(p, '.2f')}")
