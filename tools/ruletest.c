@@ -970,20 +970,29 @@ replay_sharded(struct rt *rt, char *const *paths, int n, int jobs)
 
 /* --jobs unset: the online CPUs for a journal big enough to gain (one
  * process is about 4,000 sessions a second), one otherwise. */
+/* Only regular journal files can be cut (not stdin, a pipe or a case). */
 static int
-auto_jobs(char *const *paths, int n)
+shardable(char *const *paths, int n, off_t *total)
 {
-	off_t total = 0;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct stat st;
 
 	for (int i = 0; i < n; i++) {
 		if (!strcmp(paths[i], "-") || ends_with(paths[i], ".session") || stat(paths[i], &st) < 0 ||
 		    !S_ISREG(st.st_mode))
-			return 1;
-		total += st.st_size;
+			return 0;
+		if (total)
+			*total += st.st_size;
 	}
-	if (total < AUTO_JOBS_BYTES || cpus < 2)
+	return 1;
+}
+
+static int
+auto_jobs(char *const *paths, int n)
+{
+	off_t total = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!shardable(paths, n, &total) || total < AUTO_JOBS_BYTES || cpus < 2)
 		return 1;
 	return cpus > MAX_JOBS ? MAX_JOBS : (int)cpus;
 }
@@ -1338,9 +1347,9 @@ ruletest_main(int argc, char **argv)
 				free((char *)rec.ev[i].a);      /* the --tls copy */
 		goto out;
 	}
-	if (!jobs)
+	if (!jobs || ncases || !shardable(argv + optind, argc - optind, NULL))
 		jobs = ncases ? 1 : auto_jobs(argv + optind, argc - optind);
-	if (jobs > 1 && !ncases) {
+	if (jobs > 1) {
 		if (replay_sharded(&rt, argv + optind, argc - optind, jobs) < 0) {
 			rc = 2;
 			goto out;
