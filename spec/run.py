@@ -65,6 +65,9 @@ def run_units(pattern):
                 env = dict(os.environ, **{BACKENDS[name]: r.address})
                 p, f = run_unit(exe, name + "[redis]", env)
             passed, failed = passed + p, failed + f
+            # The in-memory store of ruletest's simulation (state_mem.c).
+            p, f = run_unit(exe, name + "[memory]", dict(os.environ, MXGATE_TEST_MEMORY="1"))
+            passed, failed = passed + p, failed + f
     return passed, failed
 
 

@@ -11,9 +11,9 @@
 
 #include "state_text.h"
 
-extern const struct state_ops state_lmdb_ops, state_redis_ops;
+extern const struct state_ops state_lmdb_ops, state_redis_ops, state_mem_ops;
 
-static const struct state_ops *const backends[] = { &state_lmdb_ops, &state_redis_ops };
+static const struct state_ops *const backends[] = { &state_lmdb_ops, &state_redis_ops, &state_mem_ops };
 
 struct state *state_open(const struct state_conf *c, struct ev_loop *loop, char *err, size_t errlen)
 {
@@ -179,4 +179,32 @@ long state_sweep_wait(struct state *st, double now)
 
 	st->ops->sweep(st, now, on_reply, &w);
 	return wait_for(&w) < 0 ? -1 : w.r.count;
+}
+
+struct copy {
+	struct state *to;
+	enum state_db db;
+	long          n, failed;
+};
+
+static void copy_one(void *arg, const char *key, const char *value)
+{
+	struct copy *c = arg;
+
+	if (state_put_wait(c->to, c->db, key, value, 0) < 0)
+		c->failed++;
+	else
+		c->n++;
+}
+
+long state_copy_wait(struct state *from, struct state *to)
+{
+	struct copy c = { to, 0, 0, 0 };
+
+	for (int db = 0; db < STATE_NDB; db++) {
+		c.db = (enum state_db)db;
+		if (state_list_wait(from, c.db, copy_one, &c) < 0 || c.failed)
+			return -1;
+	}
+	return c.n;
 }

@@ -7,7 +7,8 @@
  * through a callback, exactly once: at once, before the call returns
  * (LMDB: one short transaction), or later from the event loop (Redis: one
  * round trip, or the timeout). Callers handle both, the way dns() does.
- * Backends: state_lmdb.c (the embedded default), state_redis.c.
+ * Backends: state_lmdb.c (the embedded default), state_redis.c, and
+ * state_mem.c ("memory": ruletest's simulation, one process, nothing kept).
  * Each process opens its own handle after fork.
  */
 #ifndef MXGATE_STATE_H
@@ -25,6 +26,7 @@ struct state_conf {
 	char   backend[16];    /* "lmdb" (default) or "redis" */
 	char   dir[600];       /* lmdb: the environment (state_dir/state) */
 	size_t map_size;       /* lmdb: 0 = an existing store's size, else 256 MiB */
+	int    readonly;       /* lmdb: an existing store, read only (ruletest --state) */
 	char   server[256];    /* redis: "127.0.0.1:6379", "[::1]:6379", "unix:/path" */
 	int    db;             /* redis: SELECT db */
 	char   user[64];       /* redis: ACL user ("" = AUTH with the password alone) */
@@ -154,5 +156,7 @@ int  state_get_wait(struct state *st, enum state_db db, const char *key, char *v
 int  state_put_wait(struct state *st, enum state_db db, const char *key, const char *val, double now);
 int  state_del_wait(struct state *st, enum state_db db, const char *key);
 long state_sweep_wait(struct state *st, double now);
+/* Every record of from (expired ones too) put into to: how many, or -1 (state_error(to) or (from)). */
+long state_copy_wait(struct state *from, struct state *to);
 
 #endif

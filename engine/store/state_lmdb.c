@@ -42,7 +42,7 @@
 
 #include <ev.h>
 
-#include "state_text.h"
+#include "state_logic.h"
 
 #define STATE_MAP_DEFAULT  ((size_t)256 << 20) /* a new store, when map_size is 0 */
 #define STATE_SWEEP_BATCH  1000  /* records visited per write txn while sweeping */
@@ -57,6 +57,7 @@ struct lmdb {
 	pid_t    pid;                 /* the process that opened env */
 	size_t   map_cap;             /* grow_map() stops here */
 	MDB_txn *rtxn;                /* reused read txn, reset between uses */
+	int      readonly;            /* opened MDB_RDONLY: no sync at close */
 	char     err[256];            /* the failure being answered */
 };
 
@@ -217,7 +218,8 @@ static struct state *lmdb_open(const struct state_conf *c, struct ev_loop *loop,
 		return NULL;
 	}
 	st->pid = getpid();
-	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+	st->readonly = c->readonly;
+	if (!c->readonly && mkdir(dir, 0750) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "state: mkdir %s: %s", dir, strerror(errno));
 		free(st);
 		return NULL;
@@ -234,7 +236,7 @@ static struct state *lmdb_open(const struct state_conf *c, struct ev_loop *loop,
 	if (map_size && (rc = mdb_env_set_mapsize(st->env, map_size)))
 		goto fail;
 	what = "open";
-	if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)))
+	if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC | (c->readonly ? MDB_RDONLY : 0), 0640)))
 		goto fail;
 	if (mdb_env_get_maxkeysize(st->env) < STATE_KEY_MAX) {
 		rc = MDB_BAD_VALSIZE;
@@ -248,10 +250,10 @@ static struct state *lmdb_open(const struct state_conf *c, struct ev_loop *loop,
 	int dead;
 	mdb_reader_check(st->env, &dead);
 	what = "open databases";
-	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)))
+	if ((rc = mdb_txn_begin(st->env, NULL, c->readonly ? MDB_RDONLY : 0, &txn)))
 		goto fail;
 	for (int i = 0; i < STATE_NDB; i++)
-		if ((rc = mdb_dbi_open(txn, state_db_name(i), MDB_CREATE, &st->dbi[i])))
+		if ((rc = mdb_dbi_open(txn, state_db_name(i), c->readonly ? 0 : MDB_CREATE, &st->dbi[i])))
 			goto fail;
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -279,7 +281,8 @@ static void lmdb_close(struct state *base)
 	if (getpid() == st->pid) {
 		if (st->rtxn)
 			mdb_txn_abort(st->rtxn);
-		mdb_env_sync(st->env, 1);
+		if (!st->readonly)
+			mdb_env_sync(st->env, 1);
 		mdb_env_close(st->env);
 	}
 	free(st);
@@ -392,70 +395,58 @@ static void lmdb_sweep(struct state *base, double now, state_cb *cb, void *arg)
 	answer(st, cb, arg, &r, 0);
 }
 
-/* ---- greylisting -------------------------------------------------------- */
+/* ---- greylisting and rate limiting: state_logic.c over this txn -------- */
+
+struct txn_io {
+	struct lmdb *st;
+	MDB_txn     *txn;
+};
+
+static int io_get(void *ctx, enum state_db db, const char *key, double now, struct state_vals *v)
+{
+	struct txn_io *io = ctx;
+	struct rec r;
+	int rc = rec_get(io->txn, io->st->dbi[db], key, now, &r);
+
+	if (rc == MDB_NOTFOUND)
+		return STATE_ABSENT;
+	if (rc == 0)
+		*v = (struct state_vals){ r.expires, r.a, r.b };
+	return rc;
+}
+
+static int io_put(void *ctx, enum state_db db, const char *key, const struct state_vals *v)
+{
+	struct txn_io *io = ctx;
+	struct rec r = { v->expires, v->a, v->b };
+
+	return rec_put(io->txn, io->st->dbi[db], key, &r);
+}
+
+static int io_del(void *ctx, enum state_db db, const char *key)
+{
+	struct txn_io *io = ctx;
+	int rc = key_del(io->txn, io->st->dbi[db], key);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+#define TXN_RECS(io) { &(io), io_get, io_put, io_del }
 
 struct grey_op {
 	const struct greylist_conf *c;
-	const char *exact, *net, *tuple;
+	const struct grey_keys *k;
 	double now;
 	struct greylist_result *out;
 };
 
-/* The allow entry (exact address first, then its network) that admits. */
-static int allowed(MDB_txn *txn, struct lmdb *st, const struct grey_op *op,
-    const char **key, struct rec *r)
-{
-	int rc = rec_get(txn, st->dbi[STATE_ALLOW], op->exact, op->now, r);
-	*key = op->exact;
-	if (rc == MDB_NOTFOUND && strcmp(op->exact, op->net) != 0) {
-		rc = rec_get(txn, st->dbi[STATE_ALLOW], op->net, op->now, r);
-		*key = op->net;
-	}
-	return rc;
-}
-
 static int grey_txn(struct lmdb *st, MDB_txn *txn, void *arg)
 {
 	struct grey_op *op = arg;
-	const struct greylist_conf *c = op->c;
-	const char *akey;
-	struct rec r;
-	int rc;
+	struct txn_io io = { st, txn };
+	struct state_recs recs = TXN_RECS(io);
 
-	op->out->wait = 0;
-	if ((rc = allowed(txn, st, op, &akey, &r)) == 0) {
-		op->out->verdict = GREY_PASS_ALLOWED;
-		if (op->now + c->allow_ttl - r.expires < state_allow_slack(c))
-			return 0;
-		r.expires = op->now + c->allow_ttl;
-		return rec_put(txn, st->dbi[STATE_ALLOW], akey, &r);
-	}
-	if (rc != MDB_NOTFOUND)
-		return rc;
-
-	rc = rec_get(txn, st->dbi[STATE_GREYLIST], op->tuple, op->now, &r);
-	if (rc == MDB_NOTFOUND) {
-		struct rec n = { op->now + c->tuple_ttl, op->now, 0 };
-		op->out->verdict = GREY_DEFER_NEW;
-		op->out->wait = c->delay;
-		return rec_put(txn, st->dbi[STATE_GREYLIST], op->tuple, &n);
-	}
-	if (rc)
-		return rc;
-	double age = op->now - r.a;
-	if (age < c->delay) {
-		op->out->verdict = GREY_DEFER_EARLY;
-		/* a clock stepped back must not promise more than one delay */
-		op->out->wait = age < 0 ? c->delay : c->delay - age;
-		return 0;
-	}
-	/* The allow entry now speaks for this client; the tuple has done its
-	 * job and would only wait for the sweep. */
-	struct rec a = { op->now + c->allow_ttl, op->now, 0 };
-	op->out->verdict = GREY_PASS_RETRY;
-	if ((rc = rec_put(txn, st->dbi[STATE_ALLOW], op->net, &a)))
-		return rc;
-	return key_del(txn, st->dbi[STATE_GREYLIST], op->tuple);
+	return state_grey_step(&recs, op->c, op->k, op->now, op->out);
 }
 
 static void lmdb_greylist(struct state *base, const struct greylist_conf *c, const char *ip,
@@ -464,10 +455,10 @@ static void lmdb_greylist(struct state *base, const struct greylist_conf *c, con
 	struct lmdb *st = (struct lmdb *)base;
 	struct grey_keys k;
 	struct state_reply rep = { 0 };
-	struct grey_op op = { c, k.exact, k.net, k.tuple, now, &rep.grey };
+	struct grey_op op = { c, &k, now, &rep.grey };
 	MDB_txn *txn;
 	const char *akey;
-	struct rec r;
+	struct state_vals r;
 
 	rep.grey.verdict = GREY_ERROR;
 	state_grey_keys(c, ip, sender, rcpt, &k);
@@ -478,14 +469,16 @@ static void lmdb_greylist(struct state *base, const struct greylist_conf *c, con
 		answer(st, cb, arg, &rep, -1);
 		return;
 	}
-	int rc = allowed(txn, st, &op, &akey, &r);
+	struct txn_io io = { st, txn };
+	struct state_recs recs = TXN_RECS(io);
+	int rc = state_grey_allowed(&recs, &k, now, &akey, &r);
 	read_end(st);
 	if (rc == 0 && now + c->allow_ttl - r.expires < state_allow_slack(c)) {
 		rep.grey.verdict = GREY_PASS_ALLOWED;
 		answer(st, cb, arg, &rep, 0);
 		return;
 	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
+	if (rc != 0 && rc != STATE_ABSENT) {
 		answer(st, cb, arg, &rep, set_err(st, rc, "greylist"));
 		return;
 	}
@@ -507,48 +500,13 @@ struct rl_op {
 	struct ratelimit_result *out;
 };
 
-/*
- * Exim's acl_ratelimit(), which this follows point by point:
- *  - a key seen for the first time starts at rate = count;
- *  - an interval <= 0 (same instant, clock stepped back) counts as 1e-9 s;
- *  - rate = (1 - a) * count / (i/p) + a * rate, a = exp(-i/p), with 1 - a
- *    taken as -expm1(-i/p): at i/p ~ 1e-13 plain 1 - exp() keeps only a few
- *    digits and a burst's count would drift off by up to 1e-3 each step;
- *  - a rate below count is raised to count, so that the first message
- *    after a long silence counts as a full message per period;
- *  - a client at the limit is over it (rate >= limit), as in Exim;
- *  - leaky stores the new rate only when not over, so a client that keeps
- *    retrying while over still decays and gets through; strict always
- *    stores it.
- */
 static int rl_txn(struct lmdb *st, MDB_txn *txn, void *arg)
 {
 	struct rl_op *op = arg;
-	struct rec r;
-	double rate;
-	int rc = rec_get(txn, st->dbi[STATE_RATELIMIT], op->key, op->now, &r);
+	struct txn_io io = { st, txn };
+	struct state_recs recs = TXN_RECS(io);
 
-	if (rc == MDB_NOTFOUND) {
-		rate = op->count;
-	} else if (rc) {
-		return rc;
-	} else {
-		double i = op->now - r.b;
-		if (i <= 0)
-			i = 1e-9;
-		double x = i / op->period;
-		rate = -expm1(-x) * op->count / x + exp(-x) * r.a;
-		if (rate < op->count)
-			rate = op->count;
-	}
-	op->out->rate = rate;
-	op->out->over = rate >= op->limit;
-	if (op->out->over && op->mode != RL_STRICT)
-		return 0;
-	/* After RL_TTL_PERIODS of silence the old rate weighs e^-10 of itself:
-	 * dropping the record changes nothing a client could notice. */
-	struct rec n = { op->now + RL_TTL_PERIODS * op->period, rate, op->now };
-	return rec_put(txn, st->dbi[STATE_RATELIMIT], op->key, &n);
+	return state_rl_step(&recs, op->key, op->limit, op->period, op->mode, op->count, op->now, op->out);
 }
 
 static void lmdb_ratelimit(struct state *base, const char *key, double limit, double period,

@@ -65,6 +65,7 @@ static void drop_dir(char *dir)
  * with a key prefix of this dir's own, so that each test starts empty.
  */
 static const char *redis_server;
+static const char *memory;      /* MXGATE_TEST_MEMORY: state_mem.c, ruletest's simulation */
 
 static void store_conf(const char *dir, size_t map, struct state_conf *sc)
 {
@@ -78,7 +79,7 @@ static void store_conf(const char *dir, size_t map, struct state_conf *sc)
 		snprintf(sc->prefix, sizeof sc->prefix, "t:%s:", base ? base + 1 : dir);
 		sc->timeout = 5;
 	} else
-		snprintf(sc->backend, sizeof sc->backend, "lmdb");
+		snprintf(sc->backend, sizeof sc->backend, "%s", memory ? "memory" : "lmdb");
 }
 
 /* A store on a loop of its own (Redis answers on it; the *_wait calls run it). */
@@ -104,7 +105,9 @@ static void close_st(struct state *st)
 }
 
 /* A test of what only LMDB has (its map, its files, its fork rule). */
-#define LMDB_ONLY() do { if (redis_server) { UNIT_SKIP("lmdb only"); } } while (0)
+#define LMDB_ONLY() do { if (redis_server || memory) { UNIT_SKIP("lmdb only"); } } while (0)
+/* A test of what processes share (the memory store is one process's own). */
+#define SHARED_ONLY() do { if (memory) { UNIT_SKIP("a store shared by processes only"); } } while (0)
 
 static enum greylist_verdict gl(struct state *st, const struct greylist_conf *c,
     const char *ip, const char *from, const char *to, double now, double *wait)
@@ -658,6 +661,7 @@ static int wait_all(pid_t *pid, int n)
 
 TEST(ratelimit_updates_from_racing_workers_are_serialised)
 {
+	SHARED_ONLY();
 	char *dir = new_dir();
 	pid_t pid[WORKERS];
 	static int seen[WORKERS * INCREMENTS + 1];
@@ -718,6 +722,7 @@ TEST(ratelimit_updates_from_racing_workers_are_serialised)
 
 TEST(greylist_racing_workers_record_each_tuple_once)
 {
+	SHARED_ONLY();
 	char *dir = new_dir();
 	pid_t pid[WORKERS];
 	int go[2];
@@ -884,6 +889,7 @@ static struct cli cli(const char *dir, const char *a1, const char *a2, const cha
 
 TEST(cli_lists_adds_gets_and_deletes_records)
 {
+	SHARED_ONLY();
 	char *dir = new_dir();
 	struct state *st = open_dir(dir, 0);
 	struct cli c;
@@ -933,6 +939,7 @@ TEST(cli_lists_adds_gets_and_deletes_records)
 
 TEST(cli_del_ratelimit_releases_a_stuck_sender)
 {
+	SHARED_ONLY();
 	char *dir = new_dir();
 	struct state *st = open_dir(dir, 0);
 	struct cli c;
@@ -975,4 +982,36 @@ TEST(cli_refuses_a_missing_store)
 	drop_dir(dir);
 }
 
-UNIT_MAIN_INIT(redis_server = getenv("MXGATE_TEST_REDIS"))
+/* ruletest --state: a read-only LMDB snapshot copied into the memory store
+ * goes on from where the real store stood, and the store is not written. */
+TEST(readonly_snapshot_copied_into_memory_goes_on_from_the_real_state)
+{
+	LMDB_ONLY();
+	char *dir = new_dir(), err[256];
+	struct state *st = open_dir(dir, 0);
+	struct ratelimit_result rl;
+	CHECK(st);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
+	CHECK_INT(state_ratelimit_wait(st, "sender:x@example.com", 5, 3600, RL_LEAKY, 1, T0, &rl), 0);
+	close_st(st);
+
+	struct state_conf ro = { .backend = "lmdb", .readonly = 1 }, mc = { .backend = "memory" };
+	snprintf(ro.dir, sizeof ro.dir, "%s", dir);
+	struct state *snap = state_open(&ro, NULL, err, sizeof err);
+	struct state *mem = state_open(&mc, NULL, err, sizeof err);
+	CHECK(snap && mem);
+	CHECK_INT(state_copy_wait(snap, mem), 2);
+	state_close(snap);
+	CHECK_INT(gl(mem, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 61, NULL), GREY_PASS_RETRY);
+	CHECK_INT(state_ratelimit_wait(mem, "sender:x@example.com", 5, 3600, RL_LEAKY, 1, T0, &rl), 0);
+	CHECK(rl.rate > 1.5);
+	state_close(mem);
+
+	/* the snapshot was only read: in the real store the tuple is still waiting */
+	st = open_dir(dir, 0);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0 + 30, NULL), GREY_DEFER_EARLY);
+	close_st(st);
+	drop_dir(dir);
+}
+
+UNIT_MAIN_INIT(redis_server = getenv("MXGATE_TEST_REDIS"); memory = getenv("MXGATE_TEST_MEMORY"))
