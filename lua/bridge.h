@@ -65,6 +65,7 @@ struct lpolicy {
 	struct dns     *dns;
 	struct state   *state;
 	struct callout *callout;
+	const double   *replay_now;  /* replay: the simulated clock (the replayed session's time); NULL: the wall clock */
 	int             grey_fail_defer; /* the store failed: greylist() defers (else passes) */
 	int             rl_fail_defer;   /* ... ratelimit() answers over (else allows) */
 	uint64_t        next_token;
@@ -83,6 +84,12 @@ struct lpolicy {
  */
 int policy_open_replay(struct policy *p, const struct conf *c,
     void (*world_open)(lua_State *L, void *arg), void *arg, char *err, size_t errlen);
+struct world;
+/* ruletest: the services a replay may use (its simulated store; with --live
+ * the resolver and callout client on w->loop), and the simulated clock the
+ * store runs on (the replay world's, advanced as recorded calls go by). */
+void policy_replay_world(struct policy *p, const struct world *w);
+void policy_replay_clock(struct policy *p, const double *now);
 
 /* lua_gen.c */
 struct lgen *lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen);

@@ -4,6 +4,7 @@
  *   local recs, status = dns("example.com", "mx")
  *   -- recs: { "1.2.3.4", ... } or, for MX, { { pref = 10, host = "mx1" }, ... }
  *   -- status: "ok", "nxdomain", "nodata", "timeout", "servfail"
+ *   -- ttl (answers only): the shortest TTL of the records, in seconds
  *
  * A cached answer comes back at once; otherwise the rule yields until the
  * answer arrives. DNSBL checks (stdlib/dnsbl.lua) are built on this, so a
@@ -63,7 +64,14 @@ push_answer(lua_State *L, enum dns_type type, const struct dns_answer *a)
 		lua_rawseti(L, -2, i + 1);
 	}
 	lua_pushliteral(L, "ok");
-	return 2;
+	/* The TTL too: the journal keeps it, and ruletest lends the answer to
+	 * other sessions for that long. */
+	uint32_t ttl = a->n ? a->rr[0].ttl : 0;
+	for (int i = 1; i < a->n; i++)
+		if (a->rr[i].ttl < ttl)
+			ttl = a->rr[i].ttl;
+	lua_pushinteger(L, ttl);
+	return 3;
 }
 
 static void

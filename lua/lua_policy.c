@@ -522,3 +522,20 @@ policy_open_replay(struct policy *p, const struct conf *c,
 	p->self = pol;
 	return 0;
 }
+
+void
+policy_replay_world(struct policy *p, const struct world *w)
+{
+	struct lpolicy *pol = p->self;
+
+	pol->loop = w->loop;
+	pol->dns = w->dns;
+	pol->state = w->state;
+	pol->callout = w->callout;
+}
+
+void
+policy_replay_clock(struct policy *p, const double *now)
+{
+	((struct lpolicy *)p->self)->replay_now = now;
+}

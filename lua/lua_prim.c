@@ -160,6 +160,9 @@ l_journal_call(lua_State *L)
 	jsonw_key(&b, "r");
 	if (!err)
 		err = ljson_write_packed(L, &b, 3, 0);
+	/* When it was asked: ruletest's simulated store runs on this clock. */
+	jsonw_key(&b, "t");
+	buf_printf(&b, "%.3f", clock_wall() - x->s->start);
 	if (!err)
 		journal_call(x->s->journal, buf_str(&b), b.len);
 	buf_free(&b);

@@ -53,6 +53,13 @@ opt_field(lua_State *L, int t, const char *k, double def)
 	return v;
 }
 
+/* ruletest's simulation runs the store on the replayed session's clock. */
+static double
+store_clock(const struct lpolicy *pol)
+{
+	return pol->replay_now && *pol->replay_now > 0 ? *pol->replay_now : clock_wall();
+}
+
 static struct lctx *
 need_store(lua_State *L, const char *what)
 {
@@ -178,7 +185,7 @@ l_greylist(lua_State *L)
 	struct state *st = x->pol->state;
 	struct store_req *q = new_req(L, x, OP_GREYLIST);
 
-	st->ops->greylist(st, &c, ip, sender, rcpt, clock_wall(), on_answer, q);
+	st->ops->greylist(st, &c, ip, sender, rcpt, store_clock(x->pol), on_answer, q);
 	return settle(L, x, q, "greylist");
 }
 
@@ -206,7 +213,7 @@ l_ratelimit(lua_State *L)
 	struct state *st = x->pol->state;
 	struct store_req *q = new_req(L, x, OP_RATELIMIT);
 
-	st->ops->ratelimit(st, key, limit, period, mode, count, clock_wall(), on_answer, q);
+	st->ops->ratelimit(st, key, limit, period, mode, count, store_clock(x->pol), on_answer, q);
 	return settle(L, x, q, "ratelimit");
 }
 

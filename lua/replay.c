@@ -3,9 +3,11 @@
  *
  * stdlib/mxgate.lua routes every world primitive through C.replay(name,
  * ...) when C.world is "replay". Nothing here opens a socket or writes
- * state: the answer is the one the live primitive gave when the session
- * was recorded (or the one a hand-written case gives), pushed back as the
- * same Lua values.
+ * real state: the answer is the one the live primitive gave when the
+ * session was recorded (or the one a hand-written case gives), pushed back
+ * as the same Lua values; or, where the record is silent, the simulated
+ * store's, another session's or (--live) the network's, each marked with
+ * where it came from (replay.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,33 +105,102 @@ find_answer(lua_State *L, struct replay_world *w, const char *name, const char *
 	return NULL;
 }
 
+static const char *const src_names[SRC_N] = {
+	"recorded", "borrowed", "simulated", "live", "unanswered",
+};
+
+const char *
+replay_src_name(enum replay_src src)
+{
+	return (unsigned)src < SRC_N ? src_names[src] : "?";
+}
+
+/*
+ * An answer and where it came from: the session's weakest source, the
+ * trace line (dns("x", "a") -> {"127.0.0.2"}, "ok"   [recorded]) and, when
+ * it is not the record's, the diff's line. res: the results as canonical
+ * JSON ("[...]"), NULL when unanswered.
+ */
 static void
-trace_call(struct replay_world *w, const char *name, const char *args, size_t alen, const json_t *res)
+note(struct replay_world *w, enum replay_src src, const char *name, const char *args, size_t alen,
+    const char *res, size_t rlen, const char *from)
 {
 	struct buf line = BUF_INIT(0);
 
-	/* Shown without the outer brackets: dns("x", "a") -> {"127.0.0.2"}, "ok". */
+	if (src != SRC_UNANSWERED && src > w->weakest)
+		w->weakest = src;
+	if (!w->trace && (src == SRC_RECORDED || src == SRC_UNANSWERED || !w->answered_cb))
+		return;
+	/* Shown without the outer brackets. */
 	buf_printf(&line, "%s(%.*s) -> ", name, (int)(alen > 2 ? alen - 2 : 0), args + 1);
-	if (res) {
-		size_t at = line.len;
-		jsonw_canonical(&line, res);
-		if (line.len - at >= 2) {       /* drop the array's brackets */
-			memmove(line.p + at, line.p + at + 1, line.len - at - 2);
-			buf_truncate(&line, line.len - 2);
-		}
-	} else
+	if (res)
+		buf_printf(&line, "%.*s", (int)(rlen > 2 ? rlen - 2 : 0), res + 1);
+	else
 		buf_adds(&line, "UNANSWERED: nil, \"unanswered\"");
-	w->trace(w->arg, buf_str(&line));
+	if (src != SRC_RECORDED && src != SRC_UNANSWERED && w->answered_cb)
+		w->answered_cb(w->arg, src, buf_str(&line));
+	if (w->trace) {
+		if (src == SRC_BORROWED)
+			buf_printf(&line, "   [borrowed from %s]", from ? from : "?");
+		else if (src != SRC_UNANSWERED)
+			buf_printf(&line, "   [%s]", src_names[src]);
+		w->trace(w->arg, buf_str(&line));
+	}
 	buf_free(&line);
 }
 
-/* C.replay(name, ...): the recorded answer, or nil, "unanswered". */
+/* note() for results in a JSON value. */
+static void
+note_json(struct replay_world *w, enum replay_src src, const char *name, const char *args, size_t alen,
+    const json_t *res, const char *from)
+{
+	struct buf r = BUF_INIT(0);
+
+	if (w->trace || (src != SRC_RECORDED && w->answered_cb))
+		jsonw_canonical(&r, res);
+	note(w, src, name, args, alen, r.p ? r.p : "[]", r.len, from);
+	buf_free(&r);
+}
+
+/* note() for results on L's stack from first to the top. */
+static void
+note_stack(lua_State *L, struct replay_world *w, enum replay_src src, const char *name,
+    const char *args, size_t alen, int first)
+{
+	struct buf r = BUF_INIT(0);
+
+	if (w->trace || w->answered_cb)
+		ljson_write_list(L, &r, first, lua_gettop(L), LJSON_CANONICAL);
+	note(w, src, name, args, alen, r.p ? r.p : "[]", r.len, NULL);
+	buf_free(&r);
+}
+
+static int
+is_store(const char *name)
+{
+	return !strcmp(name, "greylist") || !strcmp(name, "ratelimit");
+}
+
+/* Questions about the world outside: another session's answer holds for a while. */
+static int
+is_network(const char *name)
+{
+	return !strcmp(name, "dns") || !strcmp(name, "callout") || !strcmp(name, "verify_sender");
+}
+
+static char ask_marker;       /* C.ask: "ask the network" (--live) */
+
+/*
+ * C.replay(name, ...): the record's answer, the simulation's, another
+ * session's, the ask marker (--live), or nil, "unanswered".
+ */
 static int
 l_replay(lua_State *L)
 {
 	struct replay_world *w = lua_touserdata(L, lua_upvalueindex(1));
-	const char *name = luaL_checkstring(L, 1), *args;
+	const char *name = luaL_checkstring(L, 1), *args, *from = NULL;
 	struct replay_call *c;
+	const json_t *res;
 	int top = lua_gettop(L), n;
 	size_t alen;
 
@@ -139,22 +210,70 @@ l_replay(lua_State *L)
 	args = buf_str(&w->enc);
 	alen = w->enc.len;
 	c = find_answer(L, w, name, args, alen);
+	if (c && c->args && c->t >= 0 && w->start > 0 && w->start + c->t > w->now)
+		w->now = w->start + c->t;      /* the simulated clock: when this was asked */
+	if (w->simulate && is_store(name)) {
+		/* The simulated store sees every call in time order, answered from
+		 * the record or not: the live primitive on the session's clock. */
+		lua_pushvalue(L, lua_upvalueindex(!strcmp(name, "greylist") ? 2 : 3));
+		for (int i = 2; i <= top; i++)
+			lua_pushvalue(L, i);
+		lua_call(L, top - 1, LUA_MULTRET);
+		if (!c || !json_is_array(c->res)) {
+			note_stack(L, w, SRC_SIMULATED, name, args, alen, top + 1);
+			w->answered++;
+			return lua_gettop(L) - top;
+		}
+		lua_settop(L, top);
+	}
 	if (c && json_is_array(c->res) && (n = push_results(L, c->res)) >= 0) {
 		c->used++;
 		w->answered++;
-		if (w->trace)
-			trace_call(w, name, args, alen, c->res);
+		note_json(w, SRC_RECORDED, name, args, alen, c->res, NULL);
 		return n;
 	}
 	lua_settop(L, top);
+	if (!strcmp(name, "now") && w->now > 0) {
+		lua_pushnumber(L, w->now);
+		w->answered++;
+		note_stack(L, w, SRC_SIMULATED, name, args, alen, top + 1);
+		return 1;
+	}
+	if (is_network(name) && w->borrow && (res = w->borrow(w->arg, name, args, alen, &from)) != NULL &&
+	    json_is_array(res) && (n = push_results(L, res)) >= 0) {
+		w->answered++;
+		note_json(w, SRC_BORROWED, name, args, alen, res, from);
+		return n;
+	}
+	if (is_network(name) && w->live) {
+		lua_pushlightuserdata(L, &ask_marker);
+		return 1;
+	}
 	w->unanswered++;
 	if (w->unanswered_cb)
 		w->unanswered_cb(w->arg, name, args);
-	if (w->trace)
-		trace_call(w, name, args, alen, NULL);
+	note(w, SRC_UNANSWERED, name, args, alen, NULL, 0, NULL);
 	lua_pushnil(L);
 	lua_pushliteral(L, "unanswered");
 	return 2;
+}
+
+/* C.heard(name, results, ...): what the network answered now (--live). */
+static int
+l_heard(lua_State *L)
+{
+	struct replay_world *w = lua_touserdata(L, lua_upvalueindex(1));
+	const char *name = luaL_checkstring(L, 1);
+	struct buf a = BUF_INIT(0), r = BUF_INIT(0);
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	ljson_write_list(L, &a, 3, lua_gettop(L), LJSON_CANONICAL);
+	ljson_write_packed(L, &r, 2, LJSON_CANONICAL);
+	w->answered++;
+	note(w, SRC_LIVE, name, buf_str(&a), a.len, buf_str(&r), r.len, NULL);
+	buf_free(&a);
+	buf_free(&r);
+	return 0;
 }
 
 /* C.trace(kind, hook, rule, where, action, reason): one line of the trace. */
@@ -187,9 +306,21 @@ replay_world_open(lua_State *L, void *world)
 {
 	struct replay_world *w = world;
 
+	/* The live greylist() and ratelimit(): the simulation runs them. */
 	lua_pushlightuserdata(L, w);
-	lua_pushcclosure(L, l_replay, 1);
+	lua_getfield(L, -2, "primitives");
+	lua_getfield(L, -1, "greylist");
+	lua_getfield(L, -2, "ratelimit");
+	lua_remove(L, -3);
+	lua_pushcclosure(L, l_replay, 3);
 	lua_setfield(L, -2, "replay");
+	if (w->live) {
+		lua_pushlightuserdata(L, &ask_marker);
+		lua_setfield(L, -2, "ask");
+		lua_pushlightuserdata(L, w);
+		lua_pushcclosure(L, l_heard, 1);
+		lua_setfield(L, -2, "heard");
+	}
 	if (w->trace) {
 		lua_pushlightuserdata(L, w);
 		lua_pushcclosure(L, l_trace, 1);

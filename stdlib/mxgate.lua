@@ -212,8 +212,9 @@ local base = {
 -- clock) are recorded in the session journal with their answers, so that
 -- ruletest can replay a session exactly; in ruletest they answer from the
 -- record instead (M.replay = C.replay, set by ruletest's lua/replay.c:
--- M.replay(name, ...) returns what the record answered, or nil and
--- "unanswered" when it holds no such question).
+-- M.replay(name, ...) returns what the record answered, or what the
+-- simulated store, another session or the network answered in its place
+-- (lua/replay.h), or nil and "unanswered").
 local WORLD = { dns = true, greylist = true, ratelimit = true, callout = true,
                 verify_sender = true, now = true }
 local pack, unpack = table.pack, table.unpack
@@ -222,6 +223,17 @@ M.replay = C.replay
 for k, f in pairs(C.primitives) do
   if not WORLD[k] then
     base[k] = f
+  elseif C.world == "replay" and C.ask then
+    -- ruletest --live: what nothing else answers is asked of the network
+    -- now (C.replay says so with C.ask), and C.heard marks it "live".
+    local answer, ask, heard = M.replay, C.ask, C.heard
+    base[k] = function(...)
+      local r = pack(answer(k, ...))
+      if r[1] ~= ask then return unpack(r, 1, r.n) end
+      r = pack(f(...))
+      heard(k, r, ...)
+      return unpack(r, 1, r.n)
+    end
   elseif C.world == "replay" then
     local answer = M.replay
     base[k] = function(...) return answer(k, ...) end

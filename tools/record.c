@@ -255,6 +255,9 @@ event(struct record *r, const json_t *o)
 		buf_free(&b);
 		c->name = p;
 		c->res = res;
+		/* seconds into the session when it was asked (older journals: -1) */
+		const json_t *t = json_object_get(o, "t");
+		c->t = json_is_number(t) ? json_number_value(t) : -1;
 		ev->code = r->ncalls - 1;
 	} else if (!strcmp(e, "verdict")) {
 		const char *stage = str_of(o, "stage"), *action = str_of(o, "action"), *reason = str_of(o, "reason"),

@@ -7,7 +7,15 @@
  * reply texts), driven here by recorded lines instead of sockets, and the
  * rules' hooks run in a generation of the NEW rules whose world primitives
  * answer from the record (lua/replay.c). Each reply is compared with the
- * one recorded. Nothing is sent, looked up or written.
+ * one recorded. Nothing is sent, looked up or written (unless --live).
+ *
+ * Journals replay in time order (each session's recorded start), so that
+ * the simulated state store (greylist(), ratelimit(): the live primitives
+ * on an in-memory store, starting empty or from --state DIR) sees the
+ * sessions as the server did; a first pass over every journal notes each
+ * line's time and indexes the answers sessions may lend each other
+ * (tools/borrow.c). Every answer says where it came from, and each session
+ * is counted by the weakest source it used.
  *
  * Where the new rules lead the session somewhere the record cannot follow
  * (a DATA that now gets 354 although no message was recorded, a STARTTLS
@@ -24,9 +32,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ev.h>
+
+#include "borrow.h"
 #include "bridge.h"
 #include "buf.h"
+#include "callout.h"
 #include "conf.h"
+#include "dns.h"
 #include "log.h"
 #include "policy.h"
 #include "record.h"
@@ -39,6 +52,9 @@
 #include "session.h"
 #include "smtp_parse.h"
 #include "smtp_proto.h"
+#include "state.h"
+#include "worker.h"
+#include "world.h"
 
 #define MAX_REPLIES 16          /* per step, recorded or new */
 #define DEFAULT_TLS_VERSION "TLSv1.3"
@@ -73,8 +89,15 @@ struct rt {
 	struct buf       diff;           /* the current session's changed steps */
 	uint64_t        next_id;
 	unsigned        next_qid;
+	/* the simulation, lent answers, --live */
+	struct world    sim;            /* state: the memory store; loop, dns, callout with --live */
+	struct borrow  *borrow;
+	char          **sids;           /* session number -> its sid, for "borrowed from" */
+	size_t          nsids, sidcap;
+	int             sess;           /* the session replaying, by number (-1: not a journal's) */
 	/* totals */
 	long            sessions, same, changed, unanswered, diverged, truncated, bad_lines;
+	long            same_by[SRC_N], changed_by[SRC_N];   /* by the weakest source used */
 	long            cases, passed, failed;
 	int             journals;
 	struct count   *counts;
@@ -218,6 +241,12 @@ count_recorded(struct rt *rt, const struct rev *e)
 
 /* ---------------- the replay world's callbacks ---------------- */
 
+/* A session counted by the weakest source it used, as the summary says it. */
+static const char *const src_using[SRC_N] = {
+	[SRC_RECORDED] = "recorded answers only", [SRC_BORROWED] = "answers borrowed from other sessions",
+	[SRC_SIMULATED] = "simulated state", [SRC_LIVE] = "live answers", [SRC_UNANSWERED] = "-",
+};
+
 static void
 on_trace(void *arg, const char *line)
 {
@@ -237,6 +266,30 @@ on_unanswered(void *arg, const char *name, const char *args)
 		current->unanswered++;
 	if (rt->mode == M_DIFF || rt->interactive == 0)
 		buf_printf(&rt->diff, "  unanswered: %s(%.*s)\n", name, (int)(strlen(args) > 2 ? strlen(args) - 2 : 0), args + 1);
+}
+
+static void
+on_answered(void *arg, enum replay_src src, const char *line)
+{
+	struct rt *rt = arg;
+
+	if (rt->mode == M_DIFF)
+		buf_printf(&rt->diff, "  %s: %s\n", replay_src_name(src), line);
+}
+
+static const json_t *
+on_borrow(void *arg, const char *name, const char *args, size_t alen, const char **from)
+{
+	struct rt *rt = arg;
+	const json_t *res;
+	int sess;
+
+	if (!rt->borrow || rt->sess < 0)
+		return NULL;
+	res = borrow_find(rt->borrow, name, args, alen, rt->world.now, rt->sess, &sess);
+	if (res)
+		*from = (size_t)sess < rt->nsids ? rt->sids[sess] : "?";
+	return res;
 }
 
 static void
@@ -340,6 +393,10 @@ rt_decide(struct smtp_proto *pr, enum stage st, struct verdict *v)
 
 	s->got = 0;
 	if (rt->pol.ops->decide(rt->pol.self, &pr->info, st, v) == POLICY_PENDING) {
+		/* --live: a rule waits for the network; the resolver and the
+		 * callout client time out by themselves. */
+		while (!s->got && rt->world.live && rt->sim.loop && ev_run(rt->sim.loop, EVRUN_ONCE))
+			;
 		if (s->got)
 			*v = s->pending;
 		else {
@@ -726,6 +783,10 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	rt->world.calls = rec->calls;
 	rt->world.ncalls = rec->ncalls;
 	rt->world.answered = rt->world.unanswered = 0;
+	rt->world.weakest = SRC_RECORDED;
+	/* Cases and the interactive session answer only from what they say. */
+	rt->world.simulate = rt->sim.state && !rec->is_case && !rt->interactive;
+	rt->world.start = rt->world.now = rec->is_case || rt->interactive ? 0 : rec->time;
 	buf_reset(&rt->trace);
 	buf_reset(&rt->diff);
 	current = s;
@@ -811,13 +872,19 @@ replay(struct rt *rt, struct record *rec)
 		rt->diverged++;
 	if (s.unanswered)
 		rt->unanswered++;
-	else if (s.changed)
+	else if (s.changed) {
 		rt->changed++;
-	else
+		rt->changed_by[rt->world.weakest]++;
+	} else {
 		rt->same++;
+		rt->same_by[rt->world.weakest]++;
+	}
 	if (rt->mode == M_TRACE) {
-		buf_printf(&rt->trace, "  result: %s%s\n\n", s.unanswered ? "UNANSWERED" : s.changed ? "CHANGED" : "same",
-		    rec->truncated ? " (the record was truncated)" : "");
+		char using[80] = "";
+		if (!s.unanswered && rt->world.weakest != SRC_RECORDED)
+			snprintf(using, sizeof using, " (using %s)", src_using[rt->world.weakest]);
+		buf_printf(&rt->trace, "  result: %s%s%s\n\n", s.unanswered ? "UNANSWERED" : s.changed ? "CHANGED" : "same",
+		    using, rec->truncated ? " (the record was truncated)" : "");
 		fwrite(rt->trace.p, 1, rt->trace.len, stdout);
 	} else if (rt->mode == M_DIFF && (s.changed || s.unanswered)) {
 		struct buf h = BUF_INIT(0);
@@ -840,15 +907,88 @@ ends_with(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* The lines of path that start in [from, to) (to < 0: to its end). */
-static int
-replay_journal(struct rt *rt, const char *path, off_t from, off_t to, struct record *rec)
+/* One journal line, found by the first pass. */
+struct jline {
+	double time;        /* the session's recorded start */
+	long   seq;         /* the order read: ties keep it */
+	off_t  off;
+	long   line;        /* within its part: line_no() makes it the file's */
+	int    file, sess;
+};
+
+/* The journal parts one process replays (--jobs: its shard's). */
+struct journals {
+	const char  **path;
+	FILE        **f;
+	off_t        *from;         /* where the part starts */
+	long         *line_base;    /* lines before it, -1: not counted yet */
+	int           n, cap;
+	struct jline *l;
+	size_t        nl, lcap;
+};
+
+static void
+journals_free(struct journals *j)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	for (int i = 0; i < j->n; i++)
+		fclose(j->f[i]);
+	free(j->path);
+	free(j->f);
+	free(j->from);
+	free(j->line_base);
+	free(j->l);
+	memset(j, 0, sizeof *j);
+}
+
+/* Standard input, kept in a temporary file: the second pass reads it again. */
+static FILE *
+spool_stdin(void)
+{
+	FILE *t = tmpfile();
+	char chunk[65536];
+	size_t got;
+
+	if (!t)
+		return NULL;
+	while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+		if (fwrite(chunk, 1, got, t) != got) {
+			fclose(t);
+			return NULL;
+		}
+	rewind(t);
+	return t;
+}
+
+static int
+add_sid(struct rt *rt, const char *sid)
+{
+	if (array_reserve(&rt->sids, &rt->sidcap, rt->nsids + 1, sizeof *rt->sids) < 0 ||
+	    !(rt->sids[rt->nsids] = strdup(sid)))
+		return -1;
+	return (int)rt->nsids++;
+}
+
+/* Makes the part of j numbered file the one line numbers count in. */
+static void
+use_part(struct rt *rt, struct journals *j, int file)
+{
+	rt->part_path = j->path[file];
+	rt->part_from = j->from[file];
+	rt->line_base = j->line_base[file];
+}
+
+/*
+ * The first pass over one journal's lines that start in [from, to) (to < 0:
+ * to its end): each line's place and time, and the answers it lends.
+ */
+static int
+index_journal(struct rt *rt, struct journals *j, const char *path, off_t from, off_t to, struct record *rec)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : spool_stdin();
 	struct buf line = BUF_INIT(JOURNAL_LINE_MAX);
 	char err[300];
 	long n = 0;
-	int rc;
+	int rc, file = j->n;
 
 	if (!f) {
 		fprintf(stderr, "ruletest: %s: %s\n", path, strerror(errno));
@@ -859,11 +999,34 @@ replay_journal(struct rt *rt, const char *path, off_t from, off_t to, struct rec
 		fclose(f);
 		return -1;
 	}
+	if (j->n == j->cap) {
+		int cap = j->cap ? j->cap * 2 : 8;
+		const char **np = realloc(j->path, (size_t)cap * sizeof *np);
+		FILE **nf = np ? realloc(j->f, (size_t)cap * sizeof *nf) : NULL;
+		off_t *no = nf ? realloc(j->from, (size_t)cap * sizeof *no) : NULL;
+		long *nb = no ? realloc(j->line_base, (size_t)cap * sizeof *nb) : NULL;
+		if (np)
+			j->path = np;
+		if (nf)
+			j->f = nf;
+		if (no)
+			j->from = no;
+		if (!nb) {
+			fclose(f);
+			fprintf(stderr, "ruletest: %s: out of memory\n", path);
+			return -1;
+		}
+		j->line_base = nb;
+		j->cap = cap;
+	}
+	j->path[file] = path;
+	j->f[file] = f;
+	j->from[file] = from;
+	j->line_base[file] = from > 0 ? -1 : 0;
+	j->n++;
 	rt->journals++;
-	rt->part_path = path;
-	rt->part_from = from;
-	rt->line_base = from > 0 ? -1 : 0;
-	while ((to < 0 || ftello(f) < to) && (rc = buf_getline(&line, f)) != 0) {
+	use_part(rt, j, file);
+	for (off_t off = ftello(f); (to < 0 || off < to) && (rc = buf_getline(&line, f)) != 0; off = ftello(f)) {
 		n++;
 		if (rc < 0) {
 			fprintf(stderr, "%s:%ld: a line longer than %d bytes: skipped\n", path, line_no(rt, n),
@@ -878,17 +1041,65 @@ replay_journal(struct rt *rt, const char *path, off_t from, off_t to, struct rec
 			rt->bad_lines++;
 			continue;
 		}
-		rec->file = path;
-		rec->line = (int)n;
-		if (replay(rt, rec) < 0) {
-			fprintf(stderr, "%s:%ld: the policy could not start a session\n", path, line_no(rt, n));
-			rt->bad_lines++;
-		}
+		if (array_reserve(&j->l, &j->lcap, j->nl + 1, sizeof *j->l) < 0)
+			goto oom;
+		int sess = add_sid(rt, rec->sid);
+		if (sess < 0 || (rt->borrow && borrow_add(rt->borrow, rec, sess) < 0))
+			goto oom;
+		j->l[j->nl] = (struct jline){ rec->time, (long)j->nl, off, n, file, sess };
+		j->nl++;
 	}
+	j->line_base[file] = rt->line_base;
 	buf_free(&line);
-	if (f != stdin)
-		fclose(f);
 	return 0;
+oom:
+	fprintf(stderr, "ruletest: %s: out of memory\n", path);
+	buf_free(&line);
+	return -1;
+}
+
+static int
+by_time(const void *a, const void *b)
+{
+	const struct jline *x = a, *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The second pass: every indexed session, in time order. */
+static void
+replay_journals(struct rt *rt, struct journals *j, struct record *rec)
+{
+	struct buf line = BUF_INIT(JOURNAL_LINE_MAX);
+	char err[300];
+
+	if (j->nl)
+		qsort(j->l, j->nl, sizeof *j->l, by_time);
+	for (size_t i = 0; i < j->nl; i++) {
+		struct jline *l = &j->l[i];
+		FILE *f = j->f[l->file];
+
+		use_part(rt, j, l->file);
+		if (fseeko(f, l->off, SEEK_SET) < 0 || buf_getline(&line, f) <= 0 ||
+		    record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
+			fprintf(stderr, "%s:%ld: could not be read again: skipped\n", j->path[l->file], line_no(rt, l->line));
+			rt->bad_lines++;
+		} else {
+			rec->file = j->path[l->file];
+			rec->line = (int)l->line;
+			rt->sess = l->sess;
+			if (replay(rt, rec) < 0) {
+				fprintf(stderr, "%s:%ld: the policy could not start a session\n", rec->file,
+				    line_no(rt, l->line));
+				rt->bad_lines++;
+			}
+		}
+		j->line_base[l->file] = rt->line_base;
+	}
+	rt->sess = -1;
+	buf_free(&line);
 }
 
 /* ---------------- --jobs: shards of the journals (tools/shard.c) ---------------- */
@@ -903,12 +1114,21 @@ shard_child(void *arg, int k, FILE *stats)
 	struct record rec;
 	struct rule_cov_table cov = { 0 };
 
+	struct journals jr = { 0 };
+
 	memset(&rec, 0, sizeof rec);
+	/* Its parts in time order: the simulated store and the lent answers
+	 * see this shard's sessions only. */
 	for (int i = 0; i < rt->npieces; i++)
-		if (rt->pieces[i].shard == k)
-			replay_journal(rt, rt->pieces[i].path, rt->pieces[i].from, rt->pieces[i].to, &rec);
+		if (rt->pieces[i].shard == k &&
+		    index_journal(rt, &jr, rt->pieces[i].path, rt->pieces[i].from, rt->pieces[i].to, &rec) < 0)
+			return 2;
+	replay_journals(rt, &jr, &rec);
+	journals_free(&jr);
 	record_free(&rec);
 	fwrite(TOTALS(rt), sizeof(long), NTOTALS, stats);
+	fwrite(rt->same_by, sizeof(long), SRC_N, stats);
+	fwrite(rt->changed_by, sizeof(long), SRC_N, stats);
 	fwrite(&rt->ncounts, sizeof rt->ncounts, 1, stats);
 	fwrite(rt->counts, sizeof *rt->counts, (size_t)rt->ncounts, stats);
 	if (rt->world.coverage)
@@ -929,10 +1149,18 @@ shard_gather(void *arg, int k, FILE *stats)
 	struct rule_cov_table cov = { 0 };
 	int n;
 
-	if (fread(t, sizeof(long), NTOTALS, stats) != NTOTALS)
+	long same_by[SRC_N], changed_by[SRC_N];
+
+	if (fread(t, sizeof(long), NTOTALS, stats) != NTOTALS ||
+	    fread(same_by, sizeof(long), SRC_N, stats) != SRC_N ||
+	    fread(changed_by, sizeof(long), SRC_N, stats) != SRC_N)
 		return;
 	for (int i = 0; i < NTOTALS; i++)
 		TOTALS(rt)[i] += t[i];
+	for (int i = 0; i < SRC_N; i++) {
+		rt->same_by[i] += same_by[i];
+		rt->changed_by[i] += changed_by[i];
+	}
 	if (fread(&n, sizeof n, 1, stats) != 1)
 		return;
 	for (int i = 0; i < n && fread(&c, sizeof c, 1, stats) == 1; i++) {
@@ -1153,6 +1381,19 @@ cmp_count(const void *a, const void *b)
 	return strcmp(((const struct count *)a)->key, ((const struct count *)b)->key);
 }
 
+/* "would change: 17 (12 from recorded answers only, 5 using simulated state)" */
+static void
+by_source(const char *what, long total, const long *by)
+{
+	if (!total)
+		return;
+	printf("%s: %ld (%ld from %s", what, total, by[SRC_RECORDED], src_using[SRC_RECORDED]);
+	for (int i = SRC_RECORDED + 1; i < SRC_UNANSWERED; i++)
+		if (by[i])
+			printf(", %ld using %s", by[i], src_using[i]);
+	printf(")\n");
+}
+
 static void
 summary(struct rt *rt)
 {
@@ -1165,6 +1406,8 @@ summary(struct rt *rt)
 	if (rt->truncated)
 		printf(", %ld truncated record%s", rt->truncated, rt->truncated == 1 ? "" : "s");
 	printf(", %ld line%s skipped\n", rt->bad_lines, rt->bad_lines == 1 ? "" : "s");
+	by_source("would change", rt->changed, rt->changed_by);
+	by_source("same", rt->same, rt->same_by);
 	if (rt->mode == M_DIFF || !rt->ncounts)
 		return;
 	qsort(rt->counts, (size_t)rt->ncounts, sizeof *rt->counts, cmp_count);
@@ -1174,21 +1417,78 @@ summary(struct rt *rt)
 		    rt->counts[i].recorded != rt->counts[i].now ? "  *" : "");
 }
 
+/*
+ * The simulated store, empty or a copy of the real one (--state DIR, the
+ * LMDB directory, opened read-only), and with --live a resolver and a
+ * callout client on a loop of ruletest's own.
+ */
+static int
+open_sim(struct rt *rt, const char *dir, char *err, size_t errlen)
+{
+	struct state_conf mc = { .backend = "memory" }, ro = { .backend = "lmdb", .readonly = 1 };
+
+	if (!(rt->sim.state = state_open(&mc, NULL, err, errlen)))
+		return -1;
+	if (dir) {
+		snprintf(ro.dir, sizeof ro.dir, "%s", dir);
+		struct state *snap = state_open(&ro, NULL, err, errlen);
+		if (!snap)
+			return -1;
+		long n = state_copy_wait(snap, rt->sim.state);
+		if (n < 0)
+			snprintf(err, errlen, "--state %s: %s", dir, state_error(snap));
+		state_close(snap);
+		if (n < 0)
+			return -1;
+	}
+	rt->borrow = borrow_new(rt->conf->callout.positive_ttl, rt->conf->callout.negative_ttl);
+	if (!rt->borrow) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (rt->world.live) {
+		rt->sim.loop = ev_default_loop(0);
+		if (world_net_open(&rt->sim, rt->conf, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+close_sim(struct rt *rt)
+{
+	if (rt->sim.callout)
+		callout_free(rt->sim.callout);
+	if (rt->sim.dns)
+		dns_free(rt->sim.dns);
+	if (rt->sim.state)
+		state_close(rt->sim.state);
+	borrow_free(rt->borrow);
+	for (size_t i = 0; i < rt->nsids; i++)
+		free(rt->sids[i]);
+	free(rt->sids);
+}
+
 /* --help: stdout, exit 0; a usage error: stderr, exit 2 (every mxgate command). */
 static void
 usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	    "usage: ruletest [-c CONFIG] [-r RULES_DIR] [--diff [--allow-skipped]] [--quiet] [--coverage]\n"
-	    "                [--jobs N] JOURNAL.jsonl... CASE.session...\n"
+	    "                [--jobs N] [--state DIR] [--live] JOURNAL.jsonl... CASE.session...\n"
 	    "       ruletest [-c CONFIG] [-r RULES_DIR] --client IP [--direction inbound|outbound]\n"
 	    "                [--answer 'NAME ARGS... -> RESULTS']... [--tls VERSION:CIPHER] < commands\n"
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
-	    "  offline: world primitives answer from the record. --diff shows only sessions whose\n"
-	    "  replies would change and exits 1 if any would (or could not be decided), or if a\n"
-	    "  journal line could not be read (unless --allow-skipped). --coverage adds, per rule,\n"
-	    "  the sessions that reached it and those it decided, and the rules that never fired.\n"
-	    "  --jobs N replays journals in N processes (default: one per CPU from 64 MiB of journal).\n"
+	    "  offline: world primitives answer from the record. What a journal's record did not ask\n"
+	    "  is answered, and marked, by the simulated state store (greylist, ratelimit; empty, or\n"
+	    "  a read-only copy of --state DIR, the LMDB directory), by another session's record\n"
+	    "  (dns, callout, verify_sender, within the answer's lifetime) or, with --live, by the\n"
+	    "  network now; else it stays unanswered. --diff shows only sessions whose replies would\n"
+	    "  change and exits 1 if any would (or could not be decided), or if a journal line could\n"
+	    "  not be read (unless --allow-skipped). --coverage adds, per rule, the sessions that\n"
+	    "  reached it and those it decided, and the rules that never fired. --jobs N replays\n"
+	    "  journals in N processes, each simulating and lending within its own part (default: one\n"
+	    "  per CPU from 64 MiB of journal).\n"
 	    "       ruletest --help | --version          (see ruletest(8))\n");
 	exit(code);
 }
@@ -1224,6 +1524,7 @@ ruletest_main(int argc, char **argv)
 		{ "live", no_argument, NULL, 'L' },
 		{ "coverage", no_argument, NULL, 'G' },
 		{ "jobs", required_argument, NULL, 'j' },
+		{ "state", required_argument, NULL, 's' },
 		{ "client", required_argument, NULL, 'C' },
 		{ "direction", required_argument, NULL, 'D' },
 		{ "answer", required_argument, NULL, 'A' },
@@ -1232,7 +1533,8 @@ ruletest_main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL;
+	const char *path = "etc/mxgate.lua", *rules = NULL, *client = NULL, *tls = NULL, *state_dir = NULL;
+	struct journals jr = { 0 };
 	const char **answers = NULL;
 	int nanswers = 0, opt, live = 0, rc = 0, ncases = 0, allow_skipped = 0, jobs = 0;
 	enum direction dir = DIR_INBOUND;
@@ -1259,6 +1561,7 @@ ruletest_main(int argc, char **argv)
 			if (jobs < 1 || jobs > MAX_JOBS)
 				usage(2);
 			break;
+		case 's': state_dir = optarg; break;
 		case 'C': client = optarg; break;
 		case 'D':
 			if (!strcmp(optarg, "inbound"))
@@ -1274,12 +1577,6 @@ ruletest_main(int argc, char **argv)
 		case 'V': printf("ruletest (mxgate) %s\n", MXGATE_VERSION); free(answers); return 0;
 		default: usage(2);
 		}
-	}
-	if (live) {
-		fprintf(stderr, "ruletest: --live is not supported yet: unanswered questions are reported, "
-		    "never asked of the network\n");
-		free(answers);
-		return 2;
 	}
 	if (!client && optind == argc)
 		usage(2);
@@ -1304,11 +1601,22 @@ ruletest_main(int argc, char **argv)
 	rt.world.trace = rt.tracing ? on_trace : NULL;
 	rt.world.arg = &rt;
 	rt.world.unanswered_cb = on_unanswered;
+	rt.world.answered_cb = on_answered;
+	rt.world.borrow = on_borrow;
+	rt.world.live = live;
+	rt.sess = -1;
+	if (open_sim(&rt, state_dir, err, sizeof err) < 0) {
+		fprintf(stderr, "ruletest: %s\n", err);
+		rc = 2;
+		goto out_conf;
+	}
 	if (policy_open_replay(&rt.pol, rt.conf, replay_world_open, &rt.world, err, sizeof err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		rc = 2;
 		goto out_conf;
 	}
+	policy_replay_world(&rt.pol, &rt.sim);
+	policy_replay_clock(&rt.pol, &rt.world.now);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	if (client) {
 		record_reset(&rec);
@@ -1349,18 +1657,24 @@ ruletest_main(int argc, char **argv)
 	}
 	if (!jobs || ncases || !shardable(argv + optind, argc - optind, NULL))
 		jobs = ncases ? 1 : auto_jobs(argv + optind, argc - optind);
+	if (live)
+		jobs = 1;               /* one resolver and callout client, on one loop */
 	if (jobs > 1) {
 		if (replay_sharded(&rt, argv + optind, argc - optind, jobs) < 0) {
 			rc = 2;
 			goto out;
 		}
-	} else
+	} else {
 		for (int i = optind; i < argc; i++) {
 			if (ends_with(argv[i], ".session"))
 				run_case(&rt, argv[i], &rec);
-			else
-				replay_journal(&rt, argv[i], 0, -1, &rec);
+			else if (index_journal(&rt, &jr, argv[i], 0, -1, &rec) < 0)
+				rc = 2;
 		}
+		if (rc)
+			goto out;
+		replay_journals(&rt, &jr, &rec);
+	}
 	if (rt.sessions || rt.bad_lines || rt.journals)
 		summary(&rt);
 	if (rt.world.coverage) {
@@ -1384,12 +1698,14 @@ ruletest_main(int argc, char **argv)
 out:
 	fflush(stdout);
 	rt.pol.ops->free(rt.pol.self);
+	journals_free(&jr);
 	record_free(&rec);
 	buf_free(&rt.trace);
 	buf_free(&rt.diff);
 	free(rt.counts);
 	buf_free(&rt.world.enc);
 out_conf:
+	close_sim(&rt);
 	free(answers);
 	conf_free(rt.conf);
 	free(rt.conf);

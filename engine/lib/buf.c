@@ -1,6 +1,7 @@
 /*
  * buf.c - the one growable byte buffer (buf.h).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,4 +183,20 @@ buf_getline(struct buf *b, FILE *f)
 	while (b->len && (b->p[b->len - 1] == '\n' || b->p[b->len - 1] == '\r'))
 		buf_truncate(b, b->len - 1);
 	return 1;
+}
+
+int array_reserve(void *pp, size_t *cap, size_t n, size_t size)
+{
+	void **p = pp, *np;
+	size_t c = *cap ? *cap : 16;
+
+	if (n <= *cap)
+		return 0;
+	while (c < n)
+		c *= 2;
+	if (c > SIZE_MAX / size || !(np = realloc(*p, c * size)))
+		return -1;
+	*p = np;
+	*cap = c;
+	return 0;
 }

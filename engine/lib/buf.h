@@ -49,4 +49,8 @@ int   buf_getline(struct buf *b, FILE *f);
  * memory) and leaves the buffer empty. */
 char *buf_take(struct buf *b, size_t *len);
 
+/* Room for n elements of size bytes in the array *pp (a T **) of *cap
+ * elements, doubling from 16: 0, or -1 out of memory (the array untouched). */
+int array_reserve(void *pp, size_t *cap, size_t n, size_t size);
+
 #endif

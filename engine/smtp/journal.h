@@ -16,7 +16,7 @@
  *        "headers":S, the message's header section up to journal.max_headers
  *        bytes, cut after its last whole header line, "headers_cut":true
  *        when cut; no "headers" when max_headers is 0}
- *   {"e":"call","p":NAME,"a":[ARGS],"r":[RESULTS]}
+ *   {"e":"call","p":NAME,"a":[ARGS],"r":[RESULTS],"t":SECONDS}   (t: into the session)
  *   {"e":"verdict","stage":S,"action":S,"code":N,"enhanced":S,"text":S,
  *        "reason":S,"where":S}
  *   {"e":"tls","version":S,"cipher":S,"peer":S}

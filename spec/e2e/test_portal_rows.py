@@ -18,6 +18,7 @@ Run: /usr/bin/python3 spec/run.py --no-asan -k portal   (stories: -k operator)
 import atexit
 import json
 import os
+import re
 import shutil
 import smtplib
 import subprocess
@@ -786,10 +787,8 @@ class PortalRowsTest(PortalCase):
 
 
     # --- every session above, replayed ----------------------------------
-    def test_zz_every_recorded_session_replays_exactly(self):
-        """The journal of every row's sessions, replayed by ruletest with the
-        same config and rules, gives the same reply to every command (runs
-        last: unittest orders tests by name)."""
+    def journal_files(self):
+        """Every row's sessions, once each closed one is written."""
         mx = self.world.mx
         jdir = os.path.join(mx.dir, "var", "journal")
         # A record is written when its session ends: wait for every closed one.
@@ -801,11 +800,37 @@ class PortalRowsTest(PortalCase):
                     n += sum(1 for _ in fh)
             return n
         wait_for(lambda: recorded() >= closed() > 0, what="journal records")
-        files = sorted(os.path.join(jdir, f) for f in os.listdir(jdir))
+        return sorted(os.path.join(jdir, f) for f in os.listdir(jdir))
+
+    def ruletest(self, *args):
         exe = os.path.join(os.path.dirname(binary()), "ruletest")
-        p = subprocess.run([exe, "-c", mx.conf_path, "--diff"] + files, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        return subprocess.run([exe, "-c", self.world.mx.conf_path] + list(args), cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    def test_zz_every_recorded_session_replays_exactly(self):
+        """The journal of every row's sessions, replayed by ruletest with the
+        same config and rules, gives the same reply to every command (runs
+        last: unittest orders tests by name)."""
+        p = self.ruletest("--diff", *self.journal_files())
         self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-2000:])
+
+    def test_zz_greylisting_before_the_callout_is_predicted_with_nothing_unanswered(self):
+        """The README's story on this journal: 80-greylist.lua renamed to run
+        before the callout. The greylist() questions the records never asked
+        are answered by the simulated store (spec/e2e/test_whatif.py checks
+        such predictions against a live server)."""
+        rules = tempfile.mkdtemp(prefix="rules-new-")
+        self.addCleanup(shutil.rmtree, rules, ignore_errors=True)
+        for name, src in default_rules().items():
+            with open(os.path.join(rules, "74-greylist.lua" if name == "80-greylist.lua" else name), "w") as f:
+                f.write(src)
+        p = self.ruletest("-r", rules, "--diff", *self.journal_files())
+        self.assertEqual(p.returncode, 1, p.stdout[-4000:] + p.stderr[-2000:])
+        m = re.search(r"summary: \d+ sessions replayed: \d+ same, (\d+) would change, 0 unanswered", p.stdout)
+        self.assertTrue(m, p.stdout[-4000:])
+        self.assertIn("would change: %s (0 from recorded answers only, %s using simulated state)"
+                      % (m.group(1), m.group(1)), p.stdout)
+        self.assertIn("new       451 4.7.1 Greylisted", p.stdout)
 
 
 class WildcardListenerTest(PortalCase):

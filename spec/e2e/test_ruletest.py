@@ -241,6 +241,38 @@ end)
         self.assertIn('dns("sender.test","mx") -> UNANSWERED', t.stdout)
         self.assertIn("result: UNANSWERED", t.stdout)
 
+    def test_live_asks_the_network_only_what_nothing_recorded_answers_and_says_so(self):
+        rbl = dnsserver.Rbldnsd({"live.test": ("ip4set", ":127.0.0.2:Listed\n127.0.0.1\n")})
+        rbl.start()
+        self.addCleanup(rbl.stop)
+        with open(self.srv.conf_path) as f:
+            conf = re.sub(r"(?m)^dns = .*$", 'dns = { servers = "%s" }' % rbl.address, f.read())
+        path = os.path.join(tempfile.mkdtemp(prefix="ruletest-live-"), "mxgate.lua")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), ignore_errors=True)
+        with open(path, "w") as f:
+            f.write(conf)
+        rules = dict(RULES)
+        rules["22-live.lua"] = '''\
+rule("rcpt", "live_zone", function(s)
+  if not s.inbound then return end
+  local code = dnsbl(s.ip, "live.test")
+  if code then return deny("rbl", s.ip .. " is listed at live.test (" .. code .. ")") end
+end)
+'''
+        d = self.rules_dir(rules)
+        offline = ruletest("-c", path, "-r", d, "--diff", *self.journal)
+        self.assertIn('unanswered: dns("1.0.0.127.live.test","a")', offline.stdout)
+        p = ruletest("-c", path, "-r", d, "--live", "--diff", *self.journal)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn('live: dns("1.0.0.127.live.test","a") -> ["127.0.0.2"],"ok",', p.stdout)
+        self.assertIn("550 5.7.1 RBL Reject: 127.0.0.1 is listed at live.test (127.0.0.2)", p.stdout)
+        m = re.search(r"summary: \d+ sessions replayed: \d+ same, (\d+) would change, 0 unanswered", p.stdout)
+        self.assertTrue(m, p.stdout)
+        self.assertRegex(p.stdout, r"would change: %s \(0 from recorded answers only, .*%s using live answers\)"
+                         % (m.group(1), m.group(1)))
+        # The questions the record answers are never asked again.
+        self.assertNotIn('live: dns("2.0.0.127.zen.test"', p.stdout)
+
     def test_a_truncated_line_and_a_line_of_garbage_are_reported_and_skipped(self):
         with open(self.journal[0]) as f:
             lines = [l for l in f if l.strip()]
@@ -357,11 +389,6 @@ class Interactive(unittest.TestCase):
         self.assertRegex(p.stdout, r"(?m)^354 ")
         self.assertRegex(p.stdout, r"(?m)^250 2\.0\.0 Ok: queued as RT")
         self.assertRegex(p.stdout, r"(?m)^221 ")
-
-    def test_live_is_refused_clearly(self):
-        p = ruletest("--live", "--client", "192.0.2.1", stdin="")
-        self.assertEqual(p.returncode, 2)
-        self.assertIn("--live is not supported yet", p.stderr)
 
 
 if __name__ == "__main__":

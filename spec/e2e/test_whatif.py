@@ -1,0 +1,220 @@
+"""ruletest's "what if", checked against reality: each operator story runs the
+same client scenarios against two mxgates, one before the change (its journal
+is what ruletest replays) and one after it, and ruletest's predicted reply for
+every session must be the reply the second server really gave.
+
+Documented differences only: queue ids, and the greeting and EHLO lists,
+which ruletest takes from the record (the server that was recorded).
+
+The questions the first server's records never asked are answered by the
+simulated state store (greylist(), ratelimit()) or borrowed from another
+session's record (dns()); none may stay unanswered.
+
+Run: /usr/bin/python3 spec/run.py --no-asan -k whatif
+"""
+import json
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from spec.e2e.harness import ROOT, binary, wait_for
+from spec.e2e.test_portal_rows import (GOOD_SENDER, OTHER_BL_CLIENT, RELAY_CLIENT, XBL_CLIENT, PortalCase,
+                                       World, default_rules, reply, shared_backends)
+
+GREY_DELAY = 1.0            # the portal world's greylist.delay
+
+# A reply line of ruletest's trace: "    = 250 2.1.5 Ok", "    ! NEW    [recorded: OLD]", "    + NEW    [not recorded]".
+TRACE_REPLY = re.compile(r"^    ([=!+.]) (\d{3}) (.*?)(?:    \[(?:recorded|not recorded).*\])?$")
+
+
+def normal(code, text):
+    """A reply as the comparison sees it: its first line, without queue ids."""
+    first = text.split("\n")[0]
+    first = re.sub(r" \(\+\d+ lines?\)$", "", first)
+    return "%d %s" % (code, re.sub(r"queued as \S+", "queued as QID", first))
+
+
+class Story:
+    """One story (a mixin of PortalCase): the BEFORE and AFTER servers' configs and rules."""
+
+    BEFORE_CONFIG = {}
+    AFTER_CONFIG = {}
+
+    def before_rules(self):
+        return default_rules()
+
+    def after_rules(self):
+        return default_rules()
+
+    def scenarios(self, world):
+        raise NotImplementedError
+
+    def server(self, config, rules):
+        w = World(shared_backends(), config=dict(config), own_port=False)
+        w.mx.rules = rules
+        self.addCleanup(w.stop)
+        w.start()
+        self.addCleanup(w.mx.check_sanitizers)
+        return w
+
+    def journal(self, world):
+        """Every session's record, in time order, once each closed session is written."""
+        mx = world.mx
+        jdir = os.path.join(mx.dir, "var", "journal")
+
+        def records():
+            out = []
+            for f in sorted(os.listdir(jdir)) if os.path.isdir(jdir) else []:
+                with open(os.path.join(jdir, f)) as fh:
+                    out += [json.loads(line) for line in fh if line.strip()]
+            return out
+        # The harness's own probes (connect, close) are no scenario's sessions.
+        talk = lambda: [r for r in records() if any(e["e"] == "cmd" for e in r["events"])]
+        wait_for(lambda: len(talk()) >= world.sessions, what="every scenario session's record")
+        talked = talk()
+        return sorted(talked, key=lambda r: r["time"]), \
+            [os.path.join(jdir, f) for f in sorted(os.listdir(jdir))]
+
+    def predict(self, after, files):
+        """ruletest with the AFTER server's config and rules over the BEFORE journal:
+        (its output, {session id: the predicted replies})."""
+        exe = os.path.join(os.path.dirname(binary()), "ruletest")
+        p = subprocess.run([exe, "-c", after.mx.conf_path] + files, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-2000:])
+        sessions, cur = {}, None
+        for line in p.stdout.splitlines():
+            if line.startswith("session "):
+                cur = sessions.setdefault(line.split()[1], [])
+            m = TRACE_REPLY.match(line)
+            if m and cur is not None:
+                cur.append(normal(int(m.group(2)), m.group(3)))
+        return p.stdout, sessions
+
+    def test_the_prediction_is_what_the_changed_server_answers(self):
+        before = self.server(self.BEFORE_CONFIG, self.before_rules())
+        self.scenarios(before)
+        recorded, files = self.journal(before)
+
+        after = self.server(self.AFTER_CONFIG or self.BEFORE_CONFIG, self.after_rules())
+        self.scenarios(after)
+        real, _ = self.journal(after)
+
+        out, predicted = self.predict(after, files)
+        self.assertRegex(out, r"summary: \d+ sessions replayed: \d+ same, \d+ would change, 0 unanswered")
+        self.assertEqual(len(recorded), len(real), out)
+        changed = 0
+        for i, (rec, now) in enumerate(zip(recorded, real)):
+            pred = predicted[rec["sid"]]
+            self.assertEqual(rec["client"]["ip"], now["client"]["ip"], "session %d" % i)
+            live = [normal(e["code"], e["text"]) for e in now["events"] if e["e"] == "reply"]
+            old = [normal(e["code"], e["text"]) for e in rec["events"] if e["e"] == "reply"]
+            # The greeting and the EHLO list are the record's (documented).
+            self.assertEqual(pred[2:], live[2:], "session %d (%s): predicted vs live\n%s" % (i, rec["sid"], out))
+            changed += old != live
+        self.assertGreater(changed, 0, "the story changes nothing: it proves nothing")
+        self.check_sources(out)
+        return out
+
+    def check_sources(self, out):
+        pass
+
+    # --- client steps ------------------------------------------------------
+    def send(self, world, ip, sender, *rcpts, direction="inbound", data=False):
+        world.sessions = getattr(world, "sessions", 0) + 1
+        with world.client(ip, direction=direction) as c:
+            c.ehlo()
+            c.mail(sender)
+            got = [reply(c.rcpt(r)) for r in rcpts]
+            if data and any(g[0] == 250 for g in got):
+                c.data(b"Subject: what if\r\n\r\nhello\r\n")
+        return got
+
+    def after_delay(self, since):
+        """Waits out the greylisting delay counted from `since` (monotonic)."""
+        wait_for(lambda: time.monotonic() - since > GREY_DELAY + 0.2, what="the greylist delay")
+
+
+class TestWhatIfGreylistBeforeTheCallout(Story, PortalCase):
+    """80-greylist.lua renamed 74-greylist.lua: greylisting runs before the
+    recipient callout, so unknown mailboxes are greylisted instead of refused."""
+
+    def after_rules(self):
+        rules = default_rules()
+        rules["74-greylist.lua"] = rules.pop("80-greylist.lua")
+        return rules
+
+    def scenarios(self, w):
+        t = time.monotonic()
+        self.send(w, "127.0.0.60", GOOD_SENDER, "bob@example.test")                  # new tuple: 451
+        self.send(w, "127.0.0.61", GOOD_SENDER, "nobody-here@example.test")          # 550 / now 451
+        self.send(w, "127.0.0.62", GOOD_SENDER, "bob@mailfrom-refuses.test")         # row 6 / now 451
+        self.send(w, "127.0.0.63", GOOD_SENDER, "bob@example.test", "nobody-2@example.test")
+        self.send(w, XBL_CLIENT, GOOD_SENDER, "bob@example.test")                    # XBL either way
+        self.after_delay(t)
+        self.send(w, "127.0.0.60", GOOD_SENDER, "bob@example.test", data=True)        # retried: 250
+        self.send(w, "127.0.0.61", GOOD_SENDER, "nobody-here@example.test")          # retried: 550 both
+        self.send(w, "127.0.0.60", GOOD_SENDER, "dave@example.test")                 # allowed now
+
+    def check_sources(self, out):
+        self.assertIn("[simulated]", out)
+        self.assertRegex(out, r"result: CHANGED \(using simulated state\)")
+
+
+class TestWhatIfLowerTheSenderRate(Story, PortalCase):
+    """ratelimit.sender.limit from 5 to 3: the fourth message of a customer's
+    sender within the period is deferred (row 14)."""
+
+    BEFORE_CONFIG = {"ratelimit": "{ sender = { limit = 5, period = 3600 } }"}
+    AFTER_CONFIG = {"ratelimit": "{ sender = { limit = 3, period = 3600 } }"}
+
+    def scenarios(self, w):
+        for _ in range(6):
+            self.send(w, RELAY_CLIENT, "news@customer.test", "someone@far-away.test", direction="outbound")
+        self.send(w, RELAY_CLIENT, "other@customer.test", "someone@far-away.test", direction="outbound")
+
+    def check_sources(self, out):
+        self.assertRegex(out, r'ratelimit\("sender:news@customer\.test",3,3600,\{"mode":"leaky"\}\) -> '
+                              r'\{"over":true,.*\}   \[simulated\]')
+
+
+# The trial: bl.test asked for one hosted domain only, by a rule of its own.
+TRIAL = '''-- 52-trial.lua - bl.test, tried on example.test first
+rule("rcpt", "bl_trial", function(s)
+  if s.inbound and s.rcpt_domain == "example.test" then
+    local code = dnsbl(s.ip, "bl.test")
+    if code then return deny("rbl", s.ip .. " is listed at bl.test (" .. code .. ")") end
+  end
+end)
+'''
+
+
+class TestWhatIfAddADnsblZoneAnotherSessionAsked(Story, PortalCase):
+    """bl.test, tried for example.test only, goes into config.dnsbl for every
+    domain: the sessions that never asked it borrow the answer a session of
+    the same client recorded."""
+
+    BEFORE_CONFIG = {"dnsbl": '{ { zone = "zen.test", spamhaus = true } }'}
+    AFTER_CONFIG = {"dnsbl": '{ { zone = "zen.test", spamhaus = true }, { zone = "bl.test" } }'}
+
+    def before_rules(self):
+        rules = default_rules()
+        rules["52-trial.lua"] = TRIAL
+        return rules
+
+    def scenarios(self, w):
+        self.send(w, OTHER_BL_CLIENT, GOOD_SENDER, "bob@example.test")               # 550 RBL both
+        self.send(w, OTHER_BL_CLIENT, GOOD_SENDER, "bob@mailfrom-refuses.test")      # row 6 / now RBL
+        self.send(w, "127.0.0.64", GOOD_SENDER, "dave@example.test")                 # not listed: 451 grey
+        self.send(w, "127.0.0.64", GOOD_SENDER, "erin@greeting-refuses.test")        # row 6 both
+
+    def check_sources(self, out):
+        self.assertRegex(out, r'dns\("24\.0\.0\.127\.bl\.test","a"\) -> \["127\.0\.0\.2"\],"ok",\d+   '
+                              r'\[borrowed from \S+\]')
+        self.assertIn("result: CHANGED (using answers borrowed from other sessions)", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
