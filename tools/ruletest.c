@@ -1063,6 +1063,11 @@ by_time(const void *a, const void *b)
 {
 	const struct jline *x = a, *y = b;
 
+	/* Journals in the order given (a day's file after the day before),
+	 * each in time order: so a --jobs shard, a run of whole lines, sorts
+	 * its part as one process would. */
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
 	if (x->time != y->time)
 		return x->time < y->time ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
