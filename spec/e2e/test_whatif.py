@@ -162,6 +162,34 @@ class TestWhatIfGreylistBeforeTheCallout(Story, PortalCase):
         self.assertIn("[simulated]", out)
         self.assertRegex(out, r"result: CHANGED \(using simulated state\)")
 
+    def test_state_starts_the_simulation_from_a_read_only_copy_of_the_real_store(self):
+        """--state DIR: with 127.0.0.61 on the real store's allow list, its
+        unknown-mailbox sessions are no longer predicted greylisted; the store
+        is only read."""
+        before = self.server({}, self.before_rules())
+        self.scenarios(before)
+        _, files = self.journal(before)
+        store = os.path.join(before.mx.dir, "var", "state")
+        subprocess.run([binary(), "state", "-d", store, "add", "allow", "127.0.0.61", "expires=+35d since=0"],
+                       cwd=ROOT, check=True, capture_output=True, timeout=60)
+        records = lambda: [subprocess.run([binary(), "state", "-d", store, "list", db], cwd=ROOT,
+                                          capture_output=True, text=True, timeout=60).stdout
+                           for db in ("greylist", "allow", "ratelimit")]
+        kept = records()
+        after = self.server({}, self.after_rules())
+        exe = os.path.join(os.path.dirname(binary()), "ruletest")
+        run = lambda *a: subprocess.run([exe, "-c", after.mx.conf_path] + list(a) + files, cwd=ROOT,
+                                        capture_output=True, text=True, timeout=120)
+        empty, snap = run(), run("--state", store)
+        grey61 = 'greylist("127.0.0.61","alice@good.senders.test","nobody-here@example.test",[]) -> '
+        self.assertIn(grey61 + '{"pass":false,"verdict":"new","wait":1}   [simulated]', empty.stdout)
+        self.assertIn(grey61 + '{"pass":true,"verdict":"allowed","wait":0}   [simulated]', snap.stdout,
+                      snap.stdout[-3000:] + snap.stderr)
+        self.assertEqual(records(), kept, "ruletest wrote to the real store")
+        bad = run("--state", os.path.join(before.mx.dir, "no-such-store"))
+        self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+        self.assertIn("no-such-store", bad.stderr)
+
 
 class TestWhatIfLowerTheSenderRate(Story, PortalCase):
     """ratelimit.sender.limit from 5 to 3: the fourth message of a customer's
