@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <hiredis/hiredis.h>
 
 #include "state.h"
 #include "state_cli.h"
@@ -374,6 +375,33 @@ TEST(ratelimit_continues_from_a_record_the_operator_put)
 	CHECK_RATE(r, 2.9586556783461857);    /* x = 1/60: (1 - e^-x)/x + e^-x * 2 */
 	CHECK_INT(state_get_wait(st, STATE_RATELIMIT, "a@example.com", val, sizeof val), 0);
 	CHECK_STR(val, "expires=1036060.000 rate=2.958656 last=1000060.000");
+	close_st(st);
+	drop_dir(dir);
+}
+
+/* An operator's SCRIPT FLUSH (or a server that lost its scripts): the
+ * call is sent again whole with EVAL and answers as before. Redis only. */
+TEST(calls_answer_after_redis_lost_its_scripts)
+{
+	if (!redis_server) {
+		UNIT_SKIP("redis only");
+	}
+	char *dir = new_dir(), host[128];
+	struct state *st = open_dir(dir, 0);
+	const char *colon = strrchr(redis_server, ':');
+	CHECK(st && colon);
+	snprintf(host, sizeof host, "%.*s", (int)(colon - redis_server), redis_server);
+	struct ratelimit_result r = rl(st, "a@example.com", 100, 3600, RL_STRICT, 1, T0);
+	CHECK_RATE(r, 1);
+	redisContext *rc = redisConnect(host, atoi(colon + 1));
+	CHECK(rc && !rc->err);
+	redisReply *rp = redisCommand(rc, "SCRIPT FLUSH");
+	CHECK(rp && rp->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rp);
+	redisFree(rc);
+	r = rl(st, "a@example.com", 100, 3600, RL_STRICT, 1, T0 + 60);
+	CHECK_RATE(r, 1.9751842245245679);
+	CHECK_INT(gl(st, &grey, "192.0.2.4", "a@example.com", "b@example.net", T0, NULL), GREY_DEFER_NEW);
 	close_st(st);
 	drop_dir(dir);
 }
