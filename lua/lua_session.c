@@ -116,7 +116,20 @@ session_field(lua_State *L, struct lctx *x, int anchor, const char *k)
 		break;
 	case 'h':
 		if (!strcmp(k, "helo")) { push_str_or_nil(L, i->helo); return 1; }
-		if (!strcmp(k, "headers")) { lua_pushlstring(L, i->headers ? i->headers : "", i->headers_len); return 1; }
+		if (!strcmp(k, "headers")) {
+			if (i->headers_len == HEADERS_UNRECORDED) {
+				/* ruletest: counted unanswered (replay.c), read as "". */
+				if (lua_getfield(L, LUA_REGISTRYINDEX, "mxgate.unrecorded") == LUA_TFUNCTION) {
+					lua_pushliteral(L, "s.headers");
+					lua_call(L, 1, 0);
+				} else
+					lua_pop(L, 1);
+				lua_pushliteral(L, "");
+				return 1;
+			}
+			lua_pushlstring(L, i->headers ? i->headers : "", i->headers_len);
+			return 1;
+		}
 		if (!strcmp(k, "hostname")) { lua_pushstring(L, i->conf->hostname); return 1; }
 		break;
 	case 'i':

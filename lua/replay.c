@@ -276,6 +276,25 @@ l_heard(lua_State *L)
 	return 0;
 }
 
+/* A session fact the record did not keep (s.headers of an older journal):
+ * unanswered, as a question the record cannot answer is. */
+static int
+l_unrecorded(lua_State *L)
+{
+	struct replay_world *w = lua_touserdata(L, lua_upvalueindex(1));
+	const char *what = luaL_checkstring(L, 1);
+	char line[200];
+
+	w->unanswered++;
+	if (w->unanswered_cb)
+		w->unanswered_cb(w->arg, what, "");
+	if (w->trace) {
+		snprintf(line, sizeof line, "%s -> UNANSWERED: not in the record, read as \"\"", what);
+		w->trace(w->arg, line);
+	}
+	return 0;
+}
+
 /* C.trace(kind, hook, rule, where, action, reason): one line of the trace. */
 static int
 l_trace(lua_State *L)
@@ -326,6 +345,9 @@ replay_world_open(lua_State *L, void *world)
 		lua_pushcclosure(L, l_trace, 1);
 		lua_setfield(L, -2, "trace");
 	}
+	lua_pushlightuserdata(L, w);
+	lua_pushcclosure(L, l_unrecorded, 1);
+	lua_setfield(L, LUA_REGISTRYINDEX, "mxgate.unrecorded");
 	if (w->coverage) {
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "coverage");

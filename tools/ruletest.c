@@ -264,7 +264,9 @@ on_unanswered(void *arg, const char *name, const char *args)
 
 	if (current)
 		current->unanswered++;
-	if (rt->mode == M_DIFF || rt->interactive == 0)
+	if ((rt->mode == M_DIFF || rt->interactive == 0) && !*args)
+		buf_printf(&rt->diff, "  unanswered: %s (not in the record)\n", name);
+	else if (rt->mode == M_DIFF || rt->interactive == 0)
 		buf_printf(&rt->diff, "  unanswered: %s(%.*s)\n", name, (int)(strlen(args) > 2 ? strlen(args) - 2 : 0), args + 1);
 }
 
@@ -533,6 +535,8 @@ message(struct rs *s, struct step *p, struct seg *g)
 	/* The journal keeps the header section (journal.max_headers), never the body. */
 	i->headers = headers ? headers : "";
 	i->headers_len = strlen(i->headers);
+	if (!headers && !s->rec->is_case)
+		i->headers_len = HEADERS_UNRECORDED;    /* s.headers: unanswered */
 	compare(s, p, g, 1);            /* the 354, before the data hook's trace */
 	if (rt->tracing)
 		buf_printf(&rt->trace, "    . (message of %zu bytes%s%s)\n", i->size,

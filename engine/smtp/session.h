@@ -19,6 +19,11 @@
 
 #define IP_TEXT 48
 
+/* headers_len of a replayed message whose record kept no headers (an
+ * older journal, journal.max_headers = 0): s.headers is then a question
+ * the record cannot answer, not an empty header section. */
+#define HEADERS_UNRECORDED ((size_t)-1)
+
 struct session_info {
 	uint64_t        id;                 /* unique within the worker */
 	char            sid[24];            /* unique everywhere: logs, journal */
@@ -41,7 +46,7 @@ struct session_info {
 	struct smtp_path rcpt;              /* the one being decided (STAGE_RCPT) */
 	size_t          size;               /* STAGE_DATA: message octets */
 	const char     *headers;            /* STAGE_DATA: header section */
-	size_t          headers_len;
+	size_t          headers_len;        /* HEADERS_UNRECORDED: ruletest's record has none */
 	char            qid[24];            /* STAGE_DATA: the queue id */
 	double          start;              /* connect time, epoch seconds */
 	const struct conf *conf;            /* the configuration the worker runs */

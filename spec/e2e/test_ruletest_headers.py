@@ -102,12 +102,25 @@ class RecordedHeaders(unittest.TestCase):
             self.assertNotIn("hello", h["headers"])
             self.assertNotIn("claim", h["headers"])
 
-    def test_max_headers_0_records_no_headers(self):
+    def test_max_headers_0_records_no_headers_and_a_header_rule_is_then_unanswered_not_guessed(self):
         srv, _ = self.run_server(BASE, journal="{ sample = 1, max_headers = 0 }")
         with open(journal_of(srv)[0]) as f:
             text = f.read()
         self.assertNotIn('"headers"', text)
         self.assertNotIn("Lottery", text)
+        rdir = os.path.join(srv.dir, "rules.new")
+        os.makedirs(rdir)
+        for name, src in dict(BASE, **{"50-lottery.lua": LOTTERY}).items():
+            with open(os.path.join(rdir, name), "w") as f:
+                f.write(src)
+        p = ruletest("-c", srv.conf_path, "-r", rdir, "--diff", *journal_of(srv))
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("0 would change, 2 unanswered", p.stdout)     # was: "0 would change, 0 unanswered"
+        self.assertIn("unanswered: s.headers (not in the record)", p.stdout)
+        # Rules that never read s.headers replay such a journal with nothing unanswered.
+        p = ruletest("-c", srv.conf_path, "--diff", *journal_of(srv))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("0 would change, 0 unanswered", p.stdout)
 
 
 if __name__ == "__main__":
