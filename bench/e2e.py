@@ -251,7 +251,7 @@ def measure_level(root, servers, sink, sessions, a, probe=None):
     """Warm-up (sizes each server's runs to ~a.seconds), then a.repeats
     rounds, each server once per round in a rotated order."""
     sizes, runs = {}, {s.name: [] for s in servers}
-    cpu = []
+    cpu = {s.name: [] for s in servers if isinstance(s, MxgateServer)}
     for s in servers:
         n = max(100, 10 * sessions)
         acc, e2e = one_run(root, s, sink, sessions, n, a.size)
@@ -263,19 +263,23 @@ def measure_level(root, servers, sink, sessions, a, probe=None):
         if r % 2:
             order.reverse()
         for s in order:
-            if probe and s.name != "aiosmtpd":
-                probe[s.name].halt.clear()
             acc, e2e = one_run(root, s, sink, sessions, sizes[s.name], a.size,
-                               cpu if s.name == "mxgate" else None)
+                               cpu.get(s.name))
             runs[s.name].append((acc, e2e))
             log(f"  round {r + 1} {s.name:8} {sessions:3} sessions: accept {acc:7.0f}/s "
                 f"end-to-end {e2e and round(e2e)}/s")
     out = {"sessions": sessions, "runs": runs, "messages_per_run": sizes}
-    if cpu:
-        tot = [sum(c) for c in cpu]
-        out["worker_cpu_share"] = [round(sum(c[i] for c in cpu) / max(1e-9, sum(tot)), 3)
-                                   for i in range(len(cpu[0]))]
+    for name, c in cpu.items():
+        if c:
+            tot = sum(sum(x) for x in c)
+            out.setdefault("worker_cpu_share", {})[name] = [
+                round(sum(x[i] for x in c) / max(1e-9, tot), 3) for i in range(len(c[0]))]
     names = [s.name for s in servers]
+    for s in servers:
+        if isinstance(s, MxgateServer) and s.name != "mxgate":
+            out.setdefault("vs_mxgate", {})[s.name] = {
+                k: round(med([x[i] / m[i] for x, m in zip(runs[s.name], runs["mxgate"])
+                              if x[i] and m[i]]) or 0, 2) for k, i in (("accept", 0), ("e2e", 1))}
     for peer, which in (("postfix", 1), ("aiosmtpd", 0)):
         if "mxgate" in names and peer in names:
             rs = [m[which] / p[which] for m, p in zip(runs["mxgate"], runs[peer])
@@ -360,6 +364,9 @@ def main():
     ap.add_argument("--probe-rate", type=float, default=20.0, help="probes/s at 20 sessions")
     ap.add_argument("--queued", type=int, default=100000, help="0: skip the queued phase")
     ap.add_argument("--mxgate", default=os.environ.get("MXGATE_BIN", "bin/mxgate"))
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="another mxgate binary in the same rounds (an A/B of a change); "
+                    "its ratios are to --mxgate's")
     ap.add_argument("--json", default=os.path.join(WORK, "results", "e2e.json"))
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *x: sys.exit(1))
@@ -386,6 +393,13 @@ def main():
         STARTED.append(psink)
         if "mxgate" in want:
             servers.append(mxgate_relay(binary, ports["mx"], ports["sink"], ports["probe"]))
+        for i, spec in enumerate(a.also):
+            name, _, path = spec.partition("=")
+            ports[name] = port(2840 + i)
+            extra = mxgate_relay(os.path.join(REPO, path), ports[name], ports["sink"],
+                                 ports["probe"], base=f"mxgate-e2e-{name}")
+            extra.name = name
+            servers.append(extra)
         if "postfix" in want:
             servers.append(postfix_relay(root, ports["pf"], ports["sink"], ports["probe"]))
         if "aiosmtpd" in want:
@@ -397,7 +411,7 @@ def main():
             probers = {}
             if lvl == 20 and a.probe_rate > 0:
                 for s in servers:
-                    if s.name != "aiosmtpd":
+                    if s.name in ("mxgate", "postfix"):
                         probers[s.name] = Prober(s.port, s.name, a.probe_rate)
                         probers[s.name].start()
             log(f"=== {lvl} sessions")
@@ -440,10 +454,14 @@ def report(res):
         def rr(key):
             x = lv.get(key)
             return f"{x['median']:.2f} ({x['min']:.2f}-{x['max']:.2f})" if x else "-"
-        share = "/".join(f"{x * 100:.0f}%" for x in lv.get("worker_cpu_share", []))
+        share = "/".join(f"{x * 100:.0f}%" for x in lv.get("worker_cpu_share", {}).get("mxgate", []))
         print(f"{lv['sessions']:>8} {m('mxgate', 1):>11} {m('postfix', 1):>12}"
               f" {rr('e2e_vs_postfix'):>16} {m('mxgate', 0):>10} {m('aiosmtpd', 0):>9}"
               f" {rr('accept_vs_aiosmtpd'):>16} {share or '-':>12}")
+        for name, v in lv.get("vs_mxgate", {}).items():
+            share = "/".join(f"{x * 100:.0f}%" for x in lv.get("worker_cpu_share", {}).get(name, []))
+            print(f"         {name} ({m(name, 1)} e2e, {m(name, 0)} accept msgs/s) over mxgate in the"
+                  f" same rounds: e2e {v['e2e']:.2f}, accept {v['accept']:.2f}; worker CPU {share}")
         for name, l in lv.get("latency_250_to_next_hop", {}).items():
             print(f"         latency 250 -> next hop, {name}: p50 {l['p50_ms']} ms, p99 "
                   f"{l['p99_ms']} ms ({l['arrived']} of {l['probes']} probes)")
