@@ -42,14 +42,25 @@ struct child {
 	double started;
 };
 
+/*
+ * One socket per listener and worker, all bound to the same address with
+ * SO_REUSEPORT: the kernel spreads new connections over the workers by a
+ * hash of the 4-tuple. With one shared socket, the worker that happened to
+ * be awake took every connection of a burst and left the other core idle
+ * (20 reused sessions all landed on one worker). The master keeps every
+ * socket, so connections hashed to a worker that died wait in its queue for
+ * the replacement instead of being refused.
+ */
 static int
-bind_listener(const struct conf_listener *l, char *err, size_t errlen)
+bind_listener(const struct conf_listener *l, int reuseport, char *err, size_t errlen)
 {
 	int one = 1, fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+		goto fail;
 	if (l->sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 1024) < 0)
@@ -60,6 +71,37 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+/*
+ * Another root process listening with SO_REUSEPORT on the same address
+ * (a second mxgate) would silently share our connections: a socket bound
+ * without it first proves the address is free, as a plain bind would.
+ */
+static int
+bind_listeners(const struct conf *c, int n, int *fds, char *err, size_t errlen)
+{
+	for (int i = 0; i < c->nlisten; i++) {
+		int probe = bind_listener(&c->listen[i], 0, err, errlen);
+
+		if (probe < 0)
+			return -1;
+		close(probe);
+	}
+	for (int i = 0; i < n * c->nlisten; i++)
+		if ((fds[i] = bind_listener(&c->listen[i % c->nlisten], 1, err, errlen)) < 0)
+			return -1;
+	return 0;
+}
+
+/* In a child: close the listening sockets that are not worker `keep`'s (-1: all). */
+static void
+close_listeners(const struct conf *c, const int *fds, int n, int keep)
+{
+	for (int w = 0; w < n; w++)
+		if (w != keep)
+			for (int i = 0; i < c->nlisten; i++)
+				close(fds[w * c->nlisten + i]);
 }
 
 /* Root binds and prepares; the rest runs as conf->user. */
@@ -131,29 +173,30 @@ fork_child(void)
 /* The HTTP listener's socket, -1 without `http`: only its process keeps it. */
 static int http_fd = -1;
 
+/* Worker `index` of n, on its own row of fds (n rows of c->nlisten sockets). */
 static pid_t
-spawn(int index, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
+spawn(int index, int n, struct conf *c, const int *fds, struct connlimit *cl, SSL_CTX *tls)
 {
 	pid_t pid = fork_child();
 
 	if (pid == 0) {
+		close_listeners(c, fds, n, index);
 		if (http_fd >= 0)
 			close(http_fd);
 		metrics_slot(index);
-		_exit(worker_main(index, c, fds, cl, tls));
+		_exit(worker_main(index, c, fds + index * c->nlisten, cl, tls));
 	}
 	return pid;
 }
 
 /* The delivery process: same supervision as a worker, no listener. */
 static pid_t
-spawn_delivery(struct conf *c, const int *fds)
+spawn_delivery(struct conf *c, const int *fds, int n)
 {
 	pid_t pid = fork_child();
 
 	if (pid == 0) {
-		for (int i = 0; i < c->nlisten; i++)
-			close(fds[i]);
+		close_listeners(c, fds, n, -1);
 		if (http_fd >= 0)
 			close(http_fd);
 		if (metrics_shared())
@@ -166,13 +209,12 @@ spawn_delivery(struct conf *c, const int *fds)
 /* The HTTP process (/metrics, /healthz, the portal): no SMTP socket, its
  * own loop; it only reads the shared counters. */
 static pid_t
-spawn_http(struct conf *c, const int *fds)
+spawn_http(struct conf *c, const int *fds, int n)
 {
 	pid_t pid = fork_child();
 
 	if (pid == 0) {
-		for (int i = 0; i < c->nlisten; i++)
-			close(fds[i]);
+		close_listeners(c, fds, n, -1);
 		metrics_slot(-1);
 		_exit(http_main(c, http_fd));
 	}
@@ -204,7 +246,7 @@ raise_nofile(int want)
 int
 master_main(struct conf *c)
 {
-	int fds[CONF_MAX_LISTEN], n = c->workers, running = 1, alive, sfd;
+	int fds[CONF_MAX_LISTEN * MAX_WORKERS], n = c->workers, running = 1, alive, sfd;
 	struct child kids[MAX_WORKERS], dl = { 0, 0 }, hp = { 0, 0 };
 	struct connlimit *cl;
 	SSL_CTX *tls;
@@ -248,13 +290,12 @@ master_main(struct conf *c)
 	snprintf(tlsdir, sizeof tlsdir, "%s/tls", c->state_dir);
 	if (!(tls = tls_server_ctx(c->tls_cert, c->tls_key, tlsdir, c->hostname, err, sizeof err)))
 		goto fatal;
-	for (int i = 0; i < c->nlisten; i++)
-		if ((fds[i] = bind_listener(&c->listen[i], err, sizeof err)) < 0)
-			goto fatal;
+	if (bind_listeners(c, n, fds, err, sizeof err) < 0)
+		goto fatal;
 	if (c->http.enabled) {
 		struct conf_listener hl = { .port = c->http.port, .sa = c->http.sa, .salen = c->http.salen };
 		snprintf(hl.address, sizeof hl.address, "%s", c->http.address);
-		if ((http_fd = bind_listener(&hl, err, sizeof err)) < 0)
+		if ((http_fd = bind_listener(&hl, 0, err, sizeof err)) < 0)
 			goto fatal;
 	}
 	if (uid != (uid_t)-1 && log_chown(uid, gid) < 0) {
@@ -291,15 +332,15 @@ master_main(struct conf *c)
 	}
 	for (int i = 0; i < n; i++) {
 		ready_expect(i);
-		kids[i].pid = spawn(i, c, fds, cl, tls);
+		kids[i].pid = spawn(i, n, c, fds, cl, tls);
 		kids[i].started = clock_mono();
 	}
 	if (c->delivery.enabled) {
-		dl.pid = spawn_delivery(c, fds);
+		dl.pid = spawn_delivery(c, fds, n);
 		dl.started = clock_mono();
 	}
 	if (c->http.enabled) {
-		hp.pid = spawn_http(c, fds);
+		hp.pid = spawn_http(c, fds, n);
 		hp.started = clock_mono();
 	}
 	{
@@ -387,7 +428,7 @@ master_main(struct conf *c)
 				kill(hp.pid, SIGTERM);
 			if (http_fd >= 0)
 				close(http_fd);
-			for (int i = 0; i < c->nlisten; i++)
+			for (int i = 0; i < n * c->nlisten; i++)
 				close(fds[i]);          /* the workers close theirs */
 		}
 		alive = 0;
@@ -399,7 +440,7 @@ master_main(struct conf *c)
 			/* A worker that dies at once waits a second: no fork storm. */
 			if (running && clock_mono() - kids[i].started >= 1.0) {
 				ready_expect(i);
-				kids[i].pid = spawn(i, c, fds, cl, tls);
+				kids[i].pid = spawn(i, n, c, fds, cl, tls);
 				kids[i].started = clock_mono();
 				alive++;
 			} else if (running)
@@ -408,13 +449,13 @@ master_main(struct conf *c)
 		if (dl.pid > 0)
 			alive++;
 		else if (running && c->delivery.enabled && clock_mono() - dl.started >= 1.0) {
-			dl.pid = spawn_delivery(c, fds);
+			dl.pid = spawn_delivery(c, fds, n);
 			dl.started = clock_mono();
 		}
 		if (hp.pid > 0)
 			alive++;
 		else if (running && c->http.enabled && clock_mono() - hp.started >= 1.0) {
-			hp.pid = spawn_http(c, fds);
+			hp.pid = spawn_http(c, fds, n);
 			hp.started = clock_mono();
 		}
 		if (!running && alive == 0)
