@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "json.h"
 #include "queue.h"
+#include "spool.h"
 
 #define ENVELOPE_MAX  (4 << 20)     /* an envelope line longer than this is corrupt */
 #define LENGTH_PREFIX "{\"length\":\""
@@ -189,6 +191,41 @@ count_received(struct qenv *e, const char *p, size_t n)
 	}
 }
 
+/*
+ * A file with a "sum" (spool.h) must match it: a recycled file that a crash
+ * left partly rewritten is whole by length but not by content.
+ */
+static int
+check_sum(int fd, long long length, char *why, size_t whylen)
+{
+	static const char field[] = "\",\"sum\":\"";
+	char head[SPOOL_HEADER_LEN + 1], buf[16384], *end;
+	unsigned long long want;
+	uint64_t h = SPOOL_SUM_INIT;
+	off_t off = SPOOL_HEADER_LEN;
+
+	if (length < SPOOL_HEADER_LEN || pread(fd, head, SPOOL_HEADER_LEN, 0) != SPOOL_HEADER_LEN)
+		return 0;
+	head[SPOOL_HEADER_LEN] = '\0';
+	if (memcmp(head + 31, field, sizeof field - 1) != 0)
+		return 0;                       /* written before "sum" */
+	want = strtoull(head + 40, &end, 16);
+	if (end != head + 56)
+		return 0;
+	while (off < length) {
+		ssize_t n = pread(fd, buf, sizeof buf, off);
+		if (n <= 0)
+			break;
+		h = spool_sum(h, buf, (size_t)n);
+		off += n;
+	}
+	if (off != length || h != (uint64_t)want) {
+		snprintf(why, whylen, "torn: checksum");
+		return -1;
+	}
+	return 0;
+}
+
 int
 queue_load(const char *spool_dir, const char *qid, struct qenv *e, char *why, size_t whylen)
 {
@@ -223,6 +260,8 @@ queue_load(const char *spool_dir, const char *qid, struct qenv *e, char *why, si
 		snprintf(why, whylen, "torn: length %lld, size %lld", length, (long long)st.st_size);
 		goto fail;
 	}
+	if (check_sum(fd, length, why, whylen) < 0)
+		goto fail;
 	e->size = length;
 	while (!nl) {
 		char *nb;
@@ -302,8 +341,7 @@ queue_remove(const char *spool_dir, const char *qid)
 {
 	char p[1024];
 
-	path(p, sizeof p, spool_dir, "queue", qid);
-	unlink(p);
+	spool_recycle(spool_dir, qid);          /* the file first: no file without its status */
 	path(p, sizeof p, spool_dir, "status", qid);
 	unlink(p);
 }

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,15 +34,20 @@
 #include "safepath.h"
 #include "spool.h"
 
-#define LENGTH_FIELD "{\"length\":\"00000000000000000000\","
+#define LENGTH_FIELD "{\"length\":\"00000000000000000000\",\"sum\":\"0000000000000000\","
 #define LENGTH_AT    11                 /* offset of the digits */
 #define LENGTH_DIGITS 20
+#define SUM_AT       40                 /* offset of the checksum's 16 hex digits */
+#define SUM_DIGITS   16
+#define FREE_SLOTS   1024               /* queue/.free.PID.N: recycled files, per writer */
 
 struct spool_msg {
 	struct spool     *sp;
 	int               fd;
 	int               ok;
+	int               recycled;         /* queue/.t.PID.QID, not tmp/PID.QID */
 	unsigned long long size;            /* bytes written so far */
+	uint64_t          sum;              /* spool_sum() of what follows the header */
 	char              qid[QID_LEN];
 	spool_done_cb    *cb;
 	void             *arg;
@@ -59,6 +65,7 @@ struct spool {
 	struct spool_msg *done, **done_tail;  /* committer -> loop */
 	int               stop;
 	long              pending;            /* committed but not yet called back */
+	unsigned          cursor;             /* the next free slot to try */
 };
 
 /*
@@ -126,16 +133,20 @@ out:
 	return rc;
 }
 
-void
-spool_clean_tmp(const char *dir, pid_t pid)
+/* In dir/sub, the files named prefix+pid+"." (every pid when pid is 0). */
+static void
+clean_dir(const char *dir, const char *sub, const char *prefix, pid_t pid)
 {
-	char p[1024], prefix[32];
+	char p[1024], start[40];
 	DIR *d;
 	struct dirent *de;
 	int dfd;
 
-	snprintf(p, sizeof p, "%s/tmp", dir);
-	snprintf(prefix, sizeof prefix, "%d.", (int)pid);
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	if (pid)
+		snprintf(start, sizeof start, "%s%d.", prefix, (int)pid);
+	else
+		snprintf(start, sizeof start, "%s", prefix);
 	if ((dfd = safe_open(p, O_RDONLY | O_DIRECTORY, 0)) < 0)
 		return;
 	if (!(d = fdopendir(dfd))) {
@@ -143,12 +154,21 @@ spool_clean_tmp(const char *dir, pid_t pid)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    (!start[0] && de->d_name[0] == '.'))
 			continue;
-		if (pid == 0 || strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+		if (strncmp(de->d_name, start, strlen(start)) == 0)
 			unlinkat(dfd, de->d_name, 0);
 	}
 	closedir(d);
+}
+
+void
+spool_clean_tmp(const char *dir, pid_t pid)
+{
+	clean_dir(dir, "tmp", "", pid);
+	clean_dir(dir, "queue", ".t.", pid);   /* recycled files being written */
+	clean_dir(dir, "queue", ".free.", pid);
 }
 
 /*
@@ -179,10 +199,55 @@ qid_new(char out[QID_LEN])
 	out[n] = '\0';
 }
 
+/* Where a message is written: tmp/PID.QID (a new file) or queue/.t.PID.QID (a recycled one). */
 static void
-tmpname(char *buf, size_t len, const char *qid)
+tmpname(char *buf, size_t len, const struct spool_msg *m)
 {
-	snprintf(buf, len, "%d.%s", (int)getpid(), qid);
+	snprintf(buf, len, "%s%d.%s", m->recycled ? ".t." : "", (int)getpid(), m->qid);
+}
+
+static int
+tmpdir(const struct spool_msg *m)
+{
+	return m->recycled ? m->sp->queuefd : m->sp->tmpfd;
+}
+
+uint64_t
+spool_sum(uint64_t h, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;      /* FNV-1a */
+	return h;
+}
+
+/*
+ * A file the delivery process finished with (spool_recycle()) is taken with
+ * a rename no one else can win, then overwritten: no inode is allocated. On
+ * ext4 without a journal, allocating one skips every inode of the group
+ * freed in the last 60 s (recently_deleted()): with delivery deleting as
+ * fast as we accept, that scan was a quarter of the workers' CPU. Each
+ * process has its own ring of slots, queue/.free.PID.N, filled in order by
+ * the delivery process (one producer) and taken in order here (one
+ * consumer): one rename tells whether the next one is there.
+ */
+static int
+claim(struct spool *sp, struct spool_msg *m)
+{
+	char from[48], to[64];
+
+	m->recycled = 1;
+	tmpname(to, sizeof to, m);
+	snprintf(from, sizeof from, ".free.%d.%u", (int)getpid(), sp->cursor % FREE_SLOTS);
+	if (renameat2(sp->queuefd, from, sp->queuefd, to, RENAME_NOREPLACE) == 0) {
+		sp->cursor++;
+		if ((m->fd = openat(sp->queuefd, to, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
+			return 0;
+		unlinkat(sp->queuefd, to, 0);
+	}
+	m->recycled = 0;
+	return -1;
 }
 
 struct spool_msg *
@@ -195,8 +260,10 @@ spool_create(struct spool *sp, const char *qid)
 		return NULL;
 	m->sp = sp;
 	snprintf(m->qid, sizeof m->qid, "%s", qid);
-	tmpname(name, sizeof name, qid);
-	m->fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (claim(sp, m) < 0) {
+		tmpname(name, sizeof name, m);
+		m->fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (m->fd < 0) {
 		free(m);
 		return NULL;
@@ -205,6 +272,7 @@ spool_create(struct spool *sp, const char *qid)
 		spool_abort(m);
 		return NULL;
 	}
+	m->sum = SPOOL_SUM_INIT;
 	return m;
 }
 
@@ -213,6 +281,7 @@ spool_write(struct spool_msg *m, const void *buf, size_t n)
 {
 	const char *p = buf;
 
+	m->sum = spool_sum(m->sum, buf, n);
 	while (n > 0) {
 		ssize_t w = write(m->fd, p, n);
 		if (w < 0) {
@@ -232,26 +301,86 @@ spool_abort(struct spool_msg *m)
 {
 	char name[64];
 
-	tmpname(name, sizeof name, m->qid);
-	unlinkat(m->sp->tmpfd, name, 0);
+	tmpname(name, sizeof name, m);
+	unlinkat(tmpdir(m), name, 0);
 	close(m->fd);
 	free(m);
+}
+
+/* The pid qid_new() wrote into a queue id, or 0. */
+static pid_t
+qid_pid(const char *qid)
+{
+	static const char b32[] = "0123456789ABCDEFGHJKLMNPQRSTVWXY";
+	unsigned pid = 0;
+
+	if (strlen(qid) != 19)          /* 11 time, 5 pid, 3 counter */
+		return 0;
+	for (int i = 4; i >= 0; i--) {
+		const char *c = memchr(b32, qid[11 + i], 32);
+		if (!c || !qid[11 + i])
+			return 0;
+		pid = pid << 5 | (unsigned)(c - b32);
+	}
+	return (pid_t)pid;
+}
+
+/*
+ * The delivery process is done with queue/QID: it goes back to the ring of
+ * the process that wrote it (its pid is in the queue id), if that one still
+ * runs and has room, instead of being deleted. A crash can bring back a
+ * file whose rename did not reach the disk: under its old name it is the
+ * old message, whole (a duplicate, as an unlink that did not reach the disk
+ * would be); a recycled file renamed to a new name but only partly
+ * rewritten fails its "sum" and is skipped. The master removes the ring of
+ * a process that died.
+ */
+void
+spool_recycle(const char *dir, const char *qid)
+{
+	static struct { pid_t pid; unsigned next; } ring[64];
+	static unsigned victim;
+	char from[1024], to[1024];
+	pid_t pid = qid_pid(qid);
+	int r = -1;
+
+	snprintf(from, sizeof from, "%s/queue/%s", dir, qid);
+	if (pid <= 1 || (kill(pid, 0) < 0 && errno == ESRCH)) {
+		unlink(from);
+		return;
+	}
+	for (int i = 0; i < 64 && r < 0; i++)
+		if (ring[i].pid == pid)
+			r = i;
+	if (r < 0) {
+		r = (int)(victim++ % 64);
+		ring[r].pid = pid;
+		ring[r].next = 0;
+	}
+	snprintf(to, sizeof to, "%s/queue/.free.%d.%u", dir, (int)pid, ring[r].next % FREE_SLOTS);
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		ring[r].next++;
+	else
+		unlink(from);                   /* its ring is full */
 }
 
 /* One round: everything queued so far becomes durable together. */
 static void
 commit_batch(struct spool *sp, struct spool_msg *batch)
 {
-	char name[64], digits[LENGTH_DIGITS + 1];
+	char name[64], digits[LENGTH_DIGITS + 1], sum[SUM_DIGITS + 1];
 	int synced;
 
 	for (struct spool_msg *m = batch; m; m = m->next) {
-		tmpname(name, sizeof name, m->qid);
+		tmpname(name, sizeof name, m);
 		snprintf(digits, sizeof digits, "%0*llu", LENGTH_DIGITS, m->size);
+		snprintf(sum, sizeof sum, "%0*llx", SUM_DIGITS, (unsigned long long)m->sum);
 		m->ok = pwrite(m->fd, digits, LENGTH_DIGITS, LENGTH_AT) == LENGTH_DIGITS &&
-		    renameat(sp->tmpfd, name, sp->queuefd, m->qid) == 0;
+		    pwrite(m->fd, sum, SUM_DIGITS, SUM_AT) == SUM_DIGITS &&
+		    (!m->recycled || ftruncate(m->fd, (off_t)m->size) == 0) &&
+		    renameat(tmpdir(m), name, sp->queuefd, m->qid) == 0;
 		if (!m->ok)
-			unlinkat(sp->tmpfd, name, 0);
+			unlinkat(tmpdir(m), name, 0);
 	}
 	synced = syncfs(sp->queuefd) == 0;
 	for (struct spool_msg *m = batch; m; m = m->next) {

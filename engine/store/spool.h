@@ -1,12 +1,14 @@
 /*
  * spool.h - accepted mail on disk, durable before the 250.
  *
- * A message is written into tmp/PID.QID while DATA streams in, then
- * spool_commit() hands it to the worker's committer thread, which makes a
- * whole batch durable at once (group commit: one flush for every session
- * that finished DATA meanwhile), renames each file into queue/QID, syncs
- * the directory and only then calls back on the loop thread. Nothing in
- * queue/ is ever partial; tmp/ is cleaned when its writer is gone.
+ * A message is written while DATA streams in, into a recycled file
+ * (queue/.t.PID.QID, taken from the process's ring queue/.free.PID.N) or a
+ * new tmp/PID.QID; then spool_commit() hands it to the worker's committer
+ * thread, which makes a whole batch durable at once (group commit: one
+ * flush for every session that finished DATA meanwhile), renames each file
+ * into queue/QID, syncs and only then calls back on the loop thread. Names
+ * starting with "." in queue/ are not messages; they and tmp/ are cleaned
+ * when their writer is gone.
  *
  * File format: one JSON line with the envelope, then the message (CRLF).
  * The envelope's first member is "length": the file's whole size, fixed
@@ -17,6 +19,7 @@
 #define MXGATE_SPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct ev_loop;
@@ -27,7 +30,7 @@ struct spool_msg;
 
 /* Creates tmp/ and queue/ under dir. 0 or -1 (errno). Master, before fork. */
 int  spool_prepare(const char *dir, uid_t uid, gid_t gid);
-/* Removes tmp/ files left by process pid (0: all of them). */
+/* Removes tmp/ (and queue/.t.) files left by process pid (0: all of them). */
 void spool_clean_tmp(const char *dir, pid_t pid);
 
 struct spool *spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen);
@@ -43,5 +46,18 @@ void  spool_abort(struct spool_msg *m);       /* unlinks and frees */
 /* ok=1: durable in queue/. The message is freed before cb runs. */
 typedef void spool_done_cb(void *arg, int ok);
 void  spool_commit(struct spool_msg *m, spool_done_cb *cb, void *arg);
+
+/*
+ * The envelope's second member, "sum", is 16 hex digits of spool_sum()
+ * over everything after the fixed-width header (SPOOL_HEADER_LEN bytes),
+ * filled in at commit: a recycled file that a crash left partly rewritten
+ * fails it. Files without it (older ones) are checked by length only.
+ */
+#define SPOOL_HEADER_LEN 58
+#define SPOOL_SUM_INIT   0xcbf29ce484222325ULL
+uint64_t spool_sum(uint64_t h, const void *buf, size_t n);
+
+/* The delivery process is done with queue/QID: a free slot for the next message, or unlinked. */
+void spool_recycle(const char *dir, const char *qid);
 
 #endif

@@ -374,5 +374,43 @@ class TestTornFile(DeliveryTest):
         self.assertTrue(os.path.exists(os.path.join(self.server.spool_dir(), "corrupt", "TORN")))
 
 
+class TestRecycledFiles(DeliveryTest):
+    """A delivered queue file becomes queue/.free.N and the next accepted
+    message is written into it (no inode allocated, none freed)."""
+
+    def free_files(self):
+        q = os.path.join(self.server.spool_dir(), "queue")
+        return {os.stat(os.path.join(q, n)).st_ino: n for n in os.listdir(q) if n.startswith(".free.")}
+
+    def test_the_next_message_is_written_into_the_file_of_one_delivered(self):
+        self.send(["bob@hosted.test"], b"Subject: first\r\n\r\n" + (b"x" * 70 + b"\r\n") * 80)
+        self.queue_empty()
+        free = wait_for(self.free_files, what="a recycled file")
+        self.srv["main"].stop()                     # the second one stays queued
+        self.send(["bob@hosted.test"], b"Subject: second\r\n\r\nshort\r\n")
+        [qid] = self.server.queue()
+        q = os.path.join(self.server.spool_dir(), "queue")
+        self.assertIn(os.stat(os.path.join(q, qid)).st_ino, free)
+        env, msg = self.server.message(qid)         # whole: length = size, no old bytes left
+        self.assertTrue(msg.endswith(b"Subject: second\r\n\r\nshort\r\n"))
+        self.assertNotIn(b"xxxx", msg)
+
+    def test_a_file_whose_content_does_not_match_its_sum_is_skipped_as_torn(self):
+        self.srv["main"].stop()
+        self.send(["bob@hosted.test"], b"Subject: mine\r\n\r\nHello.\r\n")
+        [qid] = self.server.queue()
+        q = os.path.join(self.server.spool_dir(), "queue")
+        with open(os.path.join(q, qid), "rb") as f:
+            data = f.read()
+        self.assertRegex(data[:58], rb'^\{"length":"\d{20}","sum":"[0-9a-f]{16}",$')
+        # What a crash can leave of a recycled file: the new header, old bytes after it.
+        tmp = os.path.join(self.server.spool_dir(), "tmp", "mixed")
+        with open(tmp, "wb") as f:
+            f.write(data.replace(b"Hello.", b"Olleh."))
+        os.rename(tmp, os.path.join(q, "MIXED"))
+        e = wait_for(lambda: self.server.events("queue_skipped"), what="the skip")[0]
+        self.assertEqual((e["qid"], e["why"]), ("MIXED", "torn: checksum"))
+
+
 if __name__ == "__main__":
     unittest.main()
