@@ -170,7 +170,7 @@ def free_port(preferred, avoid=()):
     raise SetupError(f"no free port near {preferred}")
 
 
-def count_files(top, skip_dirs=()):
+def count_files(top, skip_dirs=(), skip_hidden=False):
     """Regular files (not symlinks) under top, skipping dirs named in
     skip_dirs. scandir's d_type answers without a stat() per file: this runs
     twice per timed run over spools of tens of thousands of files."""
@@ -186,7 +186,8 @@ def count_files(top, skip_dirs=()):
                     if e.is_dir(follow_symlinks=False):
                         if e.name not in skip_dirs:
                             todo.append(e.path)
-                    elif e.is_file(follow_symlinks=False):
+                    elif e.is_file(follow_symlinks=False) and not (
+                            skip_hidden and e.name.startswith(".")):
                         n += 1
                 except OSError:
                     pass

@@ -360,6 +360,7 @@ master_main(struct conf *c)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if (pid == dl.pid) {
 				dl.pid = 0;
+				spool_clean_tmp(c->spool_dir, pid);     /* its bounces being written, its ring */
 				if (running)
 					log_death("delivery_died", "pid", pid, status);
 			}
