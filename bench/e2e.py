@@ -219,10 +219,12 @@ def mx_roles(mx):
 
 
 def one_run(root, srv, sink, sessions, n, size, worker_cpu=None):
-    """Send n messages; returns (accept msgs/s, end-to-end msgs/s or None)."""
+    """Send n messages; returns (accept msgs/s, end-to-end msgs/s or None,
+    the server's CPU µs per message: every process, user + system)."""
     base = sink.count
     workers = mx_roles(srv)[0] if worker_cpu is not None else []
     c0 = [sum(procs.cpu_split([w])) for w in workers]
+    all0 = sum(procs.cpu_split(srv.pids()))
     os.sync()
     t0 = time.monotonic()
     dt, rc, out = postfix.smtp_source(root, srv.port, sessions, n, True, size, RCPT, SENDER,
@@ -234,7 +236,8 @@ def one_run(root, srv, sink, sessions, n, size, worker_cpu=None):
         worker_cpu.append([sum(procs.cpu_split([w])) - c for w, c in zip(workers, c0)])
     if srv.name != "aiosmtpd" and done is None:
         raise SetupError(f"{srv.name}: the sink stalled at {sink.count - base} of {n}")
-    return n / dt, (n / (done - t0) if done else None)
+    cpu = (sum(procs.cpu_split(srv.pids())) - all0) * 1e6 / n
+    return n / dt, (n / (done - t0) if done else None), cpu
 
 
 def med(xs):
@@ -254,7 +257,7 @@ def measure_level(root, servers, sink, sessions, a, probe=None):
     cpu = {s.name: [] for s in servers if isinstance(s, MxgateServer)}
     for s in servers:
         n = max(100, 10 * sessions)
-        acc, e2e = one_run(root, s, sink, sessions, n, a.size)
+        acc, e2e, _ = one_run(root, s, sink, sessions, n, a.size)
         sizes[s.name] = int(min(max((e2e or acc) * a.seconds, 20 * sessions, 200), 50000))
         log(f"  {s.name} warm-up {sessions} sessions: accept {acc:.0f}/s e2e "
             f"{e2e and round(e2e)}/s -> {sizes[s.name]} msgs a run")
@@ -263,11 +266,11 @@ def measure_level(root, servers, sink, sessions, a, probe=None):
         if r % 2:
             order.reverse()
         for s in order:
-            acc, e2e = one_run(root, s, sink, sessions, sizes[s.name], a.size,
-                               cpu.get(s.name))
-            runs[s.name].append((acc, e2e))
+            acc, e2e, us = one_run(root, s, sink, sessions, sizes[s.name], a.size,
+                                   cpu.get(s.name))
+            runs[s.name].append((acc, e2e, us))
             log(f"  round {r + 1} {s.name:8} {sessions:3} sessions: accept {acc:7.0f}/s "
-                f"end-to-end {e2e and round(e2e)}/s")
+                f"end-to-end {e2e and round(e2e)}/s, {us:.0f} CPU µs/msg")
     out = {"sessions": sessions, "runs": runs, "messages_per_run": sizes}
     for name, c in cpu.items():
         if c:
@@ -279,7 +282,8 @@ def measure_level(root, servers, sink, sessions, a, probe=None):
         if isinstance(s, MxgateServer) and s.name != "mxgate":
             out.setdefault("vs_mxgate", {})[s.name] = {
                 k: round(med([x[i] / m[i] for x, m in zip(runs[s.name], runs["mxgate"])
-                              if x[i] and m[i]]) or 0, 2) for k, i in (("accept", 0), ("e2e", 1))}
+                              if x[i] and m[i]]) or 0, 2)
+                for k, i in (("accept", 0), ("e2e", 1), ("cpu_per_msg", 2))}
     for peer, which in (("postfix", 1), ("aiosmtpd", 0)):
         if "mxgate" in names and peer in names:
             rs = [m[which] / p[which] for m, p in zip(runs["mxgate"], runs[peer])
@@ -443,7 +447,8 @@ def report(res):
     print("\nEnd to end: smtp-source -> server -> smtp-sink (msgs/s counted at the sink);"
           " accept = the same runs' 250 rate; medians of the rounds, ratios per round")
     print(f"{'sessions':>8} {'mxgate e2e':>11} {'postfix e2e':>12} {'mx/pf e2e':>16}"
-          f" {'mx accept':>10} {'aiosmtpd':>9} {'mx/aio accept':>16} {'worker CPU':>12}")
+          f" {'mx accept':>10} {'aiosmtpd':>9} {'mx/aio accept':>16} {'worker CPU':>12}"
+          f" {'mx µs':>7} {'pf µs':>7}")
     for lv in res["levels"]:
         runs = lv["runs"]
 
@@ -457,11 +462,13 @@ def report(res):
         share = "/".join(f"{x * 100:.0f}%" for x in lv.get("worker_cpu_share", {}).get("mxgate", []))
         print(f"{lv['sessions']:>8} {m('mxgate', 1):>11} {m('postfix', 1):>12}"
               f" {rr('e2e_vs_postfix'):>16} {m('mxgate', 0):>10} {m('aiosmtpd', 0):>9}"
-              f" {rr('accept_vs_aiosmtpd'):>16} {share or '-':>12}")
+              f" {rr('accept_vs_aiosmtpd'):>16} {share or '-':>12}"
+              f" {m('mxgate', 2):>7} {m('postfix', 2):>7}")
         for name, v in lv.get("vs_mxgate", {}).items():
             share = "/".join(f"{x * 100:.0f}%" for x in lv.get("worker_cpu_share", {}).get(name, []))
             print(f"         {name} ({m(name, 1)} e2e, {m(name, 0)} accept msgs/s) over mxgate in the"
-                  f" same rounds: e2e {v['e2e']:.2f}, accept {v['accept']:.2f}; worker CPU {share}")
+                  f" same rounds: e2e {v['e2e']:.2f}, accept {v['accept']:.2f}, CPU per message"
+                  f" {v['cpu_per_msg']:.2f}; worker CPU {share}")
         for name, l in lv.get("latency_250_to_next_hop", {}).items():
             print(f"         latency 250 -> next hop, {name}: p50 {l['p50_ms']} ms, p99 "
                   f"{l['p99_ms']} ms ({l['arrived']} of {l['probes']} probes)")
