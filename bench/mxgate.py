@@ -178,6 +178,6 @@ class MxgateServer:
 
     def queued(self):
         """Regular files under the spool (state_dir/spool/ unless spool_dir
-        is set), excluding tmp/ dirs and dot files (queue/.free.PID.N and
-        .t.PID.QID: recycled files): one per accepted message."""
+        is set), excluding tmp/ dirs and dot files (queue/.free.PID.N:
+        recycled files): one per accepted message."""
         return count_files(self.spool, skip_dirs=("tmp",), skip_hidden=True)

@@ -45,7 +45,8 @@ struct spool_msg {
 	struct spool     *sp;
 	int               fd;
 	int               ok;
-	int               recycled;         /* queue/.t.PID.QID, not tmp/PID.QID */
+	int               recycled;         /* queue/.free.PID.<slot>, not tmp/PID.QID */
+	unsigned          slot;
 	unsigned long long size;            /* bytes written so far */
 	uint64_t          sum;              /* spool_sum() of what follows the header */
 	char              qid[QID_LEN];
@@ -65,7 +66,8 @@ struct spool {
 	struct spool_msg *done, **done_tail;  /* committer -> loop */
 	int               stop;
 	long              pending;            /* committed but not yet called back */
-	unsigned          cursor;             /* the next free slot to try */
+	unsigned          cursor;             /* the next slot of our ring to take */
+	uint64_t          busy[FREE_SLOTS / 64];  /* slots being written (the ring can wrap) */
 };
 
 /*
@@ -167,8 +169,7 @@ void
 spool_clean_tmp(const char *dir, pid_t pid)
 {
 	clean_dir(dir, "tmp", "", pid);
-	clean_dir(dir, "queue", ".t.", pid);   /* recycled files being written */
-	clean_dir(dir, "queue", ".free.", pid);
+	clean_dir(dir, "queue", ".free.", pid); /* its ring, and what it was writing there */
 }
 
 /*
@@ -199,11 +200,14 @@ qid_new(char out[QID_LEN])
 	out[n] = '\0';
 }
 
-/* Where a message is written: tmp/PID.QID (a new file) or queue/.t.PID.QID (a recycled one). */
+/* Where a message is written: tmp/PID.QID (a new file) or its ring slot queue/.free.PID.N. */
 static void
 tmpname(char *buf, size_t len, const struct spool_msg *m)
 {
-	snprintf(buf, len, "%s%d.%s", m->recycled ? ".t." : "", (int)getpid(), m->qid);
+	if (m->recycled)
+		snprintf(buf, len, ".free.%d.%u", (int)getpid(), m->slot);
+	else
+		snprintf(buf, len, "%d.%s", (int)getpid(), m->qid);
 }
 
 static int
@@ -223,31 +227,43 @@ spool_sum(uint64_t h, const void *buf, size_t n)
 }
 
 /*
- * A file the delivery process finished with (spool_recycle()) is taken with
- * a rename no one else can win, then overwritten: no inode is allocated. On
- * ext4 without a journal, allocating one skips every inode of the group
- * freed in the last 60 s (recently_deleted()): with delivery deleting as
- * fast as we accept, that scan was a quarter of the workers' CPU. Each
- * process has its own ring of slots, queue/.free.PID.N, filled in order by
- * the delivery process (one producer) and taken in order here (one
- * consumer): one rename tells whether the next one is there.
+ * A file the delivery process finished with (spool_recycle()) is opened
+ * where it lies and overwritten: no inode is allocated. On ext4 without a
+ * journal, allocating one skips every inode of the group freed in the last
+ * 60 s (recently_deleted()): with delivery deleting as fast as we accept,
+ * that scan was a quarter of the workers' CPU. Each process has its own
+ * ring of slots, queue/.free.PID.N, filled in order by the delivery process
+ * (one producer, which never replaces a slot that exists) and taken in
+ * order here (one consumer): the slot is ours until the commit renames it
+ * to queue/QID. `busy` keeps two messages out of one slot when more than
+ * FREE_SLOTS are written at once.
  */
 static int
 claim(struct spool *sp, struct spool_msg *m)
 {
-	char from[48], to[64];
+	char name[48];
+	unsigned slot = sp->cursor % FREE_SLOTS;
 
+	if (sp->busy[slot / 64] & (1ULL << (slot % 64)))
+		return -1;
 	m->recycled = 1;
-	tmpname(to, sizeof to, m);
-	snprintf(from, sizeof from, ".free.%d.%u", (int)getpid(), sp->cursor % FREE_SLOTS);
-	if (renameat2(sp->queuefd, from, sp->queuefd, to, RENAME_NOREPLACE) == 0) {
+	m->slot = slot;
+	tmpname(name, sizeof name, m);
+	if ((m->fd = openat(sp->queuefd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		sp->busy[slot / 64] |= 1ULL << (slot % 64);
 		sp->cursor++;
-		if ((m->fd = openat(sp->queuefd, to, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
-			return 0;
-		unlinkat(sp->queuefd, to, 0);
+		return 0;
 	}
 	m->recycled = 0;
 	return -1;
+}
+
+/* The loop thread only: the slot can be taken again. */
+static void
+release(struct spool_msg *m)
+{
+	if (m->recycled)
+		m->sp->busy[m->slot / 64] &= ~(1ULL << (m->slot % 64));
 }
 
 struct spool_msg *
@@ -302,7 +318,9 @@ spool_abort(struct spool_msg *m)
 	char name[64];
 
 	tmpname(name, sizeof name, m);
-	unlinkat(tmpdir(m), name, 0);
+	if (!m->recycled)               /* a slot stays a slot, whatever it holds */
+		unlinkat(tmpdir(m), name, 0);
+	release(m);
 	close(m->fd);
 	free(m);
 }
@@ -379,7 +397,7 @@ commit_batch(struct spool *sp, struct spool_msg *batch)
 		    pwrite(m->fd, sum, SUM_DIGITS, SUM_AT) == SUM_DIGITS &&
 		    (!m->recycled || ftruncate(m->fd, (off_t)m->size) == 0) &&
 		    renameat(tmpdir(m), name, sp->queuefd, m->qid) == 0;
-		if (!m->ok)
+		if (!m->ok && !m->recycled)
 			unlinkat(tmpdir(m), name, 0);
 	}
 	synced = syncfs(sp->queuefd) == 0;
@@ -439,6 +457,7 @@ deliver_done(struct spool *sp)
 		int ok = m->ok;
 
 		list = m->next;
+		release(m);
 		free(m);
 		sp->pending--;
 		cb(arg, ok);

@@ -1,9 +1,8 @@
 /*
  * spool.h - accepted mail on disk, durable before the 250.
  *
- * A message is written while DATA streams in, into a recycled file
- * (queue/.t.PID.QID, taken from the process's ring queue/.free.PID.N) or a
- * new tmp/PID.QID; then spool_commit() hands it to the worker's committer
+ * A message is written while DATA streams in, into a recycled file (the
+ * next slot of the process's ring, queue/.free.PID.N) or a new tmp/PID.QID; then spool_commit() hands it to the worker's committer
  * thread, which makes a whole batch durable at once (group commit: one
  * flush for every session that finished DATA meanwhile), renames each file
  * into queue/QID, syncs and only then calls back on the loop thread. Names
@@ -30,7 +29,7 @@ struct spool_msg;
 
 /* Creates tmp/ and queue/ under dir. 0 or -1 (errno). Master, before fork. */
 int  spool_prepare(const char *dir, uid_t uid, gid_t gid);
-/* Removes tmp/ (and queue/.t.) files left by process pid (0: all of them). */
+/* Removes tmp/ files and the ring (queue/.free.PID.N) of process pid (0: all of them). */
 void spool_clean_tmp(const char *dir, pid_t pid);
 
 struct spool *spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen);

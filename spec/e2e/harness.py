@@ -250,18 +250,14 @@ class Mxgate:
         return os.path.join(self.dir, "var/spool")
 
     def queue(self):
-        """Queued messages: queue/ without its dot files (.free.N recycled
-        files, .t.PID.QID messages being written into one)."""
+        """Queued messages: queue/ without its dot files (.free.PID.N: recycled
+        files, and messages being written into them)."""
         q = os.path.join(self.spool_dir(), "queue")
         return sorted(n for n in os.listdir(q) if not n.startswith(".")) if os.path.isdir(q) else []
 
     def tmp(self):
-        """Messages being written, as PID.QID: tmp/ files and queue/.t. ones."""
         t = os.path.join(self.spool_dir(), "tmp")
-        q = os.path.join(self.spool_dir(), "queue")
-        names = os.listdir(t) if os.path.isdir(t) else []
-        names += [n[3:] for n in (os.listdir(q) if os.path.isdir(q) else []) if n.startswith(".t.")]
-        return sorted(names)
+        return sorted(os.listdir(t)) if os.path.isdir(t) else []
 
     def worker_pids(self):
         """Pids of the running workers: worker_start events minus worker_died ones."""
