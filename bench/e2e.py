@@ -335,26 +335,39 @@ def queued_phase(root, binary, a, ports, sink):
            "delivery_private_kib_after": m1,
            "bytes_per_queued_msg": round((m1 - m0) * 1024 / a.queued)}
     mx.stop()
+    # Restart with the route still down: every message is loaded and
+    # deferred, nothing else to do (the start-up the issue asks for).
+    t_ready, t_scan = restart(mx)
+    res.update({"restart_down_to_220_s": t_ready, "restart_down_to_scanned_s": t_scan,
+                "delivery_private_kib_restarted": procs.mem([mx_roles(mx)[1]])["private"]})
+    mx.stop()
+    # And with the route up: loaded while delivering, until the sink has all.
     mx.cfg["hosted_domains"][DOMAIN]["route"] = f"127.0.0.1:{ports['sink']}"
     base = sink.count
     t0 = time.monotonic()
-    mx.start(fresh=False)
-    t_ready = time.monotonic() - t0
-    t_scan = None
-    while t_scan is None and time.monotonic() - t0 < 600:
-        try:
-            with open(mx.logfile) as f:
-                if "event=delivery_scanned" in f.read():
-                    t_scan = time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.05)
+    t_ready, t_scan = restart(mx)
     done = sink.wait_for(base + res["queued"], stall=60)
-    res.update({"start_to_220_s": round(t_ready, 2), "start_to_scanned_s": t_scan and round(t_scan, 2),
+    res.update({"start_to_220_s": t_ready, "start_to_scanned_s": t_scan,
                 "start_to_all_delivered_s": done and round(done - t0, 2),
                 "delivered": sink.count - base})
     mx.stop()
     return res
+
+
+def restart(mx):
+    """Starts mx on its queue: seconds to the 220 and to delivery_scanned."""
+    t0 = time.monotonic()
+    mx.start(fresh=False)
+    t_ready = time.monotonic() - t0
+    while time.monotonic() - t0 < 600:
+        try:
+            with open(mx.logfile) as f:
+                if "event=delivery_scanned" in f.read():
+                    return round(t_ready, 2), round(time.monotonic() - t0, 2)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return round(t_ready, 2), None
 
 
 def main():
@@ -475,9 +488,10 @@ def report(res):
     q = res.get("queued")
     if q:
         print(f"queued {q['queued']}: delivery process {q['bytes_per_queued_msg']} B/message"
-              f" private; restart: 220 after {q['start_to_220_s']} s, all loaded after"
-              f" {q['start_to_scanned_s']} s, all {q['delivered']} at the sink after"
-              f" {q['start_to_all_delivered_s']} s")
+              f" private; restart with the route down: 220 after {q['restart_down_to_220_s']} s,"
+              f" every file loaded after {q['restart_down_to_scanned_s']} s; with the route up:"
+              f" all loaded after {q['start_to_scanned_s']} s, all {q['delivered']} at the sink"
+              f" after {q['start_to_all_delivered_s']} s")
 
 
 if __name__ == "__main__":
