@@ -219,6 +219,33 @@ class RedisTally:
         return r
 
 
+# issue 14: the rules row again with the HTTP listener on (shared-memory
+# counters incremented on every reply) while a client scrapes /metrics
+# every second for the whole matrix.
+METRICS_PORT = postfix.free_port(18025, set())
+METRICS_ON = dict(RULES_NONET, http={"address": "127.0.0.1", "port": METRICS_PORT})
+
+
+def _scrape(server, ctx=None):
+    """A scraper thread: GET /metrics once a second until the bench exits."""
+    import threading
+    import urllib.request
+    url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+    stats = {"ok": 0, "failed": 0}
+
+    def loop():
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    r.read()
+                stats["ok"] += 1
+            except OSError:
+                stats["failed"] += 1
+            time.sleep(1)
+    threading.Thread(target=loop, daemon=True).start()
+    return f"scraping {url} every second"
+
+
 M20 = ["msgs_20"]
 # The DNSBL rows also at one message per connection: every message is a
 # new session, so the connect-time prefetch and the per-session look-up
@@ -289,6 +316,10 @@ VARIANTS = [
             ref="rules", target=0.10, issue="issue 5 greylisting",
             note="rules + greylist { delay = 1 } for a client on the allow list "
             "(mxgate state add allow 127.0.0.1)"),
+    Variant("metrics", mxgate=METRICS_ON, setup=_scrape, metrics=M20, interleave=True,
+            ref="rules", target=0.02, issue="issue 14 metrics on (>= 0.98x off)",
+            note="rules with http = {...} on: every session and reply counted in shared "
+            "memory, /metrics scraped every second; ref: the same rules, metrics off"),
     # --- the cost of one hook call, without the network (bench/hook_bench.c)
     Variant("hookcost", kind="micro", metrics=[],
             note="C microbenchmark: ops->decide() per stage, in-process"),

@@ -17,6 +17,8 @@
 
 #include "bridge.h"
 #include "callout.h"
+#include "clock.h"
+#include "metrics.h"
 
 struct co_req {
 	struct lpolicy       *pol;
@@ -25,6 +27,7 @@ struct co_req {
 	int                   in_call;
 	int                   answered;
 	struct callout_answer answer;
+	double                started;      /* clock_mono() */
 };
 
 static int
@@ -53,6 +56,7 @@ on_answer(void *arg, const struct callout_answer *a)
 	struct lctx *x;
 	uint64_t token = r->token;
 
+	metrics_observe(MH_CALLOUT, clock_mono() - r->started);
 	if (r->in_call) {
 		r->answer = *a;
 		r->answered = 1;
@@ -81,6 +85,7 @@ start(lua_State *L, const char *what, const char *route, const char *address)
 	r->key = x->key;
 	r->token = token = ++x->pol->next_token;
 	r->in_call = 1;
+	r->started = clock_mono();
 	callout_verify(x->pol->callout, route, NULL, address, on_answer, r);
 	if (r->answered) {
 		int n = push_answer(L, &r->answer);

@@ -10,13 +10,18 @@
  * answer arrives. DNSBL checks (stdlib/dnsbl.lua) are built on this, so a
  * recorded session replays them exactly from its dns answers.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
+#include <strings.h>
+
 #include "bridge.h"
+#include "clock.h"
 #include "dns.h"
+#include "metrics.h"
 
 struct dns_req {
 	struct lpolicy   *pol;
@@ -26,7 +31,42 @@ struct dns_req {
 	int               in_call;     /* still inside dns_query() */
 	int               answered;
 	struct dns_answer answer;      /* a synchronous (cached) answer */
+	double            started;     /* clock_mono() */
+	enum metrics_hist hist;        /* MH_DNSBL for a DNSBL's name, else MH_DNS */
 };
+
+/*
+ * A DNSBL query is an A lookup of a reversed address under a zone:
+ * four decimal labels (IPv4) or 32 one-nibble labels (IPv6) first, and
+ * not the reverse tree itself. Known by its shape, so stdlib/dnsbl.lua
+ * and replays stay as they are.
+ */
+static int
+dnsbl_name(const char *name, enum dns_type type)
+{
+	const char *p = name;
+	int v4 = 1, v6 = 1;
+
+	if (type != DNS_A)
+		return 0;
+	for (int i = 0; i < 4 && v4; i++) {
+		size_t n = strspn(p, "0123456789");
+		if (n == 0 || n > 3 || p[n] != '.')
+			v4 = 0;
+		else
+			p += n + 1;
+	}
+	if (!v4) {
+		p = name;
+		for (int i = 0; i < 32 && v6; i++) {
+			if (!isxdigit((unsigned char)p[0]) || p[1] != '.')
+				v6 = 0;
+			else
+				p += 2;
+		}
+	}
+	return (v4 || v6) && *p && strcasecmp(p, "in-addr.arpa") != 0 && strcasecmp(p, "ip6.arpa") != 0;
+}
 
 static int
 parse_type(lua_State *L, int arg)
@@ -80,6 +120,7 @@ on_answer(void *arg, const struct dns_answer *a)
 	struct dns_req *r = arg;
 	struct lctx *x;
 
+	metrics_observe(r->hist, clock_mono() - r->started);
 	if (r->in_call) {
 		r->answer = *a;
 		r->answered = 1;
@@ -113,6 +154,8 @@ l_dns(lua_State *L)
 	r->type = type;
 	r->token = ++x->pol->next_token;
 	r->in_call = 1;
+	r->started = clock_mono();
+	r->hist = dnsbl_name(name, type) ? MH_DNSBL : MH_DNS;
 	dns_query(x->pol->dns, name, type, on_answer, r);
 	r->in_call = 0;
 	if (r->answered) {

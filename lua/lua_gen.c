@@ -20,6 +20,7 @@
 
 #include "bridge.h"
 #include "conf.h"
+#include "metrics.h"
 
 #define RULE_FILE_MAX (1024 * 1024)
 #define LOAD_HOOK_EVERY 1000
@@ -187,6 +188,7 @@ lgen_unref(struct lgen *g)
 		return;
 	lua_close(g->L);
 	free(g);
+	metrics_gauge_add(MG_GENERATIONS, -1);
 }
 
 /*
@@ -332,6 +334,7 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 	lua_gc(L, LUA_GCGEN, 0, 0);             /* many short-lived tables per hook */
 	g->id = ++pol->next_gen;
 	ok = 1;
+	metrics_gauge_add(MG_GENERATIONS, 1);
 out:
 	for (int i = 0; i < n; i++)
 		free(names[i]);

@@ -18,6 +18,7 @@
 #include "bridge.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "session.h"
 #include "world.h"
@@ -211,6 +212,8 @@ rule_error(struct lctx *x, struct verdict *v, const char *where, const char *why
 	}
 	log_event("rule_error", "sid", i->sid, "where", where, "rule", name[0] ? name : NULL,
 	    "error", why, NULL);
+	metrics_count(strstr(why, "instruction budget") ? MC_RULE_INSTRUCTIONS :
+	    strstr(why, "not enough memory") ? MC_RULE_MEMORY : MC_RULE_ERROR, 1);
 	if (!x->over && x->gen->full && why == more)
 		renew_rules(x->pol, x->gen, i->conf, name, where);
 	memset(v, 0, sizeof *v);

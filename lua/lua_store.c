@@ -22,6 +22,7 @@
 #include "bridge.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "state.h"
 
 enum { OP_GREYLIST, OP_RATELIMIT };
@@ -32,6 +33,7 @@ struct store_req {
 	uint64_t           token;       /* what that session waits for */
 	int                op;
 	int                in_call;     /* still inside the store's call */
+	double             started;     /* clock_mono() */
 	int                answered;
 	struct state_reply reply;       /* an answer that came at once */
 	char               error[256];
@@ -114,6 +116,7 @@ on_answer(void *arg, const struct state_reply *r)
 	struct store_req *q = arg;
 	struct lctx *x;
 
+	metrics_observe(MH_STATE, clock_mono() - q->started);
 	if (q->in_call) {
 		q->reply = *r;
 		q->reply.text = NULL;
@@ -147,6 +150,7 @@ new_req(lua_State *L, struct lctx *x, int op)
 	q->op = op;
 	q->token = ++x->pol->next_token;
 	q->in_call = 1;
+	q->started = clock_mono();
 	return q;
 }
 

@@ -28,6 +28,7 @@
 #include "delivery.h"
 #include "dns.h"
 #include "log.h"
+#include "qstats.h"
 #include "queue.h"
 #include "scheduler.h"
 #include "session.h"
@@ -36,6 +37,7 @@
 
 static struct {
 	struct sched  s;
+	ev_timer      qstats;
 	int           ifd;
 	ev_io         watch;
 	ev_signal     sigterm, sigint, sighup, sigusr1;
@@ -226,6 +228,7 @@ delivery_main(struct conf *c)
 	ev_idle_start(loop, &D.scan);
 	snprintf(n, sizeof n, "%ld", D.nnames);
 	log_event("delivery_start", "queued", n, NULL);
+	qstats_start(&D.s, &D.qstats);
 
 	ev_run(loop, 0);
 

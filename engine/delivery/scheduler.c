@@ -22,6 +22,7 @@
 #include "bounce.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "routing.h"
 #include "scheduler.h"
@@ -282,6 +283,8 @@ log_rcpt(struct sched *s, const char *event, struct job *j, int k, const char *r
 	struct msg *m = j->m;
 	char delay[32], attempts[16];
 
+	metrics_count(!strcmp(event, "delivered") ? MC_DELIVERED : !strcmp(event, "bounced") ? MC_BOUNCED :
+	    MC_DEFERRED, 1);
 	snprintf(delay, sizeof delay, "%.3f", ev_now(s->loop) - (double)m->env.arrived);
 	snprintf(attempts, sizeof attempts, "%d", j->attempts + 1);
 	log_event(event, "qid", m->env.qid, "rcpt", m->env.rcpt[j->idx[k]].addr,

@@ -26,6 +26,7 @@ struct msg {
 	int           attempts;
 	int           finishing;        /* the bounce is being queued */
 	int           deleted;          /* `mxgate queue delete`: drop, send nothing more */
+	int           waiting;          /* qstats.c's count of its jobs in the retry heap */
 	struct sched *sched;
 };
 

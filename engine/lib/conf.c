@@ -383,8 +383,9 @@ read_listen(struct reader *r, struct conf *c)
 			return fail(r, "listen", "more than %d listeners", CONF_MAX_LISTEN);
 		if (!lua_istable(L, -1))
 			return fail(r, "listen", "entry %lld: expected a table", (long long)i);
-		l = &c->listen[c->nlisten++];
+		l = &c->listen[c->nlisten];
 		memset(l, 0, sizeof *l);
+		l->index = c->nlisten++;
 		strcpy(l->address, "127.0.0.1");
 		lua_getfield(L, -1, "address");
 		if (!lua_isnil(L, -1) && copy_str(r, "listen", -1, l->address, sizeof l->address) < 0)
@@ -793,6 +794,7 @@ set_defaults(struct conf *c)
 	strcpy(c->listen[1].address, "127.0.0.1");
 	c->listen[1].port = 2587;
 	c->listen[1].direction = DIR_OUTBOUND;
+	c->listen[1].index = 1;
 	for (int i = 0; i < 2; i++) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&c->listen[i].sa;
 		sin->sin_family = AF_INET;

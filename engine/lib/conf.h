@@ -27,6 +27,7 @@ struct conf_net {
 };
 
 struct conf_listener {
+	int                     index;          /* in conf->listen: the metrics' label */
 	char                    address[64];
 	int                     port;
 	enum direction          direction;

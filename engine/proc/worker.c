@@ -310,6 +310,7 @@ start_session(const struct conf_listener *l, int fd, struct sockaddr *sa, sockle
 		int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s, try again later\r\n",
 		    c->hostname, which);
 		(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		metrics_reply(STAGE_CONNECT, 421, "connection_limit");
 		log_event("reject", "stage", "connect", "code", "421", "enhanced", "4.7.0",
 		    "reason", "connection_limit", "text", which, "dir", direction_str(l->direction), NULL);
 		close(fd);

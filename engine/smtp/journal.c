@@ -20,6 +20,7 @@
 
 #include "journal.h"
 #include "json.h"
+#include "metrics.h"
 #include "session.h"
 
 struct journal_writer {
@@ -366,8 +367,11 @@ journal_end(struct journal *j)
 	}
 	jsonw_close(&j->b, '}');
 	buf_addc(&j->b, '\n');
-	if (!j->b.err && (fd = writer_fd(j->w)) >= 0)
-		(void)!write(fd, j->b.p, j->b.len);
+	if (!j->b.err && (fd = writer_fd(j->w)) >= 0) {
+		ssize_t n = write(fd, j->b.p, j->b.len);
+		if (n > 0)
+			metrics_count(MC_JOURNAL_BYTES, (uint64_t)n);
+	}
 	buf_free(&j->b);
 	free(j);
 }

@@ -25,11 +25,13 @@
 
 #include <ev.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "data.h"
 #include "journal.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "smtp_parse.h"
 #include "smtp_proto.h"
@@ -53,7 +55,8 @@ struct session {
 	ev_timer            deadline;    /* the message's and the session's (Slowloris) */
 	ev_tstamp           session_end;
 	const char         *deadline_what;
-	int                 committing;  /* the spool thread owns our message */
+	int                 committing;
+	double              commit_start;   /* clock_mono() at drv_commit */  /* the spool thread owns our message */
 	int                 closing;     /* no more input; free when settled */
 	int                 discard_line;/* inside an overlong command line */
 	int                 policy_started;
@@ -148,6 +151,9 @@ drv_reply(struct smtp_proto *pr, int code, const char *enh, const char *text, co
 		out_append(s, line, (size_t)len);
 		p = nl ? nl + 1 : NULL;
 	} while (p);
+	/* The same reason key as the reject line: the portal's counts and the
+	 * metrics agree. */
+	metrics_reply(pr->stage, code, reason ? reason : code >= 400 ? "protocol" : NULL);
 	if (code >= 400) {
 		char c[16];
 		snprintf(c, sizeof c, "%d", code);
@@ -258,6 +264,7 @@ drv_commit(struct smtp_proto *p)
 	struct session *s = (struct session *)p;
 
 	s->committing = 1;
+	s->commit_start = clock_mono();
 	spool_commit(s->msg, committed, s);
 	s->msg = NULL;
 }
@@ -439,6 +446,7 @@ committed(void *arg, int ok)
 	struct session *s = arg;
 
 	s->committing = 0;
+	metrics_observe(MH_SPOOL_COMMIT, clock_mono() - s->commit_start);
 	if (!s->closing) {
 		if (ok) {
 			char n[32], size[32];
@@ -766,6 +774,7 @@ session_settle(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	metrics_session(s->listener->index, 0);
 	conf_release(s->conf);
 	if (srv->closed)
 		srv->closed(srv, (struct sockaddr *)&s->p.info.client_sa);
@@ -845,6 +854,7 @@ smtp_session_start(struct server *srv, int fd, const struct conf_listener *l,
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_session(l->index, 1);
 	ev_io_init(&s->io, on_io, fd, 0);
 	s->io.data = s;
 	s->session_end = ev_now(srv->loop) + s->conf->timeouts.session;
