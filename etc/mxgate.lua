@@ -12,6 +12,11 @@ listen = {
   { address = "127.0.0.1", port = 2587, direction = "outbound" },  -- the relay
 }
 
+-- /metrics (Prometheus), /healthz and the portal page, in a process of
+-- its own. Off without this line; an address off loopback needs a token
+-- (Authorization: Bearer ...) or user and password (basic auth).
+http = { address = "127.0.0.1", port = 8025 }
+
 state_dir = "var"                    -- spool/, state/, journal/, tls/ live here
 user = "mxgate"                      -- when started as root, run as this (dedicated) user
 rules = "rules.d"                    -- rule files; false = built-in C policy

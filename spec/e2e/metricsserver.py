@@ -32,8 +32,9 @@ def samples(text):
 
 
 class HttpServer(Mxgate):
-    def __init__(self, config=None, http_extra="", **kw):
+    def __init__(self, config=None, http_extra="", auth=None, **kw):
         self.http_port = free_port()
+        self.auth = auth or {}          # headers that pass the configured credentials
         config = dict(config or {})
         config["http"] = http_config(self.http_port, http_extra)
         super().__init__(config, **kw)
@@ -45,6 +46,14 @@ class HttpServer(Mxgate):
 
     def get(self, path, headers=None, method="GET"):
         return get(self.http_port, path, headers, method)
+
+    def quiet(self):
+        """Waits until no SMTP session is open (the harness's start-up probes
+        included), so a scenario's counts start from a still point."""
+        def none_open():
+            m = self.metrics(self.auth)
+            return all(v == 0 for k, v in m.items() if k[0] == "mxgate_sessions_open")
+        wait_for(none_open, what="no open SMTP session")
 
     def metrics(self, headers=None):
         status, _, body = self.get("/metrics", headers)
@@ -61,10 +70,12 @@ def value(m, name, **labels):
 class HttpTest(MxgateTest):
     """A test with a fresh server whose HTTP listener is on (self.server)."""
     HTTP_EXTRA = ""
+    AUTH = {}
 
     def setUp(self):
-        self.server = HttpServer(dict(self.CONFIG), http_extra=self.HTTP_EXTRA,
+        self.server = HttpServer(dict(self.CONFIG), http_extra=self.HTTP_EXTRA, auth=self.AUTH,
                                  rules=self.RULES and dict(self.RULES), workers=self.WORKERS)
         self.addCleanup(self.server.cleanup)
         self.server.start()
         self.addCleanup(self.server.stop)
+        self.server.quiet()

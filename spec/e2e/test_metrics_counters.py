@@ -212,3 +212,28 @@ class QueueMetrics(HttpTest):
         # Nothing is delivered meanwhile, and the age still grows.
         wait_for(lambda: value(self.server.metrics(), "mxgate_queue_oldest_message_age_seconds") >= age + 1,
                  what="the age to grow")
+
+
+class Reloads(HttpTest):
+    RULES = RULES
+    WORKERS = 2
+
+    def test_reloads_by_result_and_generations_alive(self):
+        m = self.server.metrics()
+        self.assertEqual(value(m, "mxgate_rule_generations_alive"), 2)     # one per worker
+        with open(self.server.conf_path, "a") as f:
+            f.write("limits = 5\n")                                         # the master refuses it
+        self.server.reload()
+        wait_for(lambda: self.server.log_has("reload_failed"), what="reload_failed")
+        m = wait_for(lambda: (lambda m: m if value(m, "mxgate_reloads_total", result="failed") == 1 else None)(
+            self.server.metrics()), what="the failed reload counted")
+        self.assertEqual(value(m, "mxgate_reloads_total", result="ok"), 0)
+        self.assertEqual(value(m, "mxgate_rule_generation"), 1)
+        self.server.write_config()                                          # fixed
+        self.server.reload()
+        m = wait_for(lambda: (lambda m: m if value(m, "mxgate_reloads_total", result="ok") == 2 else None)(
+            self.server.metrics()), what="both workers' reloads counted")
+        self.assertEqual(value(m, "mxgate_rule_generation"), 2)
+        # The old generations go once no session holds them.
+        wait_for(lambda: value(self.server.metrics(), "mxgate_rule_generations_alive") == 2,
+                 what="the old generations freed")

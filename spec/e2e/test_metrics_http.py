@@ -167,6 +167,7 @@ class HttpListener(HttpTest):
 
 class HttpCredentials(HttpTest):
     HTTP_EXTRA = f', token = "{TOKEN}", user = "ops", password = "pa:ss"'
+    AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
     def test_without_credentials_metrics_are_401(self):
         status, headers, body = self.server.get("/metrics")

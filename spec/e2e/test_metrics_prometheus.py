@@ -69,6 +69,7 @@ class ScrapedByPrometheus(HttpTest):
     RULES = RULES
     WORKERS = 2
     HTTP_EXTRA = f', token = "{TOKEN}"'
+    AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
     def setUp(self):
         super().setUp()
