@@ -4,7 +4,7 @@
  * rejected?".
  *
  *   mxgate report [-c CONF] [--since TIME] [--until TIME] [--match TEXT]
- *                 [--json] [--stdlib DIR] [--rules DIR] [LOGFILE | -]
+ *                 [--json] [--stdlib DIR] [--rules DIR] [--index DIR] [LOGFILE | -]
  *
  * Reads the event=reject records (LOGFILE; else CONF's log_file; else
  * stdin) and prints one line per reason: direction, the portal's reason
@@ -19,7 +19,10 @@
  * is), "2026-11-28", an epoch ("1764302400"), or an age: "90s", "30m",
  * "1h", "2d", "1w". --match keeps the records whose client, sender or
  * recipient contains TEXT (case-insensitive). Lines that are not log
- * records are skipped and counted. Exit: 0, or 2 on a usage error or an
+ * records are skipped and counted. The delivery events (event=delivered,
+ * deferred, bounced) are counted by result. The numbers come from the log
+ * index (engine/http/index.h), as the portal page's do: a temporary one, or
+ * the one in --index DIR, brought up to date. Exit: 0, or 2 on a usage error or an
  * unreadable file. argv[0] is the subcommand's name ("report").
  */
 #ifndef MXGATE_REPORT_H

@@ -1000,6 +1000,49 @@ class PortalReportTest(PortalCase):
         e = {(x["reason"], x["direction"]): x for x in json.loads(p.stdout)["reasons"]}
         self.assertEqual(e[("xbl", "inbound")]["text"], "XBL")
 
+    def delivery(self, age, event, rcpt, qid="Q1"):
+        return 'ts=%s pid=8 event=%s qid=%s rcpt=%s from=a@example.com relay=127.0.0.1:25 ' \
+               'reply="250 2.0.0 ok" delay=0.5 attempts=1 tls=none' % (self.ts(self.now - age), event, qid, rcpt)
+
+    def test_delivery_events_are_counted_by_result(self):
+        self.sample()
+        with open(self.log, "a") as f:
+            for line in (self.delivery(900, "deferred", "b@example.net"),
+                         self.delivery(800, "delivered", "b@example.net"),
+                         self.delivery(700, "delivered", "c@example.net", qid="Q2"),
+                         self.delivery(7300, "bounced", "d@example.net", qid="Q3")):
+                f.write(line + "\n")
+        data, _ = self.entries(self.log)
+        self.assertEqual(data["delivery"], {"delivered": 2, "deferred": 1, "bounced": 1})
+        self.assertEqual(data["total"], 5)                   # deliveries are not rejections
+        data, _ = self.entries("--since", "1h", self.log)
+        self.assertEqual(data["delivery"], {"delivered": 2, "deferred": 1, "bounced": 0})
+        p = self.run_report(self.log)
+        self.assertIn("delivery: 2 delivered, 1 deferred, 1 bounced", p.stdout)
+
+    def test_a_kept_index_reads_what_the_log_gained_and_follows_rotation(self):
+        index = os.path.join(self.dir, "index")
+        self.sample()
+        data, e = self.entries("--index", index, self.log)
+        self.assertEqual(e[("xbl", "inbound")]["count"], 2)
+        with open(self.log, "a") as f:
+            f.write(self.record(100, "xbl", "192.0.2.7") + "\n")
+        _, e = self.entries("--index", index, self.log)
+        self.assertEqual(e[("xbl", "inbound")]["count"], 3)
+        # logrotate: the old file keeps a line the index has not read yet
+        with open(self.log, "a") as f:
+            f.write(self.record(90, "xbl", "192.0.2.8") + "\n")
+        os.rename(self.log, self.log + ".1")
+        self.write([self.record(80, "pbl", "192.0.2.9")])
+        data, e = self.entries("--index", index, self.log)
+        self.assertEqual(e[("xbl", "inbound")]["count"], 4)
+        self.assertEqual(e[("pbl", "inbound")]["count"], 1)
+        self.assertEqual(data["skipped"], 4)
+        # the same numbers as a report that reads the files afresh
+        with open(self.log + ".1") as a, open(self.log) as b:
+            fresh, _ = self.entries("-", stdin=a.read() + b.read())
+        self.assertEqual(fresh["total"], data["total"])
+
     def test_bad_time_is_a_usage_error(self):
         for bad in ("yesterday", "2026-11-28T25:00", "5x", ""):
             p = self.run_report("--since", bad, "/dev/null")
