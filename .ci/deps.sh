@@ -6,7 +6,8 @@ PKGS="adduser build-essential pkg-config clang liblua5.4-dev lua5.4 libc-ares-de
       libev-dev openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl
       libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server
       man-db groff-base libsystemd-dev systemd haproxy
-      libmicrohttpd-dev python3-prometheus-client prometheus"
+      libmicrohttpd-dev python3-prometheus-client prometheus
+      chromium chromium-driver python3-selenium"
 # The account mxgate runs as when started as root (`user`, default
 # "mxgate"), as the Debian package's postinst creates it.
 if ! getent passwd mxgate >/dev/null; then

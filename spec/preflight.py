@@ -64,6 +64,9 @@ CHECKS = [
     ("groff (man -l of mdoc pages)", _tool("nroff"), "groff-base"),
     ("prometheus_client (parses /metrics)", _py_import("prometheus_client.parser"), "python3-prometheus-client"),
     ("prometheus (scrapes /metrics in the tests)", _prometheus, "prometheus"),
+    ("chromium (the portal page in a headless browser)", _tool("chromium"), "chromium"),
+    ("chromedriver (drives chromium)", _tool("chromedriver"), "chromium-driver"),
+    ("selenium (the browser tests' client)", _py_import("selenium"), "python3-selenium"),
 ]
 
 

@@ -1,0 +1,16 @@
+/*
+ * html.h - text into HTML and into URLs: every value the portal page shows
+ * (addresses, replies, rule names: a client chose many of them) goes
+ * through one of these.
+ */
+#ifndef MXGATE_HTML_H
+#define MXGATE_HTML_H
+
+#include "buf.h"
+
+/* &<>"' as entities, control bytes as U+FFFD; NULL writes nothing. */
+int html_esc(struct buf *b, const char *s);
+/* A query-string value: everything but unreserved characters %XX. */
+int url_esc(struct buf *b, const char *s);
+
+#endif
