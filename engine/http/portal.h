@@ -29,9 +29,11 @@ struct portal_reply {
 };
 
 /* The index under c->state_dir/index over c->log_file and the journal, the
- * reasons of c's rules (read with c->path as the rules' config); an indexer thread keeps the index current. */
+ * reasons of c's rules (read with c->path as the rules' config; read again
+ * when a file in the rules directory changes); an indexer thread keeps the
+ * index current. c must outlive the portal. */
 struct portal *portal_open(const struct conf *c, char *err, size_t errlen);
-/* The rules' reasons again (after SIGHUP). */
+/* The rules' reasons again. */
 int  portal_reload(struct portal *p, const struct conf *c, char *err, size_t errlen);
 /* 1 when path is one of the portal's pages (the route table's test). */
 int  portal_owns(const char *path);

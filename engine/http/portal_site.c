@@ -3,11 +3,13 @@
  * the reasons they read, the indexer thread, the check of every query
  * argument, and which page answers which path.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@ struct portal {
 	pthread_t indexer;
 	int running, stop;
 	char warn[1200];
+	const struct conf *conf;        /* the caller's, alive while the portal is */
+	double rules_stamp;             /* newest mtime in the rules directory */
 };
 
 /* Keeps the index current between requests, so a request finds little to read. */
@@ -41,6 +45,34 @@ indexer(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* The newest modification time of the rules directory and its files: a
+ * change means the reasons may have changed too (the HTTP process gets no
+ * SIGHUP of its own to reload on). */
+static double
+rules_stamp(const char *dir)
+{
+	struct stat st;
+	struct dirent *e;
+	double newest = 0;
+	char path[1024];
+	DIR *d;
+
+	if (stat(dir, &st) == 0)
+		newest = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
+	if (!(d = opendir(dir)))
+		return newest;
+	while ((e = readdir(d))) {
+		double t;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (e->d_name[0] == '.' || stat(path, &st) < 0)
+			continue;
+		t = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
+		newest = t > newest ? t : newest;
+	}
+	closedir(d);
+	return newest;
 }
 
 static void
@@ -70,6 +102,8 @@ portal_open(const struct conf *c, char *err, size_t errlen)
 	if (portal_reasons_load(&p->reasons, c->path, c->stdlib, c->rules, p->warn, sizeof p->warn,
 	    err, errlen) < 0)
 		goto bad;
+	p->conf = c;
+	p->rules_stamp = rules_stamp(c->rules);
 	p->running = pthread_create(&p->indexer, NULL, indexer, p) == 0;
 	return p;
 bad:
@@ -182,6 +216,12 @@ portal_handle(struct portal *p, const char *path, portal_arg_fn arg, void *ctx, 
 		portal_error(&r->body, 503, err);
 		r->status = 503;
 		return;
+	}
+	/* Rules edited since: their reasons, before the table shows them. */
+	if (!strcmp(path, "/")) {
+		double stamp = rules_stamp(p->conf->rules);
+		if (stamp != p->rules_stamp && portal_reload(p, p->conf, err, sizeof err) == 0)
+			p->rules_stamp = stamp;
 	}
 	pthread_mutex_lock(&p->lock);
 	if (!strcmp(path, "/"))
