@@ -4,12 +4,17 @@
 
 #include "html.h"
 
-int
-html_esc(struct buf *b, const char *s)
+static int
+esc(struct buf *b, const char *s, int lines)
 {
 	if (!s)
 		return 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (lines && (*p == '\n' || *p == '\r')) {
+			if (*p == '\n')
+				buf_adds(b, "<br>");
+			continue;
+		}
 		switch (*p) {
 		case '&': buf_adds(b, "&amp;"); break;
 		case '<': buf_adds(b, "&lt;"); break;
@@ -24,6 +29,18 @@ html_esc(struct buf *b, const char *s)
 		}
 	}
 	return b->err ? -1 : 0;
+}
+
+int
+html_esc(struct buf *b, const char *s)
+{
+	return esc(b, s, 0);
+}
+
+int
+html_esc_lines(struct buf *b, const char *s)
+{
+	return esc(b, s, 1);
 }
 
 int

@@ -10,6 +10,9 @@
 
 /* &<>"' as entities, control bytes as U+FFFD; NULL writes nothing. */
 int html_esc(struct buf *b, const char *s);
+/* The same for a text of several lines (a multi-line reply, headers):
+ * each line break becomes <br>, CR is dropped. */
+int html_esc_lines(struct buf *b, const char *s);
 /* A query-string value: everything but unreserved characters %XX. */
 int url_esc(struct buf *b, const char *s);
 

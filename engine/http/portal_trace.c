@@ -64,7 +64,7 @@ value(struct buf *b, const json_t *v)
 	if (!v)
 		return;                 /* not in this event */
 	if (json_is_string(v))
-		html_esc(b, json_string_value(v));
+		html_esc_lines(b, json_string_value(v));
 	else if (jsonw_canonical(&t, v) == 0)
 		html_esc(b, buf_str(&t));
 	buf_free(&t);
@@ -118,7 +118,7 @@ event_row(struct buf *b, size_t i, json_t *ev)
 		buf_adds(b, "mxgate</td><td><code>");
 		value(b, json_object_get(ev, "code"));
 		buf_adds(b, " ");
-		html_esc(b, str(ev, "text"));
+		html_esc_lines(b, str(ev, "text"));
 		buf_adds(b, "</code>");
 	} else if (!strcmp(e, "hook")) {
 		buf_adds(b, "hook ");

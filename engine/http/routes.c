@@ -7,7 +7,9 @@
 #define PAGES(X)                        \
 	X("/metrics", page_metrics)     \
 	X("/healthz", page_healthz)     \
-	X("/",        portal_page)
+	X("/",        portal_page)      \
+	X("/search",  portal_page)      \
+	X("/trace",   portal_page)
 
 #define DECLARE(path, fn) http_page fn;
 PAGES(DECLARE)
