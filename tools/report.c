@@ -322,7 +322,7 @@ report_main(int argc, char **argv)
 	const char *conf_path = NULL, *since = NULL, *until = NULL;
 	char stdlib[PATH_MAX] = "", rules[PATH_MAX] = "", log[PATH_MAX] = "", base[PATH_MAX - 16];
 	char index_dir[PATH_MAX] = "", tmp[] = "/tmp/mxgate-report-XXXXXX", warn[1200], err[1200];
-	int opt, json = 0, rc = 2, w;
+	int opt, json = 0, rc = 2, w, flags = 0;
 	struct logindex *ix = NULL;
 	struct index_stats st;
 	struct timespec now;
@@ -362,6 +362,15 @@ report_main(int argc, char **argv)
 		if (!*rules)
 			snprintf(rules, sizeof rules, "%s", c.rules);
 		snprintf(log, sizeof log, "%s", c.log_file);
+		/* The server's own index, kept current by its HTTP process: the
+		 * numbers of its page, without reading the log again. */
+		if (optind == argc && !*index_dir) {
+			char data[PATH_MAX];
+			snprintf(index_dir, sizeof index_dir, "%.2000s/index", c.state_dir);
+			snprintf(data, sizeof data, "%s/data.mdb", index_dir);
+			if (access(data, R_OK | W_OK) < 0 || access(index_dir, W_OK) < 0)
+				index_dir[0] = '\0';
+		}
 		conf_free(&c);
 	} else {
 		default_base(base, sizeof base);
@@ -381,8 +390,10 @@ report_main(int argc, char **argv)
 			fprintf(stderr, "mxgate report: %s: %s\n", tmp, strerror(errno));
 			return 2;
 		}
-		if (!*index_dir)
+		if (!*index_dir) {
 			snprintf(index_dir, sizeof index_dir, "%s/index", tmp);
+			flags = INDEX_COUNTS_ONLY;  /* thrown away after this report */
+		}
 	}
 	if (!strcmp(log, "-")) {
 		snprintf(log, sizeof log, "%s/stdin.log", tmp);
@@ -399,7 +410,7 @@ report_main(int argc, char **argv)
 	}
 	if (w)
 		fprintf(stderr, "mxgate report: %s\n", warn);
-	if (index_open(&ix, index_dir, log, NULL, err, sizeof err) < 0 ||
+	if (index_open(&ix, index_dir, log, NULL, flags, err, sizeof err) < 0 ||
 	    index_update(ix, 0, err, sizeof err) < 0) {
 		fprintf(stderr, "mxgate report: %s\n", err);
 		goto out;

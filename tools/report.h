@@ -21,8 +21,9 @@
  * recipient contains TEXT (case-insensitive). Lines that are not log
  * records are skipped and counted. The delivery events (event=delivered,
  * deferred, bounced) are counted by result. The numbers come from the log
- * index (engine/http/index.h), as the portal page's do: a temporary one, or
- * the one in --index DIR, brought up to date. Exit: 0, or 2 on a usage error or an
+ * index (engine/http/index.h), as the portal page's do: the one in --index
+ * DIR; with -c and no LOGFILE the server's (state_dir/index) when it may be
+ * written; else a temporary one. Each is brought up to date first. Exit: 0, or 2 on a usage error or an
  * unreadable file. argv[0] is the subcommand's name ("report").
  */
 #ifndef MXGATE_REPORT_H

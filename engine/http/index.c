@@ -41,7 +41,7 @@ fail(char *err, size_t errlen, const char *what, int rc)
 
 int
 index_open(struct logindex **out, const char *dir, const char *log, const char *journal_dir,
-    char *err, size_t errlen)
+    int flags, char *err, size_t errlen)
 {
 	struct logindex *ix = calloc(1, sizeof *ix);
 	MDB_txn *txn = NULL;
@@ -52,6 +52,7 @@ index_open(struct logindex **out, const char *dir, const char *log, const char *
 	if (!ix)
 		return fail(err, errlen, "open", ENOMEM);
 	snprintf(ix->log, sizeof ix->log, "%s", log);
+	ix->flags = flags;
 	snprintf(ix->journal, sizeof ix->journal, "%s", journal_dir ? journal_dir : "");
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "index: %s: %s", dir, strerror(errno));
@@ -225,6 +226,8 @@ add_line(struct writer *w, const char *line, size_t len)
 	}
 	rcpt = logfmt_get(kv, n, "rcpt");
 	at = rcpt ? strrchr(rcpt, '@') : NULL;
+	if (w->ix->flags & INDEX_COUNTS_ONLY)
+		goto done;
 	if (!rc)
 		rc = add_key(w, IX_ID, logfmt_get(kv, n, "sid"));
 	if (!rc)
@@ -237,6 +240,7 @@ add_line(struct writer *w, const char *line, size_t len)
 		rc = add_key(w, IX_RCPT, rcpt);
 	if (!rc && at)
 		rc = add_key(w, IX_DOMAIN, at + 1);
+done:
 	w->ck.seq++;
 	w->pending++;
 	return rc;

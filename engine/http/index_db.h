@@ -33,6 +33,7 @@ struct logindex {
 	MDB_env *env;
 	MDB_dbi  db[DB_N];
 	char     log[512], journal[512];
+	int      flags;                 /* INDEX_COUNTS_ONLY */
 };
 
 static inline void

@@ -97,7 +97,7 @@ portal_open(const struct conf *c, char *err, size_t errlen)
 		goto bad;
 	}
 	index_paths(c, dir, sizeof dir);
-	if (index_open(&p->ix, dir, c->log_file, c->journal.dir, err, errlen) < 0)
+	if (index_open(&p->ix, dir, c->log_file, c->journal.dir, 0, err, errlen) < 0)
 		goto bad;
 	if (portal_reasons_load(&p->reasons, c->path, c->stdlib, c->rules, p->warn, sizeof p->warn,
 	    err, errlen) < 0)

@@ -9,7 +9,8 @@ Run: /usr/bin/python3 spec/run.py --no-asan -k portal_page
 """
 import collections
 import http.client
-import time
+import json
+import subprocess
 import unittest
 
 from selenium import webdriver
@@ -18,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from spec.e2e import test_portal_rows as pr
-from spec.e2e.harness import free_port, wait_for
+from spec.e2e.harness import ROOT, binary, free_port, wait_for
 
 SENDER = "page@customer.test"          # the accepted message's sender (outbound relay)
 
@@ -125,6 +126,13 @@ class PortalPageTest(unittest.TestCase):
         xbl = self.b.find_element(By.CSS_SELECTOR, 'tr.entry[data-reason="xbl"]')
         self.assertEqual(xbl.find_element(By.CSS_SELECTOR, "td.text").text, "XBL")
         self.assertIn("client=" + pr.XBL_CLIENT, xbl.find_element(By.CSS_SELECTOR, "td.newest").text)
+        # `mxgate report -c` prints the same numbers, from the server's own index
+        p = subprocess.run([binary(), "report", "-c", self.world.mx.conf_path, "--json"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual({(e["reason"], e["direction"]): e["count"] for e in data["reasons"]}, shown)
+        self.assertEqual(data["delivery"]["delivered"], delivered)
         # the window form: everything happened within the last hour
         Select(self.b.find_element(By.ID, "window")).select_by_value("hour")
         self.b.find_element(By.ID, "show").click()
