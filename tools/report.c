@@ -365,7 +365,7 @@ report_main(int argc, char **argv)
 		/* The server's own index, kept current by its HTTP process: the
 		 * numbers of its page, without reading the log again. */
 		if (optind == argc && !*index_dir) {
-			char data[PATH_MAX];
+			char data[PATH_MAX + 16];
 			snprintf(index_dir, sizeof index_dir, "%.2000s/index", c.state_dir);
 			snprintf(data, sizeof data, "%s/data.mdb", index_dir);
 			if (access(data, R_OK | W_OK) < 0 || access(index_dir, W_OK) < 0)
