@@ -166,18 +166,19 @@ REDIS = None          # the bench's redis-server, started when a variant needs i
 
 
 def redis_commands():
-    """INFO commandstats of the bench's Redis: {command: calls}."""
+    """INFO commandstats of the bench's Redis: {command: (calls, µs spent in it)}."""
     out = REDIS.cli("INFO", "commandstats") if REDIS else ""
     calls = {}
     for line in out.splitlines():
         if line.startswith("cmdstat_"):
             name, _, rest = line[8:].partition(":")
-            calls[name] = int(rest.split("calls=")[1].split(",")[0])
+            calls[name] = (int(rest.split("calls=")[1].split(",")[0]),
+                           int(rest.split("usec=")[1].split(",")[0]))
     return calls
 
 
 def redis_snapshot():
-    """({command: calls}, redis-server CPU seconds user+sys) now."""
+    """({command: (calls, µs)}, redis-server CPU seconds user+sys) now."""
     cpu = 0.0
     for line in (REDIS.cli("INFO", "cpu") if REDIS else "").splitlines():
         k, _, v = line.partition(":")
@@ -193,13 +194,15 @@ class RedisTally:
     SETUP = {"info", "config", "ping", "script|load", "script", "auth", "select", "command"}
 
     def __init__(self):
-        self.calls, self.msgs, self.cpu = {}, 0, 0.0
+        self.calls, self.usec, self.msgs, self.cpu = {}, {}, 0, 0.0
 
     def add(self, before, after, messages):
         (c0, u0), (c1, u1) = before, after
-        for k, n in c1.items():
-            if k not in self.SETUP and n - c0.get(k, 0):
-                self.calls[k] = self.calls.get(k, 0) + n - c0.get(k, 0)
+        for k, (n, us) in c1.items():
+            n0, us0 = c0.get(k, (0, 0))
+            if k not in self.SETUP and n - n0:
+                self.calls[k] = self.calls.get(k, 0) + n - n0
+                self.usec[k] = self.usec.get(k, 0) + us - us0
         self.msgs += messages
         self.cpu += max(0.0, u1 - u0)
 
@@ -213,6 +216,10 @@ class RedisTally:
         r = {"commands": dict(sorted(self.calls.items())), "messages": m,
              "commands_per_message": round(n / m, 3) if m else None,
              "round_trips_per_message": round(trips / m, 3) if m else None,
+             # time inside the command (a script's own GET/SET included), as INFO
+             # commandstats counts it: what the script costs, apart from the I/O
+             "usec_per_call": {k: round(self.usec[k] / c, 2) for k, c in
+                               sorted(self.calls.items()) if c},
              "redis_cpu_us_per_message": round(1e6 * self.cpu / m, 1) if m else None}
         if outbound_share and m:
             r["round_trips_per_outbound_message"] = round(trips / (m * outbound_share), 3)
@@ -1521,7 +1528,10 @@ def cost_lines(variants, paired_by, res_by, redis=None):
                            f"{rd['round_trips_per_message']} round trips per message"
                            + (f" ({per_out} per outbound message)" if per_out is not None
                               else "")
-                           + f"; redis-server CPU {rd['redis_cpu_us_per_message']:.0f} µs/msg")
+                           + f"; redis-server CPU {rd['redis_cpu_us_per_message']:.0f} µs/msg, "
+                           + "of it inside commands "
+                           + ", ".join(f"{k} {u:g}" for k, u in rd["usec_per_call"].items())
+                           + " µs per call")
             p = pr.get("postfix")
             if p:
                 line = (f"    Postfix: rate {p['median']:.3f}x {rng(p, '.2f')}")
