@@ -619,6 +619,11 @@ read_table_nums(struct reader *r, struct conf *c)
 		if (!lua_isnil(r->L, -1) && copy_str(r, "delivery", -1, c->delivery.tls, sizeof c->delivery.tls) < 0)
 			return -1;
 		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "ca_file");
+		if (!lua_isnil(r->L, -1) &&
+		    copy_str(r, "delivery", -1, c->delivery.ca_file, sizeof c->delivery.ca_file) < 0)
+			return -1;
+		lua_pop(r->L, 1);
 		if (c->delivery.tls[0] && strcmp(c->delivery.tls, "require") != 0 &&
 		    strcmp(c->delivery.tls, "verify") != 0 && strcmp(c->delivery.tls, "may") != 0)
 			return fail(r, "delivery", "tls must be \"may\", \"require\" or \"verify\"");
