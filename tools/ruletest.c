@@ -353,6 +353,10 @@ trace_verdict(struct rt *rt, enum stage st, const struct verdict *v)
 	else
 		buf_printf(&rt->trace, "      %s: %s%s%s%s%s%s\n", stage_name(st), action_name(v->action),
 		    v->reason[0] ? " " : "", v->reason, v->where[0] ? " (" : "", v->where, v->where[0] ? ")" : "");
+	/* Where the accepted recipient's mail would go (the route hook). */
+	if (v->action == V_ACCEPT && v->route.route[0])
+		buf_printf(&rt->trace, "      route: %s%s%s (%s)\n", v->route.route, v->route.tls[0] ? " tls=" : "",
+		    v->route.tls, v->route.where);
 }
 
 static int

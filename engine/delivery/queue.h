@@ -29,6 +29,8 @@ struct qrcpt {
 	int              code;          /* the last reply's code (0: none) */
 	char            *relay;         /* R_FAILED: where (may be "") */
 	char            *reply;         /* the last reply or why: "550 5.1.1 no such user" */
+	char            *route;         /* a rule's route for it (the route hook), or NULL */
+	char             tls[8];        /* ... and its tls ("": the config's) */
 };
 
 struct qenv {
@@ -37,7 +39,6 @@ struct qenv {
 	int           inbound;          /* direction */
 	char         *sender;           /* "" for the null sender */
 	int           smtputf8, body8bit;
-	char         *routes_json;      /* unused for now: per-recipient routes */
 	int           nrcpt;
 	struct qrcpt *rcpt;
 	long long     size;             /* the whole file */

@@ -143,8 +143,14 @@ dest_get(struct sched *s, const char *key, const char *domain, int tls)
 	struct hnode *n = htab_find(&s->dests, h, key, strlen(key));
 	struct dest *d;
 
-	if (n)
-		return container_of(n, struct dest, h);
+	if (n) {
+		/* Two policies for one destination (a rule's route and the
+		 * config's): the stricter holds for both. */
+		d = container_of(n, struct dest, h);
+		if (tls > d->tls)
+			d->tls = tls;
+		return d;
+	}
 	if (!(d = calloc(1, sizeof *d)) || !(d->key = strdup(key)) || !(d->domain = strdup(domain))) {
 		if (d)
 			free(d->key);
@@ -536,7 +542,7 @@ msg_route(struct sched *s, struct msg *m)
 
 		if (r->state != R_PENDING)
 			continue;
-		if (routing_dest(s->conf, r->addr, key, sizeof key, domain, sizeof domain, &tls,
+		if (routing_dest(s->conf, r, key, sizeof key, domain, sizeof domain, &tls,
 		    why, sizeof why) < 0 || !(d = dest_get(s, key, domain, tls))) {
 			struct job one = { .m = m, .idx = &i, .n = 1, .heap = -1 };
 			sched_rcpt_failed(s, &one, 0, "", 550, "5.1.3 bad destination address", NULL);
