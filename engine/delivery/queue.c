@@ -188,6 +188,8 @@ load_status(const char *spool_dir, struct qenv *e)
 			e->held = 0;
 		else if (line[0] == 'B' && !line[1])
 			e->bounced = 1;
+		else if (line[0] == 'W' && !line[1])
+			e->warned = 1;
 		else if (sscanf(line, "D %d", &i) == 1 && i >= 0 && i < e->nrcpt)
 			e->rcpt[i].state = R_DONE;
 		else if (sscanf(line, "P %d %299s %d %n", &i, relay, &code, &off) == 3 && off > 0 &&

@@ -7,6 +7,7 @@
  *   "D <i>"                       recipient i delivered
  *   "P <i> <relay> <code> <text>" recipient i failed for good (to bounce)
  *   "B"                           the bounce for every P is queued
+ *   "W"                           the delay warning was sent (once)
  *   "H" / "R"                     held / released (mxgate queue)
  *   "T <due> <attempts> <reply>"  deferred until <due> (epoch; not synced:
  *                                 for `mxgate queue list`, not for safety)
@@ -44,6 +45,7 @@ struct qenv {
 	long long     size;             /* the whole file */
 	long long     body_off;         /* the message starts here */
 	int           held, bounced;
+	int           warned;           /* the delay warning went ("W") */
 	int           received;         /* Received: header lines (RFC 5321 6.3) */
 	time_t        next_due;         /* the last "T" line, for the CLI */
 	int           attempts;

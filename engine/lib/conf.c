@@ -635,7 +635,8 @@ read_table_nums(struct reader *r, struct conf *c)
 		    opt_num(r, "delivery", "max_lifetime", 0.01, 1e9, &c->delivery.max_lifetime) ||
 		    opt_num(r, "delivery", "connect_timeout", 0.05, 600, &c->delivery.connect_timeout) ||
 		    opt_num(r, "delivery", "command_timeout", 0.05, 3600, &c->delivery.command_timeout) ||
-		    opt_num(r, "delivery", "idle_time", 0, 300, &c->delivery.idle_time))
+		    opt_num(r, "delivery", "idle_time", 0, 300, &c->delivery.idle_time) ||
+		    opt_num(r, "delivery", "delay_warning", 0, 1e9, &c->delivery.delay_warning))
 			return -1;
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "delivery", "expected a table");
