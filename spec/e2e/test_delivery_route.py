@@ -1,4 +1,5 @@
 """The route hook: a rule in rules.d routes a domain or one recipient elsewhere than the config; ruletest shows each recipient's route."""
+import glob
 import os
 import subprocess
 import unittest
@@ -70,11 +71,31 @@ class TestRouteRule(unittest.TestCase):
         env, _ = self.server.message(qid)
         self.assertEqual(env["routes"], [{"route": self.backup.address, "tls": "may"}, None])
 
+    def ruletest(self, *args, stdin=None):
+        return subprocess.run([os.path.join(os.path.dirname(binary()), "ruletest"), "-c", self.server.conf_path]
+                              + list(args), input=stdin, cwd=ROOT, capture_output=True, text=True)
+
+    def test_ruletest_diff_names_a_recipient_a_rule_change_would_reroute(self):
+        self.send(["vip@hosted.test", "bob@hosted.test"])
+        wait_for(lambda: self.backup.messages and self.main.messages, what="both deliveries")
+        journal = wait_for(lambda: glob.glob(os.path.join(self.server.dir, "var/journal/*.jsonl")),
+                           what="the journal")
+        same = self.ruletest("--diff", *journal)
+        self.assertEqual(same.returncode, 0, same.stdout + same.stderr)
+        without = os.path.join(self.server.dir, "rules-without-route")
+        os.mkdir(without)
+        with open(os.path.join(without, "10-accept.lua"), "w") as f:
+            f.write(ACCEPT)
+        p = self.ruletest("-r", without, "--diff", *journal)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("> rcpt TO:<vip@hosted.test>\n    route recorded  %s\n    route new       %s\n"
+                      % (self.backup.address, self.main.address), p.stdout)
+        self.assertNotIn("TO:<bob@hosted.test>", p.stdout)
+
     def test_ruletest_shows_each_recipients_route(self):
         commands = "EHLO c.example\nMAIL FROM:<a@sender.example>\nRCPT TO:<vip@hosted.test>\n" \
                    "RCPT TO:<bob@hosted.test>\nRCPT TO:<carol@moved.test>\nQUIT\n"
-        p = subprocess.run([os.path.join(os.path.dirname(binary()), "ruletest"), "-c", self.server.conf_path,
-                            "--client", "127.0.0.1"], input=commands, cwd=ROOT, capture_output=True, text=True)
+        p = self.ruletest("--client", "127.0.0.1", stdin=commands)
         self.assertEqual(p.returncode, 0, p.stderr)
         routes = [line for line in p.stdout.splitlines() if line.startswith(">>> route: ")]
         self.assertEqual(len(routes), 3, p.stdout)
