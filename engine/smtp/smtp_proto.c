@@ -351,7 +351,15 @@ proceed_rcpt(struct smtp_proto *p, const struct verdict *v)
 	r = realloc(i->rcpts, (size_t)(i->nrcpts + 1) * sizeof *r);
 	if (r)
 		i->rcpts = r;
-	if (!r || keep_route(i, v) < 0 || !(r[i->nrcpts] = strdup(i->rcpt.addr))) {
+	if (!r || keep_route(i, v) < 0) {
+		reply(p, 452, "4.3.1", "Insufficient system resources");
+		return;
+	}
+	if (!(r[i->nrcpts] = strdup(i->rcpt.addr))) {
+		if (i->routes) {        /* keep_route made room at nrcpts */
+			free(i->routes[i->nrcpts]);
+			i->routes[i->nrcpts] = NULL;
+		}
 		reply(p, 452, "4.3.1", "Insufficient system resources");
 		return;
 	}
