@@ -1,13 +1,14 @@
 """Delivery with tls = "verify": the next hop's certificate must chain to the CAs of delivery.ca_file and name the route's host, else nothing is sent."""
+import subprocess
 import unittest
 
 try:
     from . import dnsserver, smtpservers as ss
-    from .harness import Mxgate, wait_for
+    from .harness import Mxgate, binary, wait_for
 except ImportError:
     import dnsserver
     import smtpservers as ss
-    from harness import Mxgate, wait_for
+    from harness import Mxgate, binary, wait_for
 
 ZONE = """
 $ORIGIN vfy.test.
@@ -83,6 +84,18 @@ class TestTlsVerify(unittest.TestCase):
         self.assertEqual(self.selfsigned.mails, [])
         self.assertEqual(self.selfsigned.messages, [])
         self.assertEqual(len(self.server.queue()), 1)
+
+
+class TestCaFileChecked(unittest.TestCase):
+    USES_MXGATE = True
+
+    def test_mxgate_t_refuses_a_ca_file_it_cannot_read(self):
+        server = Mxgate({"delivery": '{ ca_file = "/nonexistent/ca.pem" }'})
+        self.addCleanup(server.cleanup)
+        server.write_config()
+        p = subprocess.run([binary(), "-t", "-c", server.conf_path], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("delivery.ca_file: /nonexistent/ca.pem", p.stderr)
 
 
 if __name__ == "__main__":
