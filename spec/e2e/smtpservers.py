@@ -110,7 +110,8 @@ def _tls_context():
 
 class TestCa:
     """A throwaway CA in dir: .ca_file (PEM) and .context(name), a server
-    context whose certificate it issued for the DNS name `name`."""
+    context whose certificate it issued for `name` (a DNS name, or an IP
+    address: then an IP subjectAltName)."""
 
     def __init__(self, dir):
         self.dir = dir
@@ -127,7 +128,7 @@ class TestCa:
         base = os.path.join(self.dir, name)
         ext = base + ".ext"
         with open(ext, "w") as f:
-            f.write("subjectAltName = DNS:%s\n" % name)
+            f.write("subjectAltName = %s:%s\n" % ("IP" if name[:1].isdigit() or ":" in name else "DNS", name))
         self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                   "-subj", "/CN=%s" % name, "-keyout", base + ".key", "-out", base + ".csr")
         self._run("x509", "-req", "-in", base + ".csr", "-CA", self.ca_file, "-CAkey", self._key,

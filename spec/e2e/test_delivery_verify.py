@@ -35,6 +35,8 @@ class TestTlsVerify(unittest.TestCase):
         # one with a self-signed certificate.
         self.signed = ss.SmtpServer(tls=ca.context("good.vfy.test")).start()
         self.addCleanup(self.signed.stop)
+        self.by_ip = ss.SmtpServer(tls=ca.context("127.0.0.1")).start()
+        self.addCleanup(self.by_ip.stop)
         self.selfsigned = ss.SmtpServer(tls=True).start()
         self.addCleanup(self.selfsigned.stop)
         self.senders = ss.accept_all().start()
@@ -45,6 +47,7 @@ class TestTlsVerify(unittest.TestCase):
                 '["right.test"] = ' + verify % ("good.vfy.test:%d" % self.signed.port),
                 '["wrongname.test"] = ' + verify % ("wrong.vfy.test:%d" % self.signed.port),
                 '["selfsigned.test"] = ' + verify % ("good.vfy.test:%d" % self.selfsigned.port),
+                '["literal.test"] = ' + verify % self.by_ip.address,
                 '["sender.test"] = { route = "%s" }' % self.senders.address]),
             "dns": '{ servers = "%s", timeout = 0.5, tries = 1 }' % addr,
             "delivery": '{ ca_file = "%s", retry_min = 30, connect_timeout = 2 }' % ca.ca_file,
@@ -68,6 +71,11 @@ class TestTlsVerify(unittest.TestCase):
         self.assertEqual(m["rcpts"], ["bob@right.test"])
         e = wait_for(lambda: self.server.events("delivered"), what="the delivered line")[0]
         self.assertTrue(e["tls"].startswith("TLSv1."), e["tls"])
+
+    def test_an_address_route_wants_the_address_in_the_certificate(self):
+        self.send("bob@literal.test")
+        m = wait_for(lambda: self.by_ip.messages, what="delivery")[0]
+        self.assertTrue(m["tls"])
 
     def test_a_certificate_for_another_name_gets_no_mail_from(self):
         self.send("bob@wrongname.test")
