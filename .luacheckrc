@@ -11,7 +11,7 @@ local sandbox = {
   "getmetatable", "string", "table", "math", "utf8",
   os = { fields = { "time", "clock", "date" } },
   -- the DSL
-  "rule", "replace", "disable", "reason", "accept", "deny", "defer", "drop",
+  "rule", "replace", "disable", "reason", "route", "accept", "deny", "defer", "drop",
   "warn", "hosted", "listed", "config", "require",
   -- primitives (lua/lua_*.c) and the stdlib's ready-made checks
   "sleep", "log", "now", "in_networks", "listeners", "dns", "dns_prefetch",

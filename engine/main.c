@@ -85,6 +85,16 @@ check(struct conf *c)
 		}
 		SSL_CTX_free(ctx);
 	}
+	if (c->delivery.ca_file[0]) {
+		SSL_CTX *ctx = tls_client_ctx(err, sizeof err);
+		int bad = !ctx || tls_client_trust(ctx, c->delivery.ca_file, err, sizeof err) < 0;
+
+		SSL_CTX_free(ctx);
+		if (bad) {
+			fprintf(stderr, "%s: delivery.ca_file: %s\n", c->path, err);
+			return 1;
+		}
+	}
 	if (check_store(c, 0) < 0)
 		return 1;
 	if (policy_open(&p, c, NULL, err, sizeof err) < 0) {

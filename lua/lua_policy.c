@@ -310,6 +310,13 @@ to_verdict(struct lctx *x, lua_State *co, int nres, struct verdict *v)
 	copy_field(co, t, "text", v->text, sizeof v->text);
 	copy_field(co, t, "reason", v->reason, sizeof v->reason);
 	copy_field(co, t, "where", v->where, sizeof v->where);
+	/* An accepted RCPT carries its route (mxgate.lua checked its form). */
+	copy_field(co, t, "route", v->route.route, sizeof v->route.route);
+	copy_field(co, t, "route_tls", v->route.tls, sizeof v->route.tls);
+	copy_field(co, t, "route_where", v->route.where, sizeof v->route.where);
+	lua_getfield(co, t, "route_rule");
+	v->route.rule = v->route.route[0] && lua_toboolean(co, -1);
+	lua_pop(co, 1);
 	if (!reply_fields(co, t, v)) {
 		char where[sizeof v->where];
 		snprintf(where, sizeof where, "%s", v->where);   /* rule_error clears v */

@@ -16,7 +16,7 @@ local C, config, stdlib_dir = ...
 
 local M = {}
 local HOOKS = { connect = true, helo = true, starttls = true, mail = true,
-                rcpt = true, predata = true, data = true, quit = true }
+                rcpt = true, route = true, predata = true, data = true, quit = true }
 local ACTIONS = { accept = true, deny = true, defer = true, drop = true, warn = true }
 
 local rules = {}          -- in order: { hook, name, fn, where, disabled }
@@ -50,7 +50,7 @@ end
 function M.rule(hook, name, fn)
   loading_only("rule()")
   if not HOOKS[hook] then
-    fail(2, "rule(%q, ...): unknown hook (connect, helo, starttls, mail, rcpt, predata, data, quit)", tostring(hook))
+    fail(2, "rule(%q, ...): unknown hook (connect, helo, starttls, mail, rcpt, route, predata, data, quit)", tostring(hook))
   end
   if type(name) ~= "string" or name == "" then fail(2, "rule(hook, NAME, fn): the name must be a string") end
   if type(fn) ~= "function" then fail(2, "rule(%q, %q, FN): expected a function", hook, name) end
@@ -120,6 +120,33 @@ function M.deny(what, detail)   return (verdict("deny", 2, what, detail)) end
 function M.defer(what, detail)  return (verdict("defer", 2, what, detail)) end
 function M.drop(what, detail)   return (verdict("drop", 2, what, detail)) end
 function M.warn(what, detail)   return (verdict("warn", 2, what, detail)) end
+
+---------------------------------------------------------------------------
+-- routes: the route hook's answer, route("127.0.0.1:2626", { tls = "verify" })
+
+local TLS = { may = true, require = true, verify = true }
+
+-- "host[:port]", "[ip]:port" or "mx:domain", as engine/net/route.c reads them.
+local function route_form(t)
+  if type(t) ~= "string" or #t == 0 or #t > 255 then return false end
+  if t:match("^mx:[%w_][%w%.%-_]*$") then return true end
+  local port = t:match("^%[[%x:%.]+%](.*)$") or t:match("^[%w_][%w%.%-_]*(.*)$")
+  if port == nil then return false end
+  if port == "" then return true end
+  local n = tonumber(port:match("^:(%d%d?%d?%d?%d?)$"))
+  return n ~= nil and n >= 1 and n <= 65535
+end
+
+function M.route(target, opts)
+  if not route_form(target) then
+    fail(2, "route(%q): expected \"host[:port]\", \"[ip]:port\" or \"mx:domain\"", tostring(target))
+  end
+  local tls = type(opts) == "table" and opts.tls or nil
+  if opts ~= nil and type(opts) ~= "table" or tls ~= nil and not TLS[tls] then
+    fail(2, "route(%q, { tls = \"may\" | \"require\" | \"verify\" })", target)
+  end
+  return { action = "route", route = target, tls = tls }
+end
 
 ---------------------------------------------------------------------------
 -- helpers rules use
@@ -203,7 +230,7 @@ local base = {
   os = readonly({ time = os.time, clock = os.clock, date = os.date }, "os"),
   -- the DSL
   rule = M.rule, replace = M.replace, disable = M.disable, reason = M.reason,
-  accept = M.accept, deny = M.deny, defer = M.defer, drop = M.drop, warn = M.warn,
+  route = M.route, accept = M.accept, deny = M.deny, defer = M.defer, drop = M.drop, warn = M.warn,
   hosted = M.hosted, listed = M.listed,
   config = readonly(config, "config"),
 }
@@ -351,6 +378,10 @@ function M.finish()
       c[#c + 1] = r
     end
   end
+  -- The route no rule chose: the config's (stdlib/route.lua), last.
+  local default = base.require("route")
+  chains.route[#chains.route + 1] = { hook = "route", name = "default_route", fn = default.route,
+                                      where = "stdlib/route.lua", default = true }
   M.reasons = reasons
 end
 
@@ -383,6 +414,10 @@ end
 -- resume and under the budget, so nothing a rule returned (a metatable, a
 -- trap in __index) runs where an error could not be caught.
 local function plain(v, r)
+  if v.action == "route" then
+    return { action = "route", route = v.route, tls = v.tls, where = r.where, name = r.name,
+             rule = not r.default }
+  end
   return { action = v.action, code = v.code, enhanced = v.enhanced, text = v.text,
            reason = v.reason, where = r.where, name = r.name }
 end
@@ -399,15 +434,16 @@ local function run_chain(hook, chain, s)
     if coverage then reached(r, s) end
     local v = r.fn(s)
     if v ~= nil then
-      if type(v) ~= "table" or not ACTIONS[rawget(v, "action")] then
+      local a = type(v) == "table" and rawget(v, "action")
+      if hook == "route" and a ~= "route" or hook ~= "route" and not ACTIONS[a] then
         if coverage then decided(r, s) end
-        return { action = "error", where = r.where, name = r.name,
-                 text = "rule returned " .. tostring(v) .. " (return accept(), deny(...) or nothing)" }
+        return { action = "error", where = r.where, name = r.name, text = "rule returned " .. tostring(v) ..
+                 (hook == "route" and " (return route(...) or nothing)" or " (return accept(), deny(...) or nothing)") }
       end
       v = plain(v, r)
       if coverage and v.action ~= "warn" then decided(r, s) end
     end
-    if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and v.reason) end
+    if trace then trace("rule", hook, r.name, r.where, v and v.action or "next", v and (v.route or v.reason)) end
     if v then
       if v.action ~= "warn" then return v end
       C.log("warn", r.name, r.where, v.reason or "", v.text or "")
@@ -438,6 +474,18 @@ end
 
 function M.run(hook, s)
   local ok, v = xpcall(run_chain, failed_rule, hook, chains[hook], s)
+  if ok and hook == "rcpt" and v and v.action == "accept" then
+    -- An accepted recipient's route: the route hook, in the same run, so
+    -- the verdict carries it (recorded with the message, shown by ruletest).
+    local rok, r = xpcall(run_chain, failed_rule, "route", chains.route, s)
+    if not rok then
+      ok, v = false, r
+    elseif r and r.action == "route" then
+      v.route, v.route_tls, v.route_where, v.route_rule = r.route, r.tls, r.where, r.rule
+    elseif r then
+      ok, v = false, { err = r.text, rule = r }
+    end
+  end
   if ok then return v end
   -- Lua calls no handler for "not enough memory" (and the handler itself
   -- may fail): the rule is the one run_chain was running.

@@ -124,7 +124,7 @@ one(void *arg, const char *qid)
 		    e.held ? "yes" : "no", e.attempts, next(&e, nx, sizeof nx));
 		for (int i = 0; i < e.nrcpt; i++) {
 			const struct qrcpt *r = &e.rcpt[i];
-			routing_dest(x->conf, r->addr, key, sizeof key, dom, sizeof dom, &tls, why, sizeof why);
+			routing_dest(x->conf, r, key, sizeof key, dom, sizeof dom, &tls, why, sizeof why);
 			printf("rcpt: <%s> %s via %s%s%s\n", r->addr,
 			    r->state == R_DONE ? "delivered" : r->state == R_FAILED ? "failed" : "pending",
 			    key, r->reply ? ": " : "", r->reply ? r->reply : "");
@@ -132,7 +132,7 @@ one(void *arg, const char *qid)
 	} else {
 		for (int i = 0; i < e.nrcpt; i++)
 			if (e.rcpt[i].state == R_PENDING &&
-			    routing_dest(x->conf, e.rcpt[i].addr, key, sizeof key, dom, sizeof dom, &tls,
+			    routing_dest(x->conf, &e.rcpt[i], key, sizeof key, dom, sizeof dom, &tls,
 			    why, sizeof why) == 0)
 				count(x, key);
 	}

@@ -270,6 +270,7 @@ event(struct record *r, const json_t *o)
 		ev->b = reason ? reason : "";
 		ev->c = where ? where : "";
 		ev->text = text ? text : "";
+		ev->route = str_of(o, "route");
 	} else if (!strcmp(e, "tls")) {
 		const char *version = str_of(o, "version"), *cipher = str_of(o, "cipher"), *peer = str_of(o, "peer");
 		if (!(ev = add_event(r, RE_TLS)))

@@ -34,6 +34,7 @@ struct rev {
 	int           code;
 	long long     size;
 	const char   *text, *a, *b, *c;
+	const char   *route;         /* verdict of an accepted RCPT: its route, or NULL */
 	int           line;          /* .session: the line it came from */
 };
 

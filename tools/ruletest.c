@@ -134,6 +134,7 @@ struct rs {
 	struct verdict      pending;
 	long long           case_size;
 	const char         *why_diverged;
+	char                route[300];     /* the step's RCPT: the new route ("" refused) */
 	const char         *what;           /* the step replaying: "> RCPT TO:<...>" */
 };
 
@@ -152,6 +153,7 @@ struct seg {
 	struct rev  *rec[MAX_REPLIES];  /* recorded replies, or a case's expectations */
 	int          nrec;
 	struct rev  *data_hook, *tls, *size;
+	struct rev  *rcpt;              /* the RCPT's recorded verdict */
 };
 
 /* ---------------- verdict counts ---------------- */
@@ -353,6 +355,10 @@ trace_verdict(struct rt *rt, enum stage st, const struct verdict *v)
 	else
 		buf_printf(&rt->trace, "      %s: %s%s%s%s%s%s\n", stage_name(st), action_name(v->action),
 		    v->reason[0] ? " " : "", v->reason, v->where[0] ? " (" : "", v->where, v->where[0] ? ")" : "");
+	/* Where the accepted recipient's mail would go (the route hook). */
+	if (v->action == V_ACCEPT && v->route.route[0])
+		buf_printf(&rt->trace, "      route: %s%s%s (%s)\n", v->route.route, v->route.tls[0] ? " tls=" : "",
+		    v->route.tls, v->route.where);
 }
 
 static int
@@ -415,6 +421,8 @@ rt_decide(struct smtp_proto *pr, enum stage st, struct verdict *v)
 	}
 	trace_verdict(rt, st, v);
 	count_verdict(rt, st, v, 0);
+	if (st == STAGE_RCPT)
+		snprintf(s->route, sizeof s->route, "%s", v->action == V_ACCEPT ? v->route.route : "");
 	if (!s->decided) {
 		s->decided = 1;
 		s->cmd_action = v->action;
@@ -546,6 +554,26 @@ message(struct rs *s, struct step *p, struct seg *g)
 	smtp_proto_eom(&s->p, &(struct smtp_eom){ .size = i->size });
 }
 
+/*
+ * A recipient accepted then and now whose route changed (the route hook):
+ * the same 250, but its mail would go elsewhere. Records older than the
+ * route in the journal say nothing.
+ */
+static void
+compare_route(struct rs *s, struct seg *g)
+{
+	const struct rev *r = g->rcpt;
+
+	if (!r || !r->route || !s->route[0] || strcmp(r->a, "accept") != 0 ||
+	    strcmp(r->route, s->route) == 0)
+		return;
+	if (s->rt->tracing)
+		buf_printf(&s->rt->trace, "    ! route %s    [recorded: %s]\n", s->route, r->route);
+	buf_printf(&s->rt->diff, "  %s\n    route recorded  %s\n    route new       %s\n", s->what, r->route,
+	    s->route);
+	s->changed = 1;
+}
+
 /* One recorded command through the protocol core. */
 static void
 command(struct rs *s, struct step *p, struct seg *g, const char *line)
@@ -555,7 +583,10 @@ command(struct rs *s, struct step *p, struct seg *g, const char *line)
 	s->step = p;
 	s->seg = g;
 	s->decided = 0;
+	s->route[0] = '\0';
 	smtp_proto_line(&s->p, line);
+	if (!s->rec->is_case)
+		compare_route(s, g);
 	if (s->p.state == ST_DATA && !s->rt->interactive)
 		message(s, p, g);
 	if (s->p.cmd == CMD_STARTTLS && s->decided && g->tls && !s->diverged &&
@@ -603,6 +634,8 @@ seg_scan(struct record *rec, int from, struct seg *g)
 		case RE_VERDICT:
 			if (e->stage < STAGE_MAX)
 				count_recorded(current->rt, e);
+			if (e->stage == STAGE_RCPT)
+				g->rcpt = e;
 			break;
 		case RE_TLS:
 			g->tls = e;

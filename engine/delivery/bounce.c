@@ -2,6 +2,7 @@
  * bounce.c - the DSN: a multipart/report (RFC 6522) with a human part, a
  * message/delivery-status part (RFC 3464: one block per failed recipient,
  * merged into one message) and the original headers (text/rfc822-headers),
+ * for recipients that failed or (the delay warning) are still being tried,
  * from the null sender (RFC 5321 4.5.5), queued through the spool like any
  * accepted message, so the same runner delivers it.
  */
@@ -85,6 +86,14 @@ original_headers(struct buf *o, const char *spool_dir, const struct qenv *e)
 	free(buf);
 }
 
+/* Is r one this kind of DSN reports? A delay warning names the recipients
+ * still pending that have been tried (they carry the last reply). */
+static int
+reported(const struct qrcpt *r, enum dsn_kind kind)
+{
+	return kind == DSN_FAILED ? r->state == R_FAILED : r->state == R_PENDING && r->reply;
+}
+
 static int
 utf8(const char *s)
 {
@@ -96,10 +105,12 @@ utf8(const char *s)
 
 int
 bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
-    spool_done_cb *done, void *arg)
+    enum dsn_kind kind, spool_done_cb *done, void *arg)
 {
 	struct buf o = BUF_INIT(0);
-	char qid[QID_LEN], date[64], arrival[64], status[32], mta[300];
+	char qid[QID_LEN], date[64], arrival[64], until[64], status[32], mta[300];
+	time_t expiry = e->arrived + (time_t)c->delivery.max_lifetime;
+	int delayed = kind == DSN_DELAYED;
 	struct buf to = BUF_INIT(0);
 	time_t now = time(NULL);
 	struct tm tm;
@@ -115,6 +126,8 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	localtime_r(&e->arrived, &tm);
 	strftime(arrival, sizeof arrival, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	localtime_r(&expiry, &tm);
+	strftime(until, sizeof until, "%a, %d %b %Y %H:%M:%S %z", &tm);
 
 	/* The envelope line: spool_create() wrote its "length". */
 	buf_printf(&o, "\"v\":1,\"qid\":\"%s\",\"time\":%lld,\"direction\":\"outbound\",\"listener\":\"dsn\","
@@ -126,7 +139,8 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 	buf_printf(&o, "Received: by %s (mxgate) id %s;\r\n\t%s\r\n", c->hostname, qid, date);
 	buf_printf(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", c->hostname);
 	buf_printf(&o, "To: <%s>\r\n", e->sender);
-	buf_printf(&o, "Subject: Undelivered Mail Returned to Sender\r\n");
+	buf_printf(&o, "Subject: %s\r\n", delayed ? "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender");
 	buf_printf(&o, "Date: %s\r\n", date);
 	buf_printf(&o, "Message-ID: <%s@%s>\r\n", qid, c->hostname);
 	buf_printf(&o, "Auto-Submitted: auto-replied\r\n");
@@ -138,18 +152,22 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 	buf_printf(&o, "--%s/%s\r\n", qid, c->hostname);
 	buf_printf(&o, "Content-Description: Notification\r\nContent-Type: text/plain; charset=%s\r\n\r\n",
 	    eight ? "utf-8" : "us-ascii");
-	buf_printf(&o, "This is the mail system at host %s.\r\n\r\n"
-	    "Your message could not be delivered to one or more recipients.\r\n\r\n", c->hostname);
+	buf_printf(&o, "This is the mail system at host %s.\r\n\r\n", c->hostname);
+	if (delayed)
+		buf_printf(&o, "Your message could not be delivered yet to one or more recipients.\r\n"
+		    "It will be tried again until %s; you need not send it again.\r\n\r\n", until);
+	else
+		buf_printf(&o, "Your message could not be delivered to one or more recipients.\r\n\r\n");
 	for (int i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpt[i];
 
-		if (r->state == R_FAILED)
+		if (reported(r, kind))
 			buf_printf(&o, "<%s>: %s%s%s\r\n", r->addr, r->relay && r->relay[0] ? r->relay : "",
 			    r->relay && r->relay[0] ? " said: " : "", r->reply ? r->reply : "");
 	}
 	buf_printf(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
 	for (int i = 0; i < e->nrcpt; i++)
-		global |= e->rcpt[i].state == R_FAILED && utf8(e->rcpt[i].addr);
+		global |= reported(&e->rcpt[i], kind) && utf8(e->rcpt[i].addr);
 	/* RFC 6533: the global types only when an address needs UTF-8. */
 	buf_printf(&o, "Content-Description: Delivery report\r\nContent-Type: %s\r\n\r\n",
 	    global ? "message/global-delivery-status" : "message/delivery-status");
@@ -158,11 +176,12 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 	for (int i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpt[i];
 
-		if (r->state != R_FAILED)
+		if (!reported(r, kind))
 			continue;
-		status_of(r->reply, r->code, status, sizeof status);
-		buf_printf(&o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n",
-		    r->addr, status);
+		/* A delay is 4.x.x even when no reply said so (a refused connection). */
+		status_of(r->reply, delayed && !r->code ? 400 : r->code, status, sizeof status);
+		buf_printf(&o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n",
+		    r->addr, delayed ? "delayed" : "failed", status);
 		if (r->relay && r->relay[0]) {
 			mta_of(r->relay, mta, sizeof mta);
 			buf_printf(&o, "Remote-MTA: dns; %s\r\n", mta);
@@ -171,10 +190,12 @@ bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
 			buf_printf(&o, "Diagnostic-Code: smtp; %s\r\n", r->reply ? r->reply : "");
 		else
 			buf_printf(&o, "Diagnostic-Code: X-mxgate; %s\r\n", r->reply ? r->reply : "");
+		if (delayed)    /* RFC 3464 2.3.9 */
+			buf_printf(&o, "Will-Retry-Until: %s\r\n", until);
 	}
 	buf_printf(&o, "\r\n--%s/%s\r\n", qid, c->hostname);
-	buf_printf(&o, "Content-Description: Undelivered Message Headers\r\nContent-Type: %s\r\n\r\n",
-	    eight ? "message/global-headers" : "text/rfc822-headers");
+	buf_printf(&o, "Content-Description: %s Message Headers\r\nContent-Type: %s\r\n\r\n",
+	    delayed ? "Delayed" : "Undelivered", eight ? "message/global-headers" : "text/rfc822-headers");
 	original_headers(&o, c->spool_dir, e);
 	buf_printf(&o, "\r\n--%s/%s--\r\n", qid, c->hostname);
 	if (o.err || !(m = spool_create(sp, qid))) {

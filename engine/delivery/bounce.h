@@ -10,9 +10,14 @@
 struct conf;
 struct spool;
 
-/* Queues the DSN for e's R_FAILED recipients to e->sender, from <>.
- * done(arg, ok) fires once it is durable (or not); 0, or -1 at once. */
+enum dsn_kind {
+	DSN_FAILED,     /* e's R_FAILED recipients: Action: failed */
+	DSN_DELAYED,    /* its pending recipients already tried: Action: delayed */
+};
+
+/* Queues the DSN of that kind to e->sender, from <>. done(arg, ok) fires
+ * once it is durable (or not); 0, or -1 at once. */
 int bounce_queue(struct spool *sp, const struct conf *c, const struct qenv *e,
-    spool_done_cb *done, void *arg);
+    enum dsn_kind kind, spool_done_cb *done, void *arg);
 
 #endif

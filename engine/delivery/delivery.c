@@ -148,6 +148,17 @@ on_control(struct ev_loop *loop, ev_signal *w, int revents)
 	queue_scan(D.s.conf->spool_dir, add_one, &D.s);
 }
 
+/* The CAs tls = "verify" trusts. Unreadable: logged, and every verified
+ * route fails closed (deferred) rather than the process restarting. */
+static void
+trust(SSL_CTX *tls, const struct conf *c)
+{
+	char err[600];
+
+	if (tls_client_trust(tls, c->delivery.ca_file, err, sizeof err) < 0)
+		log_event("delivery_tls_error", "error", err, NULL);
+}
+
 /*
  * SIGHUP (the master checked the file first): the new routes, TLS policy
  * and limits apply to every message routed from now on (new mail, and at
@@ -165,6 +176,16 @@ on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		log_event("delivery_reload_failed", "error", n ? err : "out of memory", NULL);
 		free(n);
 		return;
+	}
+	if (strcmp(n->delivery.ca_file, old->delivery.ca_file) != 0) {
+		/* Sessions in progress keep the context they hold a reference to. */
+		SSL_CTX *tls = tls_client_ctx(err, sizeof err);
+
+		if (tls) {
+			trust(tls, n);
+			SSL_CTX_free(D.s.tls);
+			D.s.tls = tls;
+		}
 	}
 	D.s.conf = n;
 	log_event("delivery_reloaded", NULL);
@@ -204,6 +225,7 @@ delivery_main(struct conf *c)
 		return 1;
 	}
 	D.s.tls = tls;
+	trust(tls, c);
 	snprintf(qdir, sizeof qdir, "%s/queue", c->spool_dir);
 	if ((D.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
 	    inotify_add_watch(D.ifd, qdir, IN_MOVED_TO | IN_Q_OVERFLOW) < 0) {

@@ -48,10 +48,10 @@ queue_env_free(struct qenv *e)
 		free(e->rcpt[i].addr);
 		free(e->rcpt[i].relay);
 		free(e->rcpt[i].reply);
+		free(e->rcpt[i].route);
 	}
 	free(e->rcpt);
 	free(e->sender);
-	free(e->routes_json);
 	free(e->last_error);
 	memset(e, 0, sizeof *e);
 }
@@ -62,6 +62,37 @@ dup_str(json_t *o, const char *key)
 	json_t *v = json_object_get(o, key);
 
 	return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+/* "routes": per recipient, null (the config's) or {"route", "tls"}. */
+static int
+parse_routes(struct qenv *e, json_t *routes, char *why, size_t whylen)
+{
+	if (!routes)
+		return 0;
+	if (!json_is_array(routes) || json_array_size(routes) != (size_t)e->nrcpt) {
+		snprintf(why, whylen, "envelope routes do not match its recipients");
+		return -1;
+	}
+	for (int i = 0; i < e->nrcpt; i++) {
+		json_t *r = json_array_get(routes, (size_t)i), *t;
+
+		if (json_is_null(r))
+			continue;
+		t = json_object_get(r, "tls");
+		if (!json_is_string(json_object_get(r, "route")) || (t && !json_is_string(t)) ||
+		    (t && strlen(json_string_value(t)) >= sizeof e->rcpt[i].tls)) {
+			snprintf(why, whylen, "envelope route %d is malformed", i);
+			return -1;
+		}
+		if (t)
+			snprintf(e->rcpt[i].tls, sizeof e->rcpt[i].tls, "%s", json_string_value(t));
+		if (!(e->rcpt[i].route = strdup(json_string_value(json_object_get(r, "route"))))) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* The envelope line, as spool.c and smtp_server.c write it. */
@@ -102,6 +133,8 @@ parse_envelope(struct qenv *e, const char *line, size_t len, char *why, size_t w
 		if (!(e->rcpt[i].addr = strdup(json_string_value(a))))
 			goto oom;
 	}
+	if (parse_routes(e, json_object_get(o, "routes"), why, whylen) < 0)
+		goto out;
 	rc = 0;
 	goto out;
 oom:
@@ -155,6 +188,8 @@ load_status(const char *spool_dir, struct qenv *e)
 			e->held = 0;
 		else if (line[0] == 'B' && !line[1])
 			e->bounced = 1;
+		else if (line[0] == 'W' && !line[1])
+			e->warned = 1;
 		else if (sscanf(line, "D %d", &i) == 1 && i >= 0 && i < e->nrcpt)
 			e->rcpt[i].state = R_DONE;
 		else if (sscanf(line, "P %d %299s %d %n", &i, relay, &code, &off) == 3 && off > 0 &&

@@ -7,6 +7,7 @@
  *   "D <i>"                       recipient i delivered
  *   "P <i> <relay> <code> <text>" recipient i failed for good (to bounce)
  *   "B"                           the bounce for every P is queued
+ *   "W"                           the delay warning was sent (once)
  *   "H" / "R"                     held / released (mxgate queue)
  *   "T <due> <attempts> <reply>"  deferred until <due> (epoch; not synced:
  *                                 for `mxgate queue list`, not for safety)
@@ -29,6 +30,8 @@ struct qrcpt {
 	int              code;          /* the last reply's code (0: none) */
 	char            *relay;         /* R_FAILED: where (may be "") */
 	char            *reply;         /* the last reply or why: "550 5.1.1 no such user" */
+	char            *route;         /* a rule's route for it (the route hook), or NULL */
+	char             tls[8];        /* ... and its tls ("": the config's) */
 };
 
 struct qenv {
@@ -37,12 +40,12 @@ struct qenv {
 	int           inbound;          /* direction */
 	char         *sender;           /* "" for the null sender */
 	int           smtputf8, body8bit;
-	char         *routes_json;      /* unused for now: per-recipient routes */
 	int           nrcpt;
 	struct qrcpt *rcpt;
 	long long     size;             /* the whole file */
 	long long     body_off;         /* the message starts here */
 	int           held, bounced;
+	int           warned;           /* the delay warning went ("W") */
 	int           received;         /* Received: header lines (RFC 5321 6.3) */
 	time_t        next_due;         /* the last "T" line, for the CLI */
 	int           attempts;

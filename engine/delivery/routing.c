@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "queue.h"
 #include "route.h"
 #include "routing.h"
 
@@ -20,10 +21,10 @@ tls_level(const char *s)
 }
 
 int
-routing_dest(const struct conf *c, const char *rcpt, char *key, size_t keylen,
+routing_dest(const struct conf *c, const struct qrcpt *r, char *key, size_t keylen,
     char *domain, size_t domainlen, int *tls, char *why, size_t whylen)
 {
-	const char *at = strrchr(rcpt, '@');
+	const char *rcpt = r->addr, *at = strrchr(rcpt, '@');
 	const struct conf_domain *d;
 	size_t i;
 
@@ -35,8 +36,10 @@ routing_dest(const struct conf *c, const char *rcpt, char *key, size_t keylen,
 		domain[i] = (char)tolower((unsigned char)at[1 + i]);
 	domain[i] = '\0';
 	d = conf_domain(c, domain);
-	*tls = tls_level(d && d->tls[0] ? d->tls : c->delivery.tls);
-	if (d && d->route[0])
+	*tls = tls_level(r->tls[0] ? r->tls : d && d->tls[0] ? d->tls : c->delivery.tls);
+	if (r->route)
+		snprintf(key, keylen, "%s", r->route);
+	else if (d && d->route[0])
 		snprintf(key, keylen, "%s", d->route);
 	else
 		snprintf(key, keylen, "mx:%s", domain);

@@ -143,8 +143,14 @@ dest_get(struct sched *s, const char *key, const char *domain, int tls)
 	struct hnode *n = htab_find(&s->dests, h, key, strlen(key));
 	struct dest *d;
 
-	if (n)
-		return container_of(n, struct dest, h);
+	if (n) {
+		/* Two policies for one destination (a rule's route and the
+		 * config's): the stricter holds for both. */
+		d = container_of(n, struct dest, h);
+		if (tls > d->tls)
+			d->tls = tls;
+		return d;
+	}
 	if (!(d = calloc(1, sizeof *d)) || !(d->key = strdup(key)) || !(d->domain = strdup(domain))) {
 		if (d)
 			free(d->key);
@@ -361,6 +367,36 @@ job_free(struct sched *s, struct job *j)
 		msg_finish(s, m);
 }
 
+static void
+warned(void *arg, int ok)
+{
+	char *qid = arg;
+
+	log_event(ok ? "delay_warning" : "dsn_error", "qid", qid, NULL);
+	free(qid);
+}
+
+/*
+ * delivery.delay_warning (Postfix's delay_warning_time): once a message has
+ * waited that long, its sender hears once that it is delayed (RFC 3464
+ * Action: delayed). "W" is on disk first: a crash may lose the warning,
+ * never send it twice. Mail from <> is never warned about.
+ */
+static void
+warn_delay(struct sched *s, struct msg *m, double now)
+{
+	char *qid;
+
+	if (s->conf->delivery.delay_warning <= 0 || m->env.warned || !m->env.sender[0] ||
+	    now - (double)m->env.arrived < s->conf->delivery.delay_warning)
+		return;
+	m->env.warned = 1;
+	if (queue_note(s->conf->spool_dir, m->env.qid, 1, "W") < 0 || !(qid = strdup(m->env.qid)))
+		return;
+	if (bounce_queue(s->spool, s->conf, &m->env, DSN_DELAYED, warned, qid) < 0)
+		warned(qid, 0);
+}
+
 void
 sched_done(struct sched *s, struct job *j)
 {
@@ -396,6 +432,7 @@ sched_done(struct sched *s, struct job *j)
 		job_free(s, j);
 		return;
 	}
+	warn_delay(s, m, now);
 	j->due = now + backoff(s->conf, j->attempts);
 	if (heap_push(s, j) < 0)
 		ready(s, j);
@@ -503,7 +540,7 @@ msg_finish(struct sched *s, struct msg *m)
 		failed += m->env.rcpt[i].state == R_FAILED;
 	if (failed && !m->env.bounced && m->env.sender[0]) {
 		m->finishing = 1;
-		if (bounce_queue(s->spool, s->conf, &m->env, bounced, m) < 0)
+		if (bounce_queue(s->spool, s->conf, &m->env, DSN_FAILED, bounced, m) < 0)
 			bounced(m, 0);
 		return;
 	}
@@ -536,7 +573,7 @@ msg_route(struct sched *s, struct msg *m)
 
 		if (r->state != R_PENDING)
 			continue;
-		if (routing_dest(s->conf, r->addr, key, sizeof key, domain, sizeof domain, &tls,
+		if (routing_dest(s->conf, r, key, sizeof key, domain, sizeof domain, &tls,
 		    why, sizeof why) < 0 || !(d = dest_get(s, key, domain, tls))) {
 			struct job one = { .m = m, .idx = &i, .n = 1, .heap = -1 };
 			sched_rcpt_failed(s, &one, 0, "", 550, "5.1.3 bad destination address", NULL);

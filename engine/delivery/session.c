@@ -158,6 +158,7 @@ connect_next(struct dsession *ss)
 		.helo = c->hostname,
 		.tls = s->tls,
 		.tls_require = ss->d->tls > 0,
+		.tls_verify = ss->d->tls == 2,
 	};
 	char err[200];
 

@@ -619,6 +619,11 @@ read_table_nums(struct reader *r, struct conf *c)
 		if (!lua_isnil(r->L, -1) && copy_str(r, "delivery", -1, c->delivery.tls, sizeof c->delivery.tls) < 0)
 			return -1;
 		lua_pop(r->L, 1);
+		lua_getfield(r->L, -1, "ca_file");
+		if (!lua_isnil(r->L, -1) &&
+		    copy_str(r, "delivery", -1, c->delivery.ca_file, sizeof c->delivery.ca_file) < 0)
+			return -1;
+		lua_pop(r->L, 1);
 		if (c->delivery.tls[0] && strcmp(c->delivery.tls, "require") != 0 &&
 		    strcmp(c->delivery.tls, "verify") != 0 && strcmp(c->delivery.tls, "may") != 0)
 			return fail(r, "delivery", "tls must be \"may\", \"require\" or \"verify\"");
@@ -630,7 +635,8 @@ read_table_nums(struct reader *r, struct conf *c)
 		    opt_num(r, "delivery", "max_lifetime", 0.01, 1e9, &c->delivery.max_lifetime) ||
 		    opt_num(r, "delivery", "connect_timeout", 0.05, 600, &c->delivery.connect_timeout) ||
 		    opt_num(r, "delivery", "command_timeout", 0.05, 3600, &c->delivery.command_timeout) ||
-		    opt_num(r, "delivery", "idle_time", 0, 300, &c->delivery.idle_time))
+		    opt_num(r, "delivery", "idle_time", 0, 300, &c->delivery.idle_time) ||
+		    opt_num(r, "delivery", "delay_warning", 0, 1e9, &c->delivery.delay_warning))
 			return -1;
 	} else if (!lua_isnil(r->L, -1))
 		return fail(r, "delivery", "expected a table");

@@ -139,6 +139,8 @@ struct conf {
 		double command_timeout;
 		double idle_time;      /* a connection with nothing to send waits this long for more (2 s) */
 		char   tls[16];        /* "" opportunistic, "require", "verify" */
+		char   ca_file[512];   /* the CAs "verify" trusts ("": the system's) */
+		double delay_warning;  /* one "delayed" DSN after this long queued (0: never) */
 	} delivery;
 	struct {
 		int    enabled;        /* `http` is set: the HTTP process runs */

@@ -26,6 +26,14 @@ struct verdict {
 	char        text[512];      /* "": default; may hold '\n' for multi-line */
 	char        reason[128];    /* reason key: logs and the portal report */
 	char        where[160];     /* rule (file:line) that decided, for logs */
+	/* An accepted RCPT: where its mail goes, from the route hook. route
+	 * "" means the config's route, looked up at delivery. */
+	struct {
+		char route[256];    /* "host[:port]", "[ip]:port", "mx:domain" */
+		char tls[8];        /* "", "may", "require", "verify" */
+		char where[160];    /* the route rule, or the stdlib default */
+		int  rule;          /* 1: a rule chose it, kept with the message */
+	} route;
 };
 
 const char *stage_name(enum stage st);

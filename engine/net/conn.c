@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "conn.h"
 
@@ -45,6 +46,33 @@ conn_tls(struct conn *c, SSL_CTX *ctx, int server, const char *sni)
 			SSL_set_tlsext_host_name(c->ssl, sni);
 	}
 	return 0;
+}
+
+int
+conn_tls_verify(struct conn *c, const char *host)
+{
+	struct in6_addr a;
+
+	if (!c->ssl || !host || !*host)
+		return -1;
+	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	/* Without DANE (RFC 7672) the name we looked up is the one the
+	 * certificate must carry; an address literal, one of its IP SANs. */
+	if (inet_pton(AF_INET6, host, &a) == 1 || inet_pton(AF_INET, host, &a) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) == 1 ? 0 : -1;
+	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	return SSL_set1_host(c->ssl, host) == 1 ? 0 : -1;
+}
+
+const char *
+conn_verify_error(const struct conn *c)
+{
+	long v;
+
+	if (!c->ssl || SSL_get_verify_mode(c->ssl) == SSL_VERIFY_NONE)
+		return NULL;
+	v = SSL_get_verify_result(c->ssl);
+	return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
 }
 
 /* After an SSL call failed: 0 to wait for I/O, -1 when the connection is gone. */

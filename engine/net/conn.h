@@ -21,6 +21,12 @@ void    conn_init(struct conn *c, int fd);
 /* Puts TLS on the connection, as the server or as a client (sni: a name
  * to send, or NULL; address literals are never sent). 0, or -1. */
 int     conn_tls(struct conn *c, SSL_CTX *ctx, int server, const char *sni);
+/* Client side, after conn_tls: the handshake fails unless the peer's
+ * certificate chains to ctx's trusted CAs and names host (a DNS name, or
+ * an address literal matched against its IP addresses). 0, or -1. */
+int     conn_tls_verify(struct conn *c, const char *host);
+/* After a failed handshake: why the peer's certificate was refused, or NULL. */
+const char *conn_verify_error(const struct conn *c);
 /* Advances the handshake: 1 done, 0 wait (want_write says for what), -1 failed. */
 int     conn_handshake(struct conn *c);
 /* Writes buf from *off to len (a retried SSL_write gets the same bytes):

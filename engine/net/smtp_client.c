@@ -434,7 +434,8 @@ handshake(struct smtp_client *c)
 {
 	int rc;
 
-	if (!c->conn.ssl && conn_tls(&c->conn, c->tls, 0, c->sni) < 0)
+	if (!c->conn.ssl && (conn_tls(&c->conn, c->tls, 0, c->sni) < 0 ||
+	    (c->tls_verify && conn_tls_verify(&c->conn, c->sni) < 0)))
 		return -1;
 	if ((rc = conn_handshake(&c->conn)) == 1) {
 		c->tls_on = 1;
@@ -506,7 +507,12 @@ pump(struct smtp_client *c)
 		}
 		if (c->state == C_TLS) {
 			if ((rc = handshake(c)) < 0) {
-				fail(c, "TLS handshake failed");
+				const char *v = conn_verify_error(&c->conn);
+				char why[200];
+
+				snprintf(why, sizeof why, "TLS handshake failed%s%s", v ? ": certificate: " : "",
+				    v ? v : "");
+				fail(c, why);
 				return;
 			}
 			if (rc == 0)
@@ -938,6 +944,13 @@ smtp_client_open(struct ev_loop *loop, const struct smtp_client_conf *conf,
 	}
 	c->delivery = 1;
 	c->tls_require = conf->tls_require && conf->tls;
+	c->tls_verify = conf->tls_verify;
+	/* Verified without a name: the certificate must carry the address
+	 * (conn_tls sends no SNI for an address literal). */
+	if (c->tls_verify && !c->sni[0] && !inet_ntop(sa->sa_family, sa->sa_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr, c->sni, sizeof c->sni))
+		c->sni[0] = '\0';
 	c->xout = c->out = x;
 	c->outcap = SMTPC_XOUT_SIZE;
 	if (conf->tls_require && !conf->tls)

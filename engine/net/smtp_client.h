@@ -24,6 +24,9 @@ struct smtp_client_conf {
 	const char *helo;              /* our name in EHLO/HELO */
 	SSL_CTX    *tls;               /* STARTTLS when offered; NULL: never */
 	int         tls_require;       /* delivery: no STARTTLS, no session */
+	int         tls_verify;        /* delivery: and the certificate must chain to
+	                                  tls's CAs and name servername (or, without
+	                                  one, the address connected to) */
 };
 
 struct smtp_client_result {

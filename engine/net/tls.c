@@ -223,3 +223,13 @@ tls_client_ctx(char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
+
+int
+tls_client_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
+{
+	if (ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) == 1 :
+	    SSL_CTX_set_default_verify_paths(ctx) == 1)
+		return 0;
+	ssl_err(err, errlen, ca_file[0] ? ca_file : "the system's CAs");
+	return -1;
+}

@@ -24,5 +24,8 @@ SSL_CTX *tls_reload_ctx(const char *cert, const char *key, const char *hostname,
 
 /* A client context for callouts: TLS 1.2+, no verification (opportunistic). */
 SSL_CTX *tls_client_ctx(char *err, size_t errlen);
+/* The CAs a client context trusts when a connection asks for verification
+ * (conn_tls_verify): those in ca_file, or the system's when it is "". 0 or -1. */
+int      tls_client_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen);
 
 #endif

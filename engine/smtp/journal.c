@@ -318,6 +318,12 @@ journal_verdict(struct journal *j, enum stage st, const struct verdict *v)
 		kv_str(j, "reason", v->reason);
 	if (v->where[0])
 		kv_str(j, "where", v->where);
+	if (v->route.route[0]) {
+		kv_str(j, "route", v->route.route);
+		if (v->route.tls[0])
+			kv_str(j, "route_tls", v->route.tls);
+		kv_str(j, "route_where", v->route.where);
+	}
 	event_close(j);
 }
 

@@ -43,6 +43,9 @@ struct session_info {
 	int             has_mail;
 	char          **rcpts;              /* accepted so far */
 	int             nrcpts;
+	/* Parallel to rcpts: a rule's route for that recipient (the route
+	 * hook), NULL where the config's route applies. NULL: none at all. */
+	char          **routes;             /* "ROUTE TLS", TLS "" for the config's */
 	struct smtp_path rcpt;              /* the one being decided (STAGE_RCPT) */
 	size_t          size;               /* STAGE_DATA: message octets */
 	const char     *headers;            /* STAGE_DATA: header section */

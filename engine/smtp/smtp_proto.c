@@ -134,10 +134,15 @@ smtp_proto_reset(struct smtp_proto *p)
 {
 	struct session_info *i = &p->info;
 
-	for (int n = 0; n < i->nrcpts; n++)
+	for (int n = 0; n < i->nrcpts; n++) {
 		free(i->rcpts[n]);
+		if (i->routes)
+			free(i->routes[n]);
+	}
 	free(i->rcpts);
+	free(i->routes);
 	i->rcpts = NULL;
+	i->routes = NULL;
 	i->nrcpts = 0;
 	i->has_mail = 0;
 	memset(&i->mail, 0, sizeof i->mail);
@@ -309,6 +314,28 @@ check_rcpt(struct smtp_proto *p, const char *args)
 	return NULL;
 }
 
+/* A rule's route for the recipient being accepted, in i->routes at
+ * nrcpts (the array made on the first one); the config's: NULL there. */
+static int
+keep_route(struct session_info *i, const struct verdict *v)
+{
+	char **r = i->routes;
+	char buf[sizeof v->route.route + sizeof v->route.tls + 1];
+
+	if (!r && !v->route.rule)
+		return 0;
+	if (!(r = realloc(r, (size_t)(i->nrcpts + 1) * sizeof *r)))
+		return -1;
+	if (!i->routes)
+		memset(r, 0, (size_t)(i->nrcpts + 1) * sizeof *r);
+	i->routes = r;
+	r[i->nrcpts] = NULL;
+	if (!v->route.rule)
+		return 0;
+	snprintf(buf, sizeof buf, "%s %s", v->route.route, v->route.tls);
+	return (r[i->nrcpts] = strdup(buf)) ? 0 : -1;
+}
+
 static void
 proceed_rcpt(struct smtp_proto *p, const struct verdict *v)
 {
@@ -322,13 +349,20 @@ proceed_rcpt(struct smtp_proto *p, const struct verdict *v)
 		return;
 	}
 	r = realloc(i->rcpts, (size_t)(i->nrcpts + 1) * sizeof *r);
-	if (!r || !(r[i->nrcpts] = strdup(i->rcpt.addr))) {
-		if (r)
-			i->rcpts = r;
+	if (r)
+		i->rcpts = r;
+	if (!r || keep_route(i, v) < 0) {
 		reply(p, 452, "4.3.1", "Insufficient system resources");
 		return;
 	}
-	i->rcpts = r;
+	if (!(r[i->nrcpts] = strdup(i->rcpt.addr))) {
+		if (i->routes) {        /* keep_route made room at nrcpts */
+			free(i->routes[i->nrcpts]);
+			i->routes[i->nrcpts] = NULL;
+		}
+		reply(p, 452, "4.3.1", "Insufficient system resources");
+		return;
+	}
 	i->nrcpts++;
 	p->state = ST_RCPT;
 	reply(p, 250, "2.1.5", "Ok");

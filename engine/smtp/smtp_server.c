@@ -355,6 +355,26 @@ write_envelope(struct session *s)
 	for (int r = 0; r < i->nrcpts; r++)
 		jsonw_strz(&b, i->rcpts[r]);
 	jsonw_close(&b, ']');
+	if (i->routes) {
+		/* A rule's route per recipient (null: the config's, at delivery). */
+		jsonw_key(&b, "routes");
+		jsonw_open(&b, '[');
+		for (int r = 0; r < i->nrcpts; r++) {
+			const char *sp = i->routes[r] ? strchr(i->routes[r], ' ') : NULL;
+
+			if (!sp) {
+				jsonw_null(&b);
+				continue;
+			}
+			jsonw_open(&b, '{');
+			jsonw_key(&b, "route");
+			jsonw_str(&b, i->routes[r], (size_t)(sp - i->routes[r]));
+			jsonw_key(&b, "tls");
+			jsonw_strz(&b, sp + 1);
+			jsonw_close(&b, '}');
+		}
+		jsonw_close(&b, ']');
+	}
 	buf_adds(&b, "}\n");
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);

@@ -35,7 +35,8 @@ SmtpServer(host="127.0.0.1", port=0, *, greeting=None, ehlo=None,
                the client fall back to HELO)
     mail, rcpt None (accept), a reply line, or f(address) -> reply or None
     delay      seconds before answering RCPT, so that sessions overlap
-    tls        offer STARTTLS with a throwaway self-signed certificate
+    tls        offer STARTTLS with a throwaway self-signed certificate (or
+               with this ssl.SSLContext: see test_ca())
     data       None (accept and record in .messages), a reply line, or
                f(envelope) -> reply or None, at the end of DATA
     smtputf8   offer SMTPUTF8 (RFC 6531)
@@ -105,6 +106,36 @@ def _tls_context():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(_certdir, "cert.pem"), os.path.join(_certdir, "key.pem"))
     return ctx
+
+
+class TestCa:
+    """A throwaway CA in dir: .ca_file (PEM) and .context(name), a server
+    context whose certificate it issued for `name` (a DNS name, or an IP
+    address: then an IP subjectAltName)."""
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.ca_file = os.path.join(dir, "test-ca.pem")
+        self._key = os.path.join(dir, "test-ca.key")
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-days", "2", "-subj", "/CN=mxgate test CA", "-keyout", self._key, "-out", self.ca_file)
+        os.chmod(self.ca_file, 0o644)     # the delivery process reads it as `user`
+
+    def _run(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+    def context(self, name):
+        base = os.path.join(self.dir, name)
+        ext = base + ".ext"
+        with open(ext, "w") as f:
+            f.write("subjectAltName = %s:%s\n" % ("IP" if name[:1].isdigit() or ":" in name else "DNS", name))
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-subj", "/CN=%s" % name, "-keyout", base + ".key", "-out", base + ".csr")
+        self._run("x509", "-req", "-in", base + ".csr", "-CA", self.ca_file, "-CAkey", self._key,
+                  "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", base + ".pem")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(base + ".pem", base + ".key")
+        return ctx
 
 
 def closed_port(host="127.0.0.1"):
@@ -369,7 +400,7 @@ class SmtpServer(_Counted):
         self.rcpt = rcpt
         self.delay = delay
         self.hostname = hostname
-        self._tls = _tls_context() if tls else None
+        self._tls = tls if isinstance(tls, ssl.SSLContext) else _tls_context() if tls else None
         self._handler = _Handler(self)
         self.helos = []
         self.mails = []
