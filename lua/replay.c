@@ -6,7 +6,7 @@
  * real state: the answer is the one the live primitive gave when the
  * session was recorded (or the one a hand-written case gives), pushed back
  * as the same Lua values; or, where the record is silent, the simulated
- * store's, another session's or (--live) the network's, each marked with
+ * store's, an earlier session's or (--live) the network's, each marked with
  * where it came from (replay.h).
  */
 #include <stdio.h>
@@ -181,7 +181,7 @@ is_store(const char *name)
 	return !strcmp(name, "greylist") || !strcmp(name, "ratelimit");
 }
 
-/* Questions about the world outside: another session's answer holds for a while. */
+/* Questions about the world outside: an earlier session's answer holds for a while. */
 static int
 is_network(const char *name)
 {

@@ -12,8 +12,8 @@
  * greylist() and ratelimit() always run on the simulated store (fed by
  * every session in time order; the record's own answer, when it has one,
  * is still what the rule gets), now() is the session's recorded time,
- * dns(), callout() and verify_sender() are borrowed from another session
- * of the journal that asked the same within the answer's lifetime, and
+ * dns(), callout() and verify_sender() are borrowed from an earlier session
+ * of the journal that asked the same, within the answer's lifetime, and
  * with --live they are asked of the network now.
  *
  * Arguments compare in canonical JSON: strings escaped as the journal

@@ -1,5 +1,5 @@
-/* borrow.c - the journal's dns(), callout() and verify_sender() answers by question, lent to sessions that did not ask (borrow.h). */
-#include <math.h>
+/* borrow.c - the dns(), callout() and verify_sender() answers of sessions replayed so far, by question, lent to later sessions that did not ask (borrow.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,18 +8,19 @@
 #include "borrow.h"
 
 #define DNS_LEND_DEFAULT 300.0   /* a dns() answer recorded without its TTL */
+#define SWEEP_EVERY      4096     /* answers added between two drops of the expired */
 
+/* The latest answer to one question: a newer one replaces it. */
 struct lent {
-	double t, life;
-	int    sess;
+	double t, until;
+	char   sid[64];
 	char  *res;                 /* canonical JSON array of the results */
 };
 
 /* One question: name '\0' canonical args. */
 struct question {
 	struct hnode h;
-	struct lent *v;
-	size_t       n, cap;
+	struct lent  v;
 	size_t       klen;
 	char         key[];
 };
@@ -29,6 +30,8 @@ struct borrow {
 	struct question **all;
 	size_t            nall, capall;
 	double            pos_ttl, neg_ttl;
+	double            latest;     /* the newest session added */
+	long              adds;
 	json_t           *last;       /* what borrow_find returned last */
 	struct buf        enc;
 };
@@ -54,9 +57,7 @@ borrow_free(struct borrow *b)
 	if (!b)
 		return;
 	for (size_t i = 0; i < b->nall; i++) {
-		for (size_t j = 0; j < b->all[i]->n; j++)
-			free(b->all[i]->v[j].res);
-		free(b->all[i]->v);
+		free(b->all[i]->v.res);
 		free(b->all[i]);
 	}
 	free(b->all);
@@ -127,13 +128,36 @@ add_question(struct borrow *b, const char *key, size_t klen)
 	return q;
 }
 
-int
-borrow_add(struct borrow *b, const struct record *r, int sess)
+/* Drops the answers no later session may borrow any more. */
+static void
+sweep(struct borrow *b)
 {
+	size_t keep = 0;
+
+	for (size_t i = 0; i < b->nall; i++) {
+		struct question *q = b->all[i];
+		if (q->v.until >= b->latest) {
+			b->all[keep++] = q;
+			continue;
+		}
+		htab_del(&b->t, &q->h);
+		free(q->v.res);
+		free(q);
+	}
+	b->nall = keep;
+}
+
+int
+borrow_add(struct borrow *b, const struct record *r)
+{
+	if (r->time > b->latest)
+		b->latest = r->time;
+	if (++b->adds % SWEEP_EVERY == 0)
+		sweep(b);
 	for (int i = 0; i < r->ncalls; i++) {
 		const struct replay_call *c = &r->calls[i];
 		double life;
-		size_t klen;
+		size_t klen, len;
 
 		if (!c->args || !json_is_array(c->res) || !lendable(c->name) ||
 		    (life = lifetime(b, c->name, c->res)) <= 0)
@@ -147,43 +171,36 @@ borrow_add(struct borrow *b, const struct record *r, int sess)
 			return -1;
 		}
 		free(key);
-		if (array_reserve(&q->v, &q->cap, q->n + 1, sizeof *q->v) < 0)
-			return -1;
 		buf_reset(&b->enc);
 		jsonw_canonical(&b->enc, c->res);
-		size_t len;
 		char *res = buf_take(&b->enc, &len);
 		if (!res)
 			return -1;
-		q->v[q->n++] = (struct lent){ r->time, life, sess, res };
+		free(q->v.res);
+		q->v.t = r->time;
+		q->v.until = r->time + life;
+		snprintf(q->v.sid, sizeof q->v.sid, "%s", r->sid);
+		q->v.res = res;
 	}
 	return 0;
 }
 
 const json_t *
-borrow_find(struct borrow *b, const char *name, const char *args, size_t alen, double t, int self,
-    int *sess)
+borrow_find(struct borrow *b, const char *name, const char *args, size_t alen, double t, const char **sid)
 {
 	char *key = malloc(strlen(name) + 1 + alen);
 	struct question *q;
-	struct lent *best = NULL;
 	size_t klen;
 
 	if (!key)
 		return NULL;
 	q = find(b, name, args, alen, key, &klen);
 	free(key);
-	for (size_t i = 0; q && i < q->n; i++) {
-		struct lent *l = &q->v[i];
-		double d = fabs(l->t - t);
-		if (l->sess != self && d <= l->life && (!best || d < fabs(best->t - t)))
-			best = l;
-	}
-	if (!best)
+	if (!q || !q->v.res || q->v.t > t || t > q->v.until)
 		return NULL;
 	if (b->last)
 		json_decref(b->last);
-	b->last = jsonr_parse(best->res, strlen(best->res), JSON_MAX_DEPTH + 2, NULL);
-	*sess = best->sess;
+	b->last = jsonr_parse(q->v.res, strlen(q->v.res), JSON_MAX_DEPTH + 2, NULL);
+	*sid = q->v.sid;
 	return b->last;
 }

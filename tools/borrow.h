@@ -1,4 +1,4 @@
-/* borrow.h - answers one recorded session lends another: the journal's dns(), callout() and verify_sender() answers by question. */
+/* borrow.h - answers one recorded session lends the sessions after it: the journal's dns(), callout() and verify_sender() answers by question, for as long as a cache would keep them. */
 #ifndef MXGATE_BORROW_H
 #define MXGATE_BORROW_H
 
@@ -6,23 +6,25 @@
 #include "record.h"
 
 /*
- * A question another session asked is answered for this one when it was
- * asked within the answer's lifetime of this session's time, either side:
- * dns() for its recorded TTL (300 s when the record has none: the
- * resolver's negative-cache default); callout() and verify_sender() for
- * the callout cache's lifetime of that answer (callout.positive_ttl for
- * "ok", callout.negative_ttl for a 5xx refusal; other answers, temporary
- * ones, are not cached live and are not lent). The nearest in time wins.
+ * Sessions are added as they are replayed, in time order. A question a
+ * later session asks is answered from the latest earlier session that
+ * recorded it, if that answer is still within its lifetime, as a cache
+ * would have served it: dns() for its recorded TTL (300 s when the record
+ * has none: the resolver's negative-cache default); callout() and
+ * verify_sender() for the callout cache's lifetime of that answer
+ * (callout.positive_ttl for "ok", callout.negative_ttl for a 5xx refusal;
+ * temporary answers are not cached live and are not lent). Answers past
+ * their lifetime are dropped, so memory holds one lifetime's worth.
  */
 struct borrow;
 
 struct borrow *borrow_new(double positive_ttl, double negative_ttl);
 void           borrow_free(struct borrow *b);
-/* Indexes r's answers to those questions as session number sess: 0, or -1 (out of memory). */
-int            borrow_add(struct borrow *b, const struct record *r, int sess);
-/* The results of name(args) lent at time t by a session other than self
- * (valid until the next call), and that session's number; NULL: none. */
+/* Lends r's answers to those questions: 0, or -1 (out of memory). */
+int            borrow_add(struct borrow *b, const struct record *r);
+/* The results of name(args) lent at time t (valid until the next call)
+ * and the lending session's id; NULL: none. */
 const json_t  *borrow_find(struct borrow *b, const char *name, const char *args, size_t alen,
-    double t, int self, int *sess);
+    double t, const char **sid);
 
 #endif

@@ -92,9 +92,7 @@ struct rt {
 	/* the simulation, lent answers, --live */
 	struct world    sim;            /* state: the memory store; loop, dns, callout with --live */
 	struct borrow  *borrow;
-	char          **sids;           /* session number -> its sid, for "borrowed from" */
-	size_t          nsids, sidcap;
-	int             sess;           /* the session replaying, by number (-1: not a journal's) */
+	int             sess;           /* a journal's session is replaying (0: a case or none) */
 	/* totals */
 	long            sessions, same, changed, unanswered, diverged, truncated, bad_lines;
 	long            same_by[SRC_N], changed_by[SRC_N];   /* by the weakest source used */
@@ -285,15 +283,10 @@ static const json_t *
 on_borrow(void *arg, const char *name, const char *args, size_t alen, const char **from)
 {
 	struct rt *rt = arg;
-	const json_t *res;
-	int sess;
 
-	if (!rt->borrow || rt->sess < 0)
+	if (!rt->borrow || !rt->sess)
 		return NULL;
-	res = borrow_find(rt->borrow, name, args, alen, rt->world.now, rt->sess, &sess);
-	if (res)
-		*from = (size_t)sess < rt->nsids ? rt->sids[sess] : "?";
-	return res;
+	return borrow_find(rt->borrow, name, args, alen, rt->world.now, from);
 }
 
 static void
@@ -950,7 +943,7 @@ struct jline {
 	long   seq;         /* the order read: ties keep it */
 	off_t  off;
 	long   line;        /* within its part: line_no() makes it the file's */
-	int    file, sess;
+	int    file;
 };
 
 /* The journal parts one process replays (--jobs: its shard's). */
@@ -996,13 +989,19 @@ spool_stdin(void)
 	return t;
 }
 
+/* A journal line's recorded start, read off its head ({"v":1,"sid":S,"time":T,...},
+ * as journal.c writes it) without parsing the line: 0, or -1. */
 static int
-add_sid(struct rt *rt, const char *sid)
+head_time(const char *line, size_t len, double *t)
 {
-	if (array_reserve(&rt->sids, &rt->sidcap, rt->nsids + 1, sizeof *rt->sids) < 0 ||
-	    !(rt->sids[rt->nsids] = strdup(sid)))
+	static const char key[] = "\"time\":";
+	const char *p = memmem(line, len < 256 ? len : 256, key, sizeof key - 1);
+	char *end;
+
+	if (!p)
 		return -1;
-	return (int)rt->nsids++;
+	*t = strtod(p + sizeof key - 1, &end);
+	return end > p + sizeof key - 1 && (*end == ',' || *end == '}') ? 0 : -1;
 }
 
 /* Makes the part of j numbered file the one line numbers count in. */
@@ -1016,7 +1015,8 @@ use_part(struct rt *rt, struct journals *j, int file)
 
 /*
  * The first pass over one journal's lines that start in [from, to) (to < 0:
- * to its end): each line's place and time, and the answers it lends.
+ * to its end): each line's place and time. A line whose head names no time
+ * is parsed now (to report it, or to find its time).
  */
 static int
 index_journal(struct rt *rt, struct journals *j, const char *path, off_t from, off_t to, struct record *rec)
@@ -1073,17 +1073,18 @@ index_journal(struct rt *rt, struct journals *j, const char *path, off_t from, o
 		}
 		if (!line.len)
 			continue;
-		if (record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
-			fprintf(stderr, "%s:%ld: %s: skipped\n", path, line_no(rt, n), err);
-			rt->bad_lines++;
-			continue;
+		double t;
+		if (head_time(line.p, line.len, &t) < 0) {
+			if (record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
+				fprintf(stderr, "%s:%ld: %s: skipped\n", path, line_no(rt, n), err);
+				rt->bad_lines++;
+				continue;
+			}
+			t = rec->time;
 		}
 		if (array_reserve(&j->l, &j->lcap, j->nl + 1, sizeof *j->l) < 0)
 			goto oom;
-		int sess = add_sid(rt, rec->sid);
-		if (sess < 0 || (rt->borrow && borrow_add(rt->borrow, rec, sess) < 0))
-			goto oom;
-		j->l[j->nl] = (struct jline){ rec->time, (long)j->nl, off, n, file, sess };
+		j->l[j->nl] = (struct jline){ t, (long)j->nl, off, n, file };
 		j->nl++;
 	}
 	j->line_base[file] = rt->line_base;
@@ -1124,23 +1125,28 @@ replay_journals(struct rt *rt, struct journals *j, struct record *rec)
 		FILE *f = j->f[l->file];
 
 		use_part(rt, j, l->file);
-		if (fseeko(f, l->off, SEEK_SET) < 0 || buf_getline(&line, f) <= 0 ||
-		    record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
+		if (fseeko(f, l->off, SEEK_SET) < 0 || buf_getline(&line, f) <= 0) {
 			fprintf(stderr, "%s:%ld: could not be read again: skipped\n", j->path[l->file], line_no(rt, l->line));
+			rt->bad_lines++;
+		} else if (record_parse_json(rec, line.p, line.len, err, sizeof err) < 0) {
+			fprintf(stderr, "%s:%ld: %s: skipped\n", j->path[l->file], line_no(rt, l->line), err);
 			rt->bad_lines++;
 		} else {
 			rec->file = j->path[l->file];
 			rec->line = (int)l->line;
-			rt->sess = l->sess;
+			rt->sess = 1;
 			if (replay(rt, rec) < 0) {
 				fprintf(stderr, "%s:%ld: the policy could not start a session\n", rec->file,
 				    line_no(rt, l->line));
 				rt->bad_lines++;
 			}
+			/* Its answers, for the sessions after it. */
+			if (rt->borrow && borrow_add(rt->borrow, rec) < 0)
+				fprintf(stderr, "ruletest: out of memory: answers are no longer lent\n");
 		}
 		j->line_base[l->file] = rt->line_base;
 	}
-	rt->sess = -1;
+	rt->sess = 0;
 	buf_free(&line);
 }
 
@@ -1506,9 +1512,6 @@ close_sim(struct rt *rt)
 	if (rt->sim.state)
 		state_close(rt->sim.state);
 	borrow_free(rt->borrow);
-	for (size_t i = 0; i < rt->nsids; i++)
-		free(rt->sids[i]);
-	free(rt->sids);
 }
 
 /* --help: stdout, exit 0; a usage error: stderr, exit 2 (every mxgate command). */
@@ -1523,7 +1526,7 @@ usage(int code)
 	    "  replays recorded sessions (mxgate's journal) or hand-written cases against the rules,\n"
 	    "  offline: world primitives answer from the record. What a journal's record did not ask\n"
 	    "  is answered, and marked, by the simulated state store (greylist, ratelimit; empty, or\n"
-	    "  a read-only copy of --state DIR, the LMDB directory), by another session's record\n"
+	    "  a read-only copy of --state DIR, the LMDB directory), by an earlier session's record\n"
 	    "  (dns, callout, verify_sender, within the answer's lifetime) or, with --live, by the\n"
 	    "  network now; else it stays unanswered. --diff shows only sessions whose replies would\n"
 	    "  change and exits 1 if any would (or could not be decided), or if a journal line could\n"
@@ -1646,7 +1649,6 @@ ruletest_main(int argc, char **argv)
 	rt.world.answered_cb = on_answered;
 	rt.world.borrow = on_borrow;
 	rt.world.live = live;
-	rt.sess = -1;
 	if (open_sim(&rt, state_dir, err, sizeof err) < 0) {
 		fprintf(stderr, "ruletest: %s\n", err);
 		rc = 2;
