@@ -18,6 +18,8 @@ WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 #   engine/http   the HTTP process: /metrics, /healthz, the portal page
 #   engine/proc   master, workers, connection limits
 #   tools         ruletest, report, the state CLI, the journal reader
+# The layer rules below are defined before `all`; bare `make` must still build the programs.
+.DEFAULT_GOAL := all
 LAYERS   := engine/lib engine/store engine/net engine/smtp lua engine/delivery engine/http engine/proc tools
 CPPFLAGS += -D_GNU_SOURCE $(addprefix -I,$(LAYERS)) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
