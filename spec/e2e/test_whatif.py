@@ -7,8 +7,9 @@ Documented differences only: queue ids, and the greeting and EHLO lists,
 which ruletest takes from the record (the server that was recorded).
 
 The questions the first server's records never asked are answered by the
-simulated state store (greylist(), ratelimit()) or borrowed from another
-session's record (dns()); none may stay unanswered.
+simulated state store (greylist(), ratelimit()), borrowed from another
+session's record (dns()), or, with --live, asked of the real servers now
+(callout(), verify_sender()); none may stay unanswered.
 
 Run: /usr/bin/python3 spec/run.py --no-asan -k whatif
 """
@@ -20,8 +21,8 @@ import time
 import unittest
 
 from spec.e2e.harness import ROOT, binary, wait_for
-from spec.e2e.test_portal_rows import (GOOD_SENDER, OTHER_BL_CLIENT, RELAY_CLIENT, XBL_CLIENT, PortalCase,
-                                       World, default_rules, reply, shared_backends)
+from spec.e2e.test_portal_rows import (GOOD_SENDER, OTHER_BL_CLIENT, RELAY_CLIENT, XBL_CLIENT, Backends,
+                                       PortalCase, World, default_rules, reply, shared_backends)
 
 GREY_DELAY = 1.0            # the portal world's greylist.delay
 
@@ -41,6 +42,11 @@ class Story:
 
     BEFORE_CONFIG = {}
     AFTER_CONFIG = {}
+    PREDICT_ARGS = ()           # ruletest's options beyond -c AFTER_CONF (e.g. --live)
+
+    def backends(self):
+        """The servers around both mxgates."""
+        return shared_backends()
 
     def before_rules(self):
         return default_rules()
@@ -52,7 +58,7 @@ class Story:
         raise NotImplementedError
 
     def server(self, config, rules):
-        w = World(shared_backends(), config=dict(config), own_port=False)
+        w = World(self.backends(), config=dict(config), own_port=False)
         w.mx.rules = rules
         self.addCleanup(w.stop)
         w.start()
@@ -77,12 +83,15 @@ class Story:
         return sorted(talked, key=lambda r: r["time"]), \
             [os.path.join(jdir, f) for f in sorted(os.listdir(jdir))]
 
-    def predict(self, after, files):
-        """ruletest with the AFTER server's config and rules over the BEFORE journal:
-        (its output, {session id: the predicted replies})."""
+    def ruletest(self, after, files, *args):
+        """ruletest with the AFTER server's config and rules over the BEFORE journal."""
         exe = os.path.join(os.path.dirname(binary()), "ruletest")
-        p = subprocess.run([exe, "-c", after.mx.conf_path] + files, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        return subprocess.run([exe, "-c", after.mx.conf_path] + list(args) + files, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    def predict(self, after, files):
+        """ruletest's trace (with PREDICT_ARGS): (its output, {session id: the predicted replies})."""
+        p = self.ruletest(after, files, *self.PREDICT_ARGS)
         self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-2000:])
         sessions, cur = {}, None
         for line in p.stdout.splitlines():
@@ -102,6 +111,7 @@ class Story:
         self.scenarios(after)
         real, _ = self.journal(after)
 
+        self.after, self.files = after, files
         out, predicted = self.predict(after, files)
         self.assertRegex(out, r"summary: \d+ sessions replayed: \d+ same, \d+ would change, 0 unanswered")
         self.assertEqual(len(recorded), len(real), out)
@@ -116,7 +126,6 @@ class Story:
             changed += old != live
         self.assertGreater(changed, 0, "the story changes nothing: it proves nothing")
         self.check_sources(out)
-        return out
 
     def check_sources(self, out):
         pass
@@ -242,6 +251,95 @@ class TestWhatIfAddADnsblZoneAnotherSessionAsked(Story, PortalCase):
         self.assertRegex(out, r'dns\("24\.0\.0\.127\.bl\.test","a"\) -> \["127\.0\.0\.2"\],"ok",\d+   '
                               r'\[borrowed from \S+\]')
         self.assertIn("result: CHANGED (using answers borrowed from other sessions)", out)
+
+
+
+class TestWhatIfAskTheCalloutsLive(Story, PortalCase):
+    """The journal was recorded before recipient callouts and sender
+    verification were turned on (no 70-verify-sender.lua, no 75-callout.lua),
+    so no session's record, nor any other session's, answers them. Offline
+    they stay unanswered and ruletest connects to no mail server; with
+    --live it asks the downstream (aiosmtpd behind example.test's route) and
+    the sender's MX (aiosmtpd, found through NSD) now, marks those answers
+    live, and predicts what the server with the new rules answers."""
+
+    PREDICT_ARGS = ("--live",)
+
+    def backends(self):
+        # Servers of its own: their connection counts are this test's alone
+        # (the shared ones also serve the portal worlds' delivery processes).
+        if not hasattr(self, "_own"):
+            self._own = Backends().start()
+            self.addCleanup(self._own.stop)
+        return self._own
+
+    def before_rules(self):
+        rules = default_rules()
+        del rules["70-verify-sender.lua"], rules["75-callout.lua"]
+        return rules
+
+    def scenarios(self, w):
+        self.send(w, "127.0.0.70", GOOD_SENDER, "bob@example.test")                  # 451 grey both
+        self.send(w, "127.0.0.71", GOOD_SENDER, "nobody-here@example.test")          # 451 / now 550 row 8
+        self.send(w, "127.0.0.72", "mallory@good.senders.test", "dave@example.test")  # 451 / now 550 row 9
+        self.send(w, "127.0.0.73", GOOD_SENDER, "bob@mailfrom-refuses.test")         # 451 / now 550 row 6
+        self.send(w, "127.0.0.74", "", "nobody-2@example.test")                      # a bounce: no sender check
+
+    def mail_servers(self):
+        b = self.backends()
+        return [b.sender_mx, b.downstream, b.mail_refuser, b.mail_deferrer, b.helo_refuser,
+                b.greeting_refuser, b.silent]
+
+    def connections(self):
+        """TCP connections every mail server of the world has accepted so far."""
+        for srv in self.mail_servers():
+            self.assertTrue(srv.wait_idle(), srv.address)
+        return {srv.address: srv.connections for srv in self.mail_servers()}
+
+    def predict(self, after, files):
+        before = self.connections()
+        out = super().predict(after, files)
+        self.asked = {a: n - before[a] for a, n in self.connections().items() if n != before[a]}
+        return out
+
+    def check_sources(self, out):
+        b = self.backends()
+        # Asked now, of the real servers: the sender's MX and both routes.
+        self.assertEqual(set(self.asked), {b.sender_mx.address, b.downstream.address, b.mail_refuser.address},
+                         out)
+        self.assertRegex(out, r'callout\("nobody-here@example\.test","%s"\) -> \{[^\n]*"result":"rcpt_rejected"'
+                              r'[^\n]*\}   \[live\]' % re.escape(b.downstream.address))
+        self.assertRegex(out, r'verify_sender\("mallory@good\.senders\.test"\) -> \{[^\n]*'
+                              r'"result":"rcpt_rejected"[^\n]*\}   \[live\]')
+        self.assertRegex(out, r'verify_sender\("alice@good\.senders\.test"\) -> \{[^\n]*"result":"ok"'
+                              r'[^\n]*\}   \[live\]')
+        self.assertIn("result: CHANGED (using live answers)", out)
+        self.assertIn("would change: 4 (0 from recorded answers only, 4 using live answers)", out)
+        # The harness's own probes, and 127.0.0.70's session, greylisted either way.
+        self.assertIn("same: 3 (2 from recorded answers only, 1 using live answers)", out)
+
+    def test_the_prediction_is_what_the_changed_server_answers(self):
+        super().test_the_prediction_is_what_the_changed_server_answers()
+        after, files, route = self.after, self.files, self.backends().downstream.address
+        # --diff prints each session's answers that were not the record's.
+        p = self.ruletest(after, files, "--live", "--diff")
+        self.assertEqual(p.returncode, 1, p.stdout[-4000:] + p.stderr[-2000:])
+        self.assertRegex(p.stdout, r'(?m)^  live: callout\("nobody-2@example\.test","%s"\) -> \{[^\n]*'
+                                   r'"result":"rcpt_rejected"' % re.escape(route))
+        self.assertRegex(p.stdout, r'(?m)^  live: verify_sender\("mallory@good\.senders\.test"\) -> \{[^\n]*'
+                                   r'"result":"rcpt_rejected"')
+        self.assertRegex(p.stdout, r"summary: 7 sessions replayed: 3 same, 4 would change, 0 unanswered")
+        # Without --live the same questions stay unanswered, and no mail
+        # server hears from ruletest.
+        before = self.connections()
+        p = self.ruletest(after, files, "--diff")
+        self.assertEqual(p.returncode, 1, p.stdout[-4000:] + p.stderr[-2000:])
+        self.assertEqual(self.connections(), before, "ruletest without --live connected to a mail server")
+        self.assertIn('unanswered: verify_sender("alice@good.senders.test")', p.stdout)
+        # (A rule that gets nil where it wanted an answer errs: 451 4.3.0.)
+        self.assertIn('unanswered: callout("nobody-2@example.test","%s")' % route, p.stdout)
+        self.assertNotIn("live", p.stdout)
+        self.assertRegex(p.stdout, r"summary: 7 sessions replayed: 2 same, 0 would change, 5 unanswered")
 
 
 if __name__ == "__main__":
