@@ -280,7 +280,8 @@ if C.world == "replay" then
   base.sleep = function() end
   local trace = C.trace
   base.log = function(msg)
-    if trace then trace("log", "", "", caller(1), "log", tostring(msg)) end
+    -- caller(2): the rule's line that called log(), not this wrapper's.
+    if trace then trace("log", "", "", caller(2), "log", tostring(msg)) end
   end
 end
 

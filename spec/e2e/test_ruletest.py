@@ -380,6 +380,18 @@ class Interactive(unittest.TestCase):
         self.assertRegex(out, r"(?m)^550 5\.7\.1 Your domain is not configured to use this MX host\.$")
         self.assertRegex(out, r"(?m)^221 2\.0\.0 Bye$")
 
+    def test_a_rules_log_line_names_the_rule_that_logged(self):
+        d = tempfile.mkdtemp(prefix="ruletest-log-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "10-say.lua"), "w") as f:
+            f.write('local function say(s)\n  log("hello " .. s.helo)\nend\n'
+                    'rule("helo", "say", function(s)\n  say(s)\nend)\n')
+        p = ruletest("-c", os.path.join(ROOT, "spec/ruletest/mxgate.lua"), "-r", d, "--client", "192.0.2.1",
+                     stdin="EHLO a.example\r\nQUIT\r\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # Was "log (stdlib/mxgate.lua:283)": the line of the trace's own wrapper.
+        self.assertIn(">>> log (rules.d/10-say.lua:2): hello a.example", p.stdout)
+
     def test_outbound_with_a_message(self):
         p = ruletest("-c", os.path.join(ROOT, "spec/ruletest/mxgate.lua"), "--client", "10.0.0.5",
                      "--direction", "outbound", "--answer", "ratelimit * -> under 3",
