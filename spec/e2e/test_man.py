@@ -90,6 +90,18 @@ class ManPages(unittest.TestCase):
                                       "replace", "disable", "reason") if v + "(" not in text])
         self.assertEqual(missing, [], "not described in man/mxgate-rules.7")
 
+    def test_every_ruletest_option_is_in_ruletest_8(self):
+        src = source("tools/ruletest.c")
+        opts = re.findall(r'\{ "([\w-]+)", (?:no|required)_argument,', src)
+        self.assertGreater(len(opts), 10)          # the extraction still works
+        _, text = render("ruletest.8")
+        options = text[text.index("The options are as follows"):text.index("EXIT STATUS")]
+        # Each is described in the option list, and shown in the synopsis.
+        missing = sorted("--" + o for o in opts
+                         if not re.search(r"(?m)^\s+(?:-\w, )?--%s\b" % o, options)
+                         or "--" + o not in text[:text.index("DESCRIPTION")])
+        self.assertEqual(missing, [], "ruletest options not described in man/ruletest.8")
+
     def test_the_pages_cite_the_portal_table(self):
         for page in ("mxgate.8", "mxgate-rules.7"):
             self.assertIn("PORTAL.md", render(page)[1])
