@@ -13,6 +13,9 @@ const double metrics_bucket_le[METRICS_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
+/* The last slot's label: keys that do not fit in the table count here. */
+#define OVERFLOW "other"
+
 static struct metrics *M;
 static struct metrics_slice *S;     /* this process's slice */
 
@@ -39,7 +42,7 @@ metrics_new(int nworkers)
 	M->nworkers = nworkers;
 	M->started = clock_wall();
 	M->reason_state[0] = 2;                         /* "": no reason */
-	strcpy(M->reason[METRICS_REASONS - 1], "other");
+	strcpy(M->reason[METRICS_REASONS - 1], OVERFLOW);
 	M->reason_state[METRICS_REASONS - 1] = 2;
 	return 0;
 }
@@ -109,6 +112,8 @@ metrics_session(int listener, int open)
  * claimed by compare-and-swap (0 -> 1), written, then published (2), so
  * two processes meeting a new key at once cannot both take it; a slot a
  * dying process left half-written (1) is skipped, never waited for.
+ * A rule's own key "other" is the overflow slot: a second slot with that
+ * label would be the same series twice on /metrics.
  */
 static int
 intern(const char *key)
@@ -116,7 +121,7 @@ intern(const char *key)
 	size_t n = strlen(key);
 	int i;
 
-	if (n >= METRICS_REASON_LEN)
+	if (n >= METRICS_REASON_LEN || strcmp(key, OVERFLOW) == 0)
 		return METRICS_REASONS - 1;
 	for (i = 0; i < ncache; i++)
 		if (strcmp(cache[i].key, key) == 0)

@@ -92,6 +92,20 @@ TEST(keys_past_the_table_count_as_other)
 	CHECK_INT(reason_slots(m, "x"), 0);
 }
 
+TEST(a_rule_reason_named_other_counts_in_the_overflow_slot)
+{
+	const struct metrics *m;
+
+	CHECK_INT(metrics_new(1), 0);
+	m = metrics_shared();
+	metrics_slot(0);
+	metrics_reply(STAGE_RCPT, 550, "other");
+	metrics_reply(STAGE_RCPT, 550, "other");    /* the second from the process's cache */
+	metrics_reply(STAGE_RCPT, 550, "a key longer than the table's slots can hold, so other");
+	CHECK_INT(reason_slots(m, "other"), 1);
+	CHECK_INT(m->slice[0].replies[STAGE_RCPT][3][METRICS_REASONS - 1], 3);
+}
+
 TEST(a_dead_process_loses_its_gauges_not_its_counters)
 {
 	const struct metrics *m;
