@@ -101,27 +101,54 @@ sessions(const struct metrics *m, const struct conf *c, struct buf *out)
 	}
 }
 
+/*
+ * canon[r]: the first ready slot holding slot r's key, or -1 while r is
+ * not ready. One key can hold two slots (intern() gives up on a slot
+ * another process is still writing, then that process writes the same
+ * key), and Prometheus refuses a scrape with one series twice. The states
+ * are read once here, so the whole page agrees on which slots count.
+ */
+static void
+canonical_slots(const struct metrics *m, int canon[METRICS_REASONS])
+{
+	for (int r = 0; r < METRICS_REASONS; r++) {
+		canon[r] = -1;
+		if (__atomic_load_n(&m->reason_state[r], __ATOMIC_ACQUIRE) != 2)
+			continue;
+		canon[r] = r;
+		for (int f = 0; f < r; f++)
+			if (canon[f] == f && strcmp(m->reason[f], m->reason[r]) == 0) {
+				canon[r] = f;
+				break;
+			}
+	}
+}
+
 /* Only the series seen so far: stage x class x reason is sparse. */
 static void
 replies(const struct metrics *m, struct buf *out)
 {
+	int canon[METRICS_REASONS];
+
+	canonical_slots(m, canon);
 	metric_head(out, "mxgate_replies_total", "counter",
 	    "Replies sent to SMTP clients by stage, code class and reason key (\"\" when no rule gave one).");
 	for (int st = 0; st < STAGE_MAX; st++)
-		for (int cl = 0; cl < METRICS_CLASSES; cl++)
+		for (int cl = 0; cl < METRICS_CLASSES; cl++) {
+			uint64_t v[METRICS_REASONS] = { 0 };
+			for (int r = 0; r < METRICS_REASONS; r++)
+				if (canon[r] >= 0)
+					for (int i = 0; i < m->nslots; i++)
+						v[canon[r]] += __atomic_load_n(&m->slice[i].replies[st][cl][r], __ATOMIC_RELAXED);
 			for (int r = 0; r < METRICS_REASONS; r++) {
-				uint64_t v = 0;
-				if (__atomic_load_n(&m->reason_state[r], __ATOMIC_ACQUIRE) != 2)
-					continue;
-				for (int i = 0; i < m->nslots; i++)
-					v += __atomic_load_n(&m->slice[i].replies[st][cl][r], __ATOMIC_RELAXED);
-				if (!v)
+				if (!v[r])
 					continue;
 				buf_printf(out, "mxgate_replies_total{stage=\"%s\",class=\"%s\",reason=\"",
 				    stage_name(st), classes[cl]);
 				label_escape(out, m->reason[r]);
-				buf_printf(out, "\"} %llu\n", (unsigned long long)v);
+				buf_printf(out, "\"} %llu\n", (unsigned long long)v[r]);
 			}
+		}
 }
 
 static void

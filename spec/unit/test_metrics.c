@@ -175,4 +175,42 @@ TEST(the_text_format_escapes_labels_and_cumulates_buckets)
 	buf_free(&b);
 }
 
+static int
+occurrences(const char *s, const char *needle)
+{
+	int n = 0;
+
+	for (; (s = strstr(s, needle)) != NULL; s += strlen(needle))
+		n++;
+	return n;
+}
+
+TEST(two_slots_holding_one_key_are_one_series_with_their_sum)
+{
+	struct conf c;
+	struct buf b = BUF_INIT(0);
+	struct metrics *m;
+
+	memset(&c, 0, sizeof c);
+	CHECK_INT(metrics_new(2), 0);
+	m = (struct metrics *)metrics_shared();
+	/* Process A has claimed slot 1 for "rbl" and not yet published it;
+	 * process B gives up waiting and writes "rbl" into slot 2 ... */
+	m->reason_state[1] = 1;
+	metrics_slot(1);
+	metrics_reply(STAGE_RCPT, 550, "rbl");
+	CHECK_STR(m->reason[2], "rbl");
+	/* ... then A finishes: two ready slots with one key. */
+	strcpy(m->reason[1], "rbl");
+	m->reason_state[1] = 2;
+	m->slice[0].replies[STAGE_RCPT][3][1] = 2;
+	metrics_slot(0);
+	metrics_reply(STAGE_RCPT, 550, "spam");
+	metrics_format(m, &c, m->started + 1, &b);
+	CHECK_INT(occurrences(buf_str(&b), "reason=\"rbl\"}"), 1);
+	CHECK(strstr(buf_str(&b), "mxgate_replies_total{stage=\"rcpt\",class=\"5xx\",reason=\"rbl\"} 3\n"));
+	CHECK(strstr(buf_str(&b), "mxgate_replies_total{stage=\"rcpt\",class=\"5xx\",reason=\"spam\"} 1\n"));
+	buf_free(&b);
+}
+
 UNIT_MAIN()
