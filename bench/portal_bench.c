@@ -93,7 +93,7 @@ main(int argc, char **argv)
 	}
 	snprintf(dir, sizeof dir, "%.500s/index", c.state_dir);
 	t0 = now();
-	if (index_open(&ix, dir, c.log_file, c.journal.dir, 0, err, sizeof err) < 0 ||
+	if (index_open(&ix, dir, c.log_file, c.journal.dir, 0, c.http.index_max_size, err, sizeof err) < 0 ||
 	    index_update(ix, 0, err, sizeof err) < 0) {
 		fprintf(stderr, "portal_bench: %s\n", err);
 		return 1;

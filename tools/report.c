@@ -323,6 +323,7 @@ report_main(int argc, char **argv)
 	char stdlib[PATH_MAX] = "", rules[PATH_MAX] = "", log[PATH_MAX] = "", base[PATH_MAX - 16];
 	char index_dir[PATH_MAX] = "", tmp[] = "/tmp/mxgate-report-XXXXXX", warn[1200], err[1200];
 	int opt, json = 0, rc = 2, w, flags = 0;
+	size_t max_size = 0;            /* the index's bound: the server's with -c, else the default */
 	struct logindex *ix = NULL;
 	struct index_stats st;
 	struct timespec now;
@@ -362,6 +363,7 @@ report_main(int argc, char **argv)
 		if (!*rules)
 			snprintf(rules, sizeof rules, "%s", c.rules);
 		snprintf(log, sizeof log, "%s", c.log_file);
+		max_size = c.http.index_max_size;
 		/* The server's own index, kept current by its HTTP process: the
 		 * numbers of its page, without reading the log again. */
 		if (optind == argc && !*index_dir) {
@@ -410,7 +412,7 @@ report_main(int argc, char **argv)
 	}
 	if (w)
 		fprintf(stderr, "mxgate report: %s\n", warn);
-	if (index_open(&ix, index_dir, log, NULL, flags, err, sizeof err) < 0 ||
+	if (index_open(&ix, index_dir, log, NULL, flags, max_size, err, sizeof err) < 0 ||
 	    index_update(ix, 0, err, sizeof err) < 0) {
 		fprintf(stderr, "mxgate report: %s\n", err);
 		goto out;

@@ -5,7 +5,10 @@
  * Its own process and its own thread, never an SMTP worker's loop: a slow
  * or hostile HTTP client cannot delay a 250. The library parses HTTP
  * (malformed requests get its 400, oversized headers its 431, idle or
- * trickling connections are closed after HTTP_TIMEOUT); we only route.
+ * trickling connections are closed after http.timeout); we only route.
+ * Its limits are the config's (http.max_connections, max_per_ip, timeout,
+ * connection_memory; a page's body: max_page). A connection past a count
+ * is closed by the library as it is accepted, before a byte is read.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,11 +25,6 @@
 #include "conf.h"
 #include "http.h"
 #include "log.h"
-
-#define HTTP_CONNECTIONS  64        /* at once, all clients */
-#define HTTP_PER_IP       16
-#define HTTP_TIMEOUT      10        /* seconds a connection may sit idle */
-#define HTTP_HEADER_MEM   (32 * 1024)   /* a request's headers must fit */
 
 /* Credentials are kept as digests, and a presented one is digested before
  * the compare: CRYPTO_memcmp then runs over equal lengths whatever the
@@ -131,7 +129,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	const struct http_route *rt;
 	struct http_req req = { .method = method, .path = url, .conf = http_conf, .conn = conn,
 	    .content_type = "text/html; charset=utf-8" };
-	struct buf out = BUF_INIT(HTTP_BODY_MAX);
+	struct buf out = BUF_INIT(http_conf->http.max_page);
 	int status;
 	char *body;
 	size_t len;
@@ -175,10 +173,10 @@ http_main(struct conf *c, int fd)
 	signal(SIGPIPE, SIG_IGN);
 	d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, on_request, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_HEADER_MEM,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->http.max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->http.max_per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->http.timeout,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, c->http.connection_memory,
 	    MHD_OPTION_STRICT_FOR_CLIENT, 1,        /* RFC 7230 as written: Host required, no bare LF */
 	    MHD_OPTION_END);
 	if (!d) {

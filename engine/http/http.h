@@ -8,7 +8,8 @@
  *
  * It writes the body into out and returns the HTTP status. Pages run one
  * at a time on the server's one thread, so a page's static state needs no
- * lock; a page that would take long must bound itself (paging).
+ * lock; a page that would take long must bound itself (paging). Its
+ * body is bounded by http.max_page (out->max): past it, a 500.
  */
 #ifndef MXGATE_HTTP_H
 #define MXGATE_HTTP_H
@@ -16,8 +17,6 @@
 #include "buf.h"
 
 struct conf;
-
-#define HTTP_BODY_MAX (16u << 20)   /* out->max: a page's body, at most */
 
 struct http_req {
 	const char        *method;        /* "GET" or "HEAD" (others are refused before a page runs) */

@@ -26,11 +26,11 @@
 #include "logfmt.h"
 #include "timefmt.h"
 
-#define MAP_SIZE     ((size_t)16 << 30)   /* sparse; the bound on the index's size */
+#define MAP_SIZE     ((size_t)16 << 30)   /* sparse; the bound on the index's size unless given */
 #define CHUNK        (1 << 20)            /* bytes read at a time */
 #define TXN_RECORDS  20000                /* records per transaction */
 
-static const char *db_names[DB_N] = { "meta", "rec", "time", "agg", "key", "jrn" };
+static const char *db_names[DB_N] = { "meta", "rec", "time", "agg", "key", "jrn", "jday" };
 
 static int
 fail(char *err, size_t errlen, const char *what, int rc)
@@ -41,7 +41,7 @@ fail(char *err, size_t errlen, const char *what, int rc)
 
 int
 index_open(struct logindex **out, const char *dir, const char *log, const char *journal_dir,
-    int flags, char *err, size_t errlen)
+    int flags, size_t max_size, char *err, size_t errlen)
 {
 	struct logindex *ix = calloc(1, sizeof *ix);
 	MDB_txn *txn = NULL;
@@ -60,7 +60,7 @@ index_open(struct logindex **out, const char *dir, const char *log, const char *
 		return -1;
 	}
 	if ((rc = mdb_env_create(&ix->env)) || (rc = mdb_env_set_maxdbs(ix->env, DB_N)) ||
-	    (rc = mdb_env_set_mapsize(ix->env, MAP_SIZE)) ||
+	    (rc = mdb_env_set_mapsize(ix->env, max_size ? max_size : MAP_SIZE)) ||
 	    (rc = mdb_env_open(ix->env, dir, MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC, 0640)))
 		goto bad;
 	mdb_reader_check(ix->env, NULL);
@@ -126,14 +126,11 @@ put(struct writer *w, int db, const void *k, size_t klen, const void *v, size_t 
 	return mdb_put(w->txn, w->ix->db[db], &key, &val, fl);
 }
 
-static int
-add_count(struct writer *w, char level, int64_t ms, const char *dir, const char *reason)
+size_t
+index_agg_key(unsigned char k[INDEX_AGG_KEY], char level, int64_t ms, const char *dir,
+    const char *reason)
 {
-	unsigned char k[1 + 4 + 16 + 1 + 64];
 	size_t dl = strnlen(dir, 15), rl = strnlen(reason, 63), n = 5;
-	MDB_val key = { 0, k }, val;
-	struct agg a = { 0, 0, 0 };
-	int rc;
 
 	k[0] = (unsigned char)level;
 	be32(k + 1, (uint32_t)(ms / (level == 'h' ? 3600000 : 60000)));
@@ -141,7 +138,17 @@ add_count(struct writer *w, char level, int64_t ms, const char *dir, const char 
 	n += dl;
 	k[n++] = '\0';
 	memcpy(k + n, reason, rl);
-	key.mv_size = n + rl;
+	return n + rl;
+}
+
+static int
+add_count(struct writer *w, char level, int64_t ms, const char *dir, const char *reason)
+{
+	unsigned char k[INDEX_AGG_KEY];
+	MDB_val key = { index_agg_key(k, level, ms, dir, reason), k }, val;
+	struct agg a = { 0, 0, 0 };
+	int rc;
+
 	rc = mdb_get(w->txn, w->ix->db[DB_AGG], &key, &val);
 	if (rc == 0 && val.mv_size == sizeof a)
 		memcpy(&a, val.mv_data, sizeof a);
@@ -155,8 +162,10 @@ add_count(struct writer *w, char level, int64_t ms, const char *dir, const char 
 	return put(w, DB_AGG, k, key.mv_size, &a, sizeof a, 0);
 }
 
+/* One search key: field, the value lowercased, NUL, the record's number. */
 static int
-add_key(struct writer *w, enum index_field f, const char *v)
+key_of(enum index_field f, const char *v, uint64_t seq,
+    int (*fn)(void *, const unsigned char *, size_t), void *arg)
 {
 	unsigned char k[1 + INDEX_KEY_MAX + 1 + 8];
 	size_t n = 1;
@@ -167,8 +176,53 @@ add_key(struct writer *w, enum index_field f, const char *v)
 	for (; *v && n < 1 + INDEX_KEY_MAX; v++)
 		k[n++] = (unsigned char)(*v >= 'A' && *v <= 'Z' ? *v + 32 : *v);
 	k[n++] = '\0';
-	be64(k + n, w->ck.seq);
-	return put(w, DB_KEY, k, n + 8, "", 0, 0);
+	be64(k + n, seq);
+	return fn(arg, k, n + 8);
+}
+
+int
+index_keys_of(struct kv *kv, int n, uint64_t seq,
+    int (*fn)(void *arg, const unsigned char *key, size_t len), void *arg)
+{
+	static const struct { enum index_field f; const char *name; } keys[] = {
+		{ IX_ID, "sid" }, { IX_ID, "qid" }, { IX_CLIENT, "client" }, { IX_SENDER, "from" },
+		{ IX_RCPT, "rcpt" },
+	};
+	const char *rcpt = logfmt_get(kv, n, "rcpt"), *at = rcpt ? strrchr(rcpt, '@') : NULL;
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < sizeof keys / sizeof *keys; i++)
+		rc = key_of(keys[i].f, logfmt_get(kv, n, keys[i].name), seq, fn, arg);
+	if (!rc && at)
+		rc = key_of(IX_DOMAIN, at + 1, seq, fn, arg);
+	return rc;
+}
+
+int
+index_bucket_of(struct kv *kv, int n, const char **dir, const char **reason)
+{
+	const char *ev = logfmt_get(kv, n, "event");
+
+	if (!ev || !strcmp(ev, "accepted"))
+		return 0;
+	if (strcmp(ev, "reject") != 0) {
+		*dir = "delivery";              /* a delivery event, by its result */
+		*reason = ev;
+		return 1;
+	}
+	*dir = logfmt_get(kv, n, "dir");
+	*dir = *dir ? *dir : "";
+	*reason = logfmt_get(kv, n, "reason");
+	*reason = *reason && **reason ? *reason : "unknown";
+	return 1;
+}
+
+static int
+put_key(void *arg, const unsigned char *k, size_t len)
+{
+	struct writer *w = arg;
+
+	return put(w, DB_KEY, k, len, "", 0, 0);
 }
 
 static int
@@ -184,7 +238,7 @@ add_line(struct writer *w, const char *line, size_t len)
 {
 	char copy[INDEX_LINE_MAX + 1];
 	struct kv kv[LOGFMT_FIELDS];
-	const char *ts, *ev, *rcpt, *at;
+	const char *ts, *ev, *dir, *reason;
 	unsigned char tk[16], sk[8];
 	unsigned char *rec;
 	double t;
@@ -214,33 +268,10 @@ add_line(struct writer *w, const char *line, size_t len)
 	be64(tk + 8, w->ck.seq);
 	if (!rc)
 		rc = put(w, DB_TIME, tk, 16, "", 0, 0);
-	if (!rc && !strcmp(ev, "reject")) {
-		const char *dir = logfmt_get(kv, n, "dir"), *reason = logfmt_get(kv, n, "reason");
-		dir = dir ? dir : "";
-		reason = reason && *reason ? reason : "unknown";
-		if (!(rc = add_count(w, 'h', ms, dir, reason)))
-			rc = add_count(w, 'm', ms, dir, reason);
-	} else if (!rc && strcmp(ev, "accepted")) {
-		if (!(rc = add_count(w, 'h', ms, "delivery", ev)))
-			rc = add_count(w, 'm', ms, "delivery", ev);
-	}
-	rcpt = logfmt_get(kv, n, "rcpt");
-	at = rcpt ? strrchr(rcpt, '@') : NULL;
-	if (w->ix->flags & INDEX_COUNTS_ONLY)
-		goto done;
-	if (!rc)
-		rc = add_key(w, IX_ID, logfmt_get(kv, n, "sid"));
-	if (!rc)
-		rc = add_key(w, IX_ID, logfmt_get(kv, n, "qid"));
-	if (!rc)
-		rc = add_key(w, IX_CLIENT, logfmt_get(kv, n, "client"));
-	if (!rc)
-		rc = add_key(w, IX_SENDER, logfmt_get(kv, n, "from"));
-	if (!rc)
-		rc = add_key(w, IX_RCPT, rcpt);
-	if (!rc && at)
-		rc = add_key(w, IX_DOMAIN, at + 1);
-done:
+	if (!rc && index_bucket_of(kv, n, &dir, &reason) && !(rc = add_count(w, 'h', ms, dir, reason)))
+		rc = add_count(w, 'm', ms, dir, reason);
+	if (!rc && !(w->ix->flags & INDEX_COUNTS_ONLY))
+		rc = index_keys_of(kv, n, w->ck.seq, put_key, w);
 	w->ck.seq++;
 	w->pending++;
 	return rc;
@@ -422,7 +453,7 @@ update_log(struct writer *w, size_t budget)
 static int
 journal_line(struct writer *w, const char *name, const char *line, size_t len, uint64_t off)
 {
-	unsigned char v[256 + 1 + 8];
+	unsigned char v[256 + 1 + 8], d[256 + 1 + 64];
 	size_t nl = strlen(name);
 	json_t *rec = jsonr_parse(line, len, JSON_MAX_DEPTH, NULL);
 	json_t *sid = rec ? json_object_get(rec, "sid") : NULL;
@@ -434,6 +465,10 @@ journal_line(struct writer *w, const char *name, const char *line, size_t len, u
 		v[nl] = '\0';
 		be64(v + nl + 1, off);
 		rc = put(w, DB_JRN, json_string_value(sid), json_string_length(sid), v, nl + 9, 0);
+		memcpy(d, v, nl + 1);
+		memcpy(d + nl + 1, json_string_value(sid), json_string_length(sid));
+		if (!rc)
+			rc = put(w, DB_JDAY, d, nl + 1 + json_string_length(sid), "", 0, 0);
 		w->ck.journals++;
 	}
 	json_decref(rec);
@@ -545,6 +580,8 @@ index_stats(struct logindex *ix, struct index_stats *st)
 	MDB_val k = { 4, "ckpt" }, v;
 	struct ckpt ck;
 	struct stat fs;
+	MDB_envinfo info;
+	MDB_stat es;
 
 	memset(st, 0, sizeof *st);
 	if (mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn))
@@ -558,6 +595,10 @@ index_stats(struct logindex *ix, struct index_stats *st)
 		st->journals = ck.journals;
 	}
 	mdb_txn_abort(txn);
+	if (mdb_env_info(ix->env, &info) == 0 && mdb_env_stat(ix->env, &es) == 0) {
+		st->pages = (uint64_t)info.me_last_pgno + 1;
+		st->page_size = es.ms_psize;
+	}
 	if (stat(ix->log, &fs) == 0)
 		st->size = (uint64_t)fs.st_size;
 	return 0;

@@ -34,15 +34,17 @@ struct index_stats {
 	uint64_t skipped;              /* lines that were not log records */
 	uint64_t offset, size;         /* how far into the current log file; its size */
 	uint64_t journals;             /* journal records indexed */
+	uint64_t pages, page_size;     /* the environment's pages in use (freed ones are reused) */
 };
 
 /* dir: the environment (made if missing); log: the log file it follows;
  * journal_dir: the session journal's files ("" or NULL: none). An index
  * made for another log file is refused. flags: INDEX_COUNTS_ONLY keeps no
- * search keys (a throwaway index for one report: a third of the writes). */
+ * search keys (a throwaway index for one report: a third of the writes).
+ * max_size: the bound on its size in bytes (0: 16 GiB; http.index_max_size). */
 #define INDEX_COUNTS_ONLY 1
 int  index_open(struct logindex **ix, const char *dir, const char *log, const char *journal_dir,
-    int flags, char *err, size_t errlen);
+    int flags, size_t max_size, char *err, size_t errlen);
 void index_close(struct logindex *ix);
 
 /* Reads what the log (and the journal) gained since the checkpoint, at
@@ -50,6 +52,18 @@ void index_close(struct logindex *ix);
  * -1: error (err). A torn last line waits for its end. */
 int  index_update(struct logindex *ix, size_t max_bytes, char *err, size_t errlen);
 int  index_stats(struct logindex *ix, struct index_stats *st);
+
+/*
+ * Retention: removes the records older than cutoff (epoch seconds) with
+ * all that was filed for them (time key, search keys, one count fewer in
+ * their minute and hour counters, a counter at zero removed), oldest
+ * first, and the journal entries of days wholly before it; at most max of
+ * them in one write transaction, so a writer waiting (a page's update)
+ * waits for one batch only. Counts and search agree after every batch.
+ * LMDB reuses the freed pages for what is written next. 0: nothing older
+ * is left, 1: call again, -1: error (err).
+ */
+int  index_prune(struct logindex *ix, double cutoff, size_t max, char *err, size_t errlen);
 
 /* Counts per (direction, reason) of the records in [since, until) (epoch
  * seconds, 0: open), exact to the millisecond: whole hours and minutes

@@ -3,6 +3,7 @@
 #define MXGATE_INDEX_DB_H
 
 #include <lmdb.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -13,8 +14,11 @@
  *   agg   level ('h' hour, 'm' minute), be32 bucket, dir, NUL, reason -> struct agg
  *   key   field, lowercased value, NUL, be64 seq -> ""
  *   jrn   sid -> journal file name, NUL, be64 offset
+ *   jday  journal file name, NUL, sid -> ""  (the names start with their
+ *         day, YYYY-MM-DD, so this walks jrn's entries oldest day first:
+ *         what index_prune() drops)
  */
-enum { DB_META, DB_REC, DB_TIME, DB_AGG, DB_KEY, DB_JRN, DB_N };
+enum { DB_META, DB_REC, DB_TIME, DB_AGG, DB_KEY, DB_JRN, DB_JDAY, DB_N };
 
 struct ckpt {
 	uint64_t dev, ino, off;         /* the log file being read, and how far */
@@ -51,6 +55,24 @@ get_be64(const unsigned char *p)
 		v = v << 8 | p[i];
 	return v;
 }
+
+/*
+ * What a record files besides its line and time, derived from the line
+ * the same way by the writer (index.c) and by index_prune() (which must
+ * find it again to delete it). kv: the line split by logfmt_split().
+ */
+struct kv;
+/* The (dir, reason) counter a record counts in: 1, or 0 when it counts
+ * in none (event=accepted). */
+int index_bucket_of(struct kv *kv, int n, const char **dir, const char **reason);
+/* The key of a record's minute ('m') or hour ('h') counter into k; its length. */
+#define INDEX_AGG_KEY (1 + 4 + 16 + 1 + 64)
+size_t index_agg_key(unsigned char k[INDEX_AGG_KEY], char level, int64_t ms, const char *dir,
+    const char *reason);
+/* fn(arg, key, len) for each search key of record seq (field, lowercased
+ * value, NUL, be64 seq); the first nonzero return stops and is returned. */
+int index_keys_of(struct kv *kv, int n, uint64_t seq,
+    int (*fn)(void *arg, const unsigned char *key, size_t len), void *arg);
 
 static inline void
 be32(unsigned char *p, uint32_t v)

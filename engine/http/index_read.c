@@ -82,7 +82,7 @@ count_one(void *arg, MDB_txn *txn, uint64_t seq, int64_t ms)
 	MDB_val key = { 8, k }, val;
 	char line[INDEX_LINE_MAX + 1];
 	struct kv kv[LOGFMT_FIELDS];
-	const char *ev, *dir, *reason;
+	const char *dir, *reason;
 	size_t len;
 	int n;
 
@@ -92,19 +92,9 @@ count_one(void *arg, MDB_txn *txn, uint64_t seq, int64_t ms)
 	len = val.mv_size - 8 > INDEX_LINE_MAX ? INDEX_LINE_MAX : val.mv_size - 8;
 	memcpy(line, (char *)val.mv_data + 8, len);
 	line[len] = '\0';
-	if ((n = logfmt_split(line, kv, LOGFMT_FIELDS)) < 0 || !(ev = logfmt_get(kv, n, "event")) ||
-	    !strcmp(ev, "accepted"))
+	/* As the writer files it. */
+	if ((n = logfmt_split(line, kv, LOGFMT_FIELDS)) < 0 || !index_bucket_of(kv, n, &dir, &reason))
 		return 0;
-	/* As the writer files it (index.c add_line). */
-	if (strcmp(ev, "reject") != 0) {
-		dir = "delivery";
-		reason = ev;
-	} else {
-		dir = logfmt_get(kv, n, "dir");
-		dir = dir ? dir : "";
-		reason = logfmt_get(kv, n, "reason");
-		reason = reason && *reason ? reason : "unknown";
-	}
 	ct->fn(ct->arg, dir, reason, 1, seq, ms);
 	return 0;
 }

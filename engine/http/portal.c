@@ -19,7 +19,7 @@ arg(void *ctx, const char *name)
 int
 portal_page(struct http_req *req, struct buf *out)
 {
-	struct portal_reply r = { 0, NULL, BUF_INIT(HTTP_BODY_MAX) };
+	struct portal_reply r = { 0, NULL, BUF_INIT(req->conf->http.max_page) };
 	char err[1024];
 
 	if (!portal && !(portal = portal_open(req->conf, err, sizeof err))) {

@@ -14,10 +14,13 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "log.h"
 #include "portal.h"
 #include "portal_pages.h"
 
 #define UPDATE_BUDGET  ((size_t)8 << 20)   /* log bytes a request reads before answering */
+#define PRUNE_BATCH    1000                /* records removed in one write transaction */
+#define PRUNE_EVERY    60                  /* seconds between retention passes */
 
 struct portal {
 	struct logindex *ix;
@@ -30,19 +33,37 @@ struct portal {
 	double rules_stamp;             /* newest mtime in the rules directory */
 };
 
-/* Keeps the index current between requests, so a request finds little to read. */
+/*
+ * Keeps the index current between requests, so a request finds little to
+ * read, and once it is current, keeps it within http.index_retention: a
+ * pass at start and every PRUNE_EVERY seconds, PRUNE_BATCH records a
+ * transaction, a pause between batches so a request's update (which
+ * waits for LMDB's one writer) gets in.
+ */
 static void *
 indexer(void *arg)
 {
 	struct portal *p = arg;
+	double keep = p->conf->http.index_retention * 86400;
+	time_t next_prune = 0;
+	int pruning = 0;
 	char err[512];
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		struct timespec pause = { 0, 500 * 1000 * 1000 };
 		int rc = index_update(p->ix, UPDATE_BUDGET, err, sizeof err);
-		if (rc != 1) {
-			struct timespec ts = { 0, 500 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
+		if (rc == 0 && (pruning || time(NULL) >= next_prune)) {
+			int pr = index_prune(p->ix, (double)time(NULL) - keep, PRUNE_BATCH, err, sizeof err);
+			if (pr < 0 && !pruning)
+				log_event("portal_error", "error", err, NULL);
+			pruning = pr == 1;
+			if (!pruning)
+				next_prune = time(NULL) + PRUNE_EVERY;
+			else
+				pause.tv_nsec = 10 * 1000 * 1000;
 		}
+		if (rc != 1)
+			nanosleep(&pause, NULL);
 	}
 	return NULL;
 }
@@ -97,7 +118,8 @@ portal_open(const struct conf *c, char *err, size_t errlen)
 		goto bad;
 	}
 	index_paths(c, dir, sizeof dir);
-	if (index_open(&p->ix, dir, c->log_file, c->journal.dir, 0, err, errlen) < 0)
+	if (index_open(&p->ix, dir, c->log_file, c->journal.dir, 0, c->http.index_max_size, err,
+	    errlen) < 0)
 		goto bad;
 	if (portal_reasons_load(&p->reasons, c->path, c->stdlib, c->rules, p->warn, sizeof p->warn,
 	    err, errlen) < 0)

@@ -250,6 +250,43 @@ opt_int(struct reader *r, const char *key, const char *field, double lo, double 
 	return 0;
 }
 
+/* A count or a size: opt_num, and a fraction is refused (16.5
+ * connections means a typo, not a limit). */
+static int
+opt_whole(struct reader *r, const char *key, const char *field, double lo, double hi, double *out)
+{
+	double d = *out;
+
+	if (opt_num(r, key, field, lo, hi, &d) < 0)
+		return -1;
+	if (d != floor(d))
+		return fail(r, key, "%s: expected a whole number, got %g", field, d);
+	*out = d;
+	return 0;
+}
+
+static int
+opt_count(struct reader *r, const char *key, const char *field, double lo, double hi, int *out)
+{
+	double d = *out;
+
+	if (opt_whole(r, key, field, lo, hi, &d) < 0)
+		return -1;
+	*out = (int)d;
+	return 0;
+}
+
+static int
+opt_size(struct reader *r, const char *key, const char *field, double lo, double hi, size_t *out)
+{
+	double d = (double)*out;
+
+	if (opt_whole(r, key, field, lo, hi, &d) < 0)
+		return -1;
+	*out = (size_t)d;
+	return 0;
+}
+
 int
 conf_parse_net(const char *text, struct conf_net *out)
 {
@@ -741,7 +778,42 @@ is_loopback(const struct sockaddr_storage *sa)
 	return sa->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 }
 
-/* http = { address, port, token, user, password }: off when absent. */
+/* The keys of the http table: a typo in a limit must not fall back to
+ * the default unseen (the top level's rule, check_keys()). */
+static const char *const http_keys[] = {
+	"address", "port", "token", "user", "password", "max_connections", "max_per_ip",
+	"timeout", "connection_memory", "max_page", "index_max_size", "index_retention", NULL,
+};
+
+static int
+http_limits(struct reader *r, struct conf *c)
+{
+	lua_pushnil(r->L);
+	while (lua_next(r->L, -2)) {
+		lua_pop(r->L, 1);
+		if (lua_type(r->L, -1) != LUA_TSTRING || !listed(http_keys, lua_tostring(r->L, -1))) {
+			const char *k = lua_type(r->L, -1) == LUA_TSTRING ? lua_tostring(r->L, -1) : "?";
+			return fail(r, "http", "unknown key %s (see mxgate.lua(5))", k);
+		}
+	}
+	/* Ranges: zero would mean "none" or "no limit" to the library, and the
+	 * tops are far past what one HTTP process of ours should be asked to
+	 * hold (a number beyond them is a typo). */
+	if (opt_count(r, "http", "max_connections", 1, 10000, &c->http.max_connections) ||
+	    opt_count(r, "http", "max_per_ip", 1, 10000, &c->http.max_per_ip) ||
+	    opt_count(r, "http", "timeout", 1, 3600, &c->http.timeout) ||
+	    opt_size(r, "http", "connection_memory", 4096, 16 << 20, &c->http.connection_memory) ||
+	    opt_size(r, "http", "max_page", 64 << 10, 1 << 30, &c->http.max_page) ||
+	    opt_size(r, "http", "index_max_size", 64 << 20, 0x1p40, &c->http.index_max_size) ||
+	    opt_num(r, "http", "index_retention", 1, 3650, &c->http.index_retention))
+		return -1;
+	if (c->http.max_per_ip > c->http.max_connections)
+		return fail(r, "http", "max_per_ip (%d) is more than max_connections (%d)",
+		    c->http.max_per_ip, c->http.max_connections);
+	return 0;
+}
+
+/* http = { address, port, token, user, password, limits }: off when absent. */
 static int
 read_http(struct reader *r, struct conf *c)
 {
@@ -768,7 +840,7 @@ read_http(struct reader *r, struct conf *c)
 			return -1;
 		lua_pop(r->L, 1);
 	}
-	if (opt_int(r, "http", "port", 1, 65535, &c->http.port) < 0)
+	if (opt_int(r, "http", "port", 1, 65535, &c->http.port) < 0 || http_limits(r, c) < 0)
 		return -1;
 	if (!!c->http.user[0] != !!c->http.password[0])
 		return fail(r, "http", "give both user and password (basic auth), or neither");
@@ -851,6 +923,13 @@ set_defaults(struct conf *c)
 	c->delivery.idle_time = 2;
 	strcpy(c->http.address, "127.0.0.1");
 	c->http.port = 8025;
+	c->http.max_connections = 64;
+	c->http.max_per_ip = 16;
+	c->http.timeout = 10;
+	c->http.connection_memory = 32 << 10;
+	c->http.max_page = 16 << 20;
+	c->http.index_max_size = (size_t)16 << 30;
+	c->http.index_retention = 30;
 	c->rule_instructions = 1000000;
 	c->rule_memory = 256u * 1024 * 1024;
 	c->timeouts.command = 300;

@@ -151,6 +151,14 @@ struct conf {
 		char   token[256];     /* bearer token; "" = none */
 		char   user[64];       /* basic auth, with password; "" = none */
 		char   password[256];
+		/* Limits (libmicrohttpd's, and the portal's): every one has a key. */
+		int    max_connections;   /* at once, all clients (64) */
+		int    max_per_ip;        /* at once, one client address (16) */
+		int    timeout;           /* seconds a connection may sit idle (10) */
+		size_t connection_memory; /* a request's headers and buffers must fit (32 KiB) */
+		size_t max_page;          /* a page's body, at most (16 MiB) */
+		size_t index_max_size;    /* the portal's index, at most (16 GiB) */
+		double index_retention;   /* days the index keeps a record (30) */
 	} http;
 	long   rule_instructions;  /* per hook run, then 451 4.3.0 */
 	size_t rule_memory;        /* per generation (Lua state) */

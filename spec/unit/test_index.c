@@ -94,7 +94,7 @@ open_ix(void)
 	struct logindex *ix;
 	char err[256];
 
-	if (index_open(&ix, ixdir, logp, jdir, 0, err, sizeof err) < 0) {
+	if (index_open(&ix, ixdir, logp, jdir, 0, 0, err, sizeof err) < 0) {
 		fprintf(stderr, "  %s\n", err);
 		return NULL;
 	}
@@ -369,7 +369,7 @@ TEST(an_index_of_another_log_is_refused)
 	CHECK((ix = open_ix()));
 	index_close(ix);
 	snprintf(other, sizeof other, "%s/other.log", dir);
-	CHECK(index_open(&ix, ixdir, other, NULL, 0, err, sizeof err) < 0);
+	CHECK(index_open(&ix, ixdir, other, NULL, 0, 0, err, sizeof err) < 0);
 	CHECK(strstr(err, "not "));
 }
 
