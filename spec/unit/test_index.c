@@ -1,4 +1,5 @@
-/* test_index.c - the log index: incremental reads, rotation, torn and garbage lines, counts, search, journal. */
+/* test_index.c - the log index: incremental reads, rotation, torn and garbage lines, counts, search, journal,
+ * retention (what pruning leaves is what an index of the kept lines holds, and freed pages are reused). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "index.h"
+#include "index_db.h"
 #include "unit.h"
 
 static char dir[64], logp[128], ixdir[128], jdir[128];
@@ -357,6 +359,153 @@ TEST(the_journal_record_of_a_session_is_found_by_its_id)
 	buf_reset(&b);
 	CHECK_INT(index_journal(ix, "nope", &b), 0);
 	buf_free(&b);
+	index_close(ix);
+}
+
+/* Entries of each database: what pruning must leave equal to an index built from the kept lines alone. */
+static void
+entries(struct logindex *ix, size_t out[DB_N])
+{
+	MDB_txn *txn;
+	MDB_stat st;
+
+	memset(out, 0, DB_N * sizeof *out);
+	if (mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn))
+		return;
+	for (int i = 0; i < DB_N; i++)
+		if (mdb_stat(txn, ix->db[i], &st) == 0)
+			out[i] = st.ms_entries;
+	mdb_txn_abort(txn);
+}
+
+static int
+prune_all(struct logindex *ix, double cutoff, size_t batch, int *calls)
+{
+	char err[256];
+	int rc;
+
+	*calls = 0;
+	while ((rc = index_prune(ix, cutoff, batch, err, sizeof err)) == 1)
+		(*calls)++;
+	if (rc < 0)
+		fprintf(stderr, "  %s\n", err);
+	return rc;
+}
+
+/* The hour 10:00-10:59 of the counts test (a reject every 30 s) and two deliveries at 11:00. */
+static void
+an_hour_of_lines(int from_minute, int from_sec)
+{
+	for (int m = 0; m < 60; m++) {
+		if (m > from_minute || (m == from_minute && from_sec <= 0))
+			add_reject(m, 0, "xbl", "192.0.2.1", "b@h.example");
+		if (m > from_minute || (m == from_minute && from_sec <= 30))
+			add_reject(m, 30, "pbl", "192.0.2.2", "b@h.example");
+	}
+	append(logp, "ts=2026-12-01T11:00:00.000Z pid=1 event=delivered qid=Q1 rcpt=b@h.example "
+	    "from=a@x.example relay=127.0.0.1:25 reply=\"250 ok\" delay=1 attempts=1 tls=none\n");
+	append(logp, "ts=2026-12-01T11:00:00.500Z pid=1 event=bounced qid=Q1 rcpt=c@h.example "
+	    "from=a@x.example relay=127.0.0.1:25 reply=\"550 no\" delay=1 attempts=1 tls=none\n");
+}
+
+TEST(retention_removes_old_records_with_their_keys_counts_and_journal_entries)
+{
+	struct logindex *ix;
+	struct hits h = { 0 };
+	double t0 = 1796119200;               /* 2026-12-01T10:00:00Z */
+	double cutoff = t0 + 1815;            /* 10:30:15: inside a minute and an hour counter */
+	size_t got[DB_N], want[DB_N];
+	uint64_t next;
+	long xbl;
+	int calls;
+	char jold[200], jnew[200];
+
+	fresh();
+	snprintf(jold, sizeof jold, "%s/2026-11-20.jsonl", jdir);
+	snprintf(jnew, sizeof jnew, "%s/2026-12-01.jsonl", jdir);
+	append(jold, "{\"v\":1,\"sid\":\"s0100\",\"events\":[]}\n");
+	append(jnew, "{\"v\":1,\"sid\":\"s3100\",\"events\":[]}\n");
+	an_hour_of_lines(0, 0);
+	CHECK((ix = open_ix()));
+	CHECK_INT(update(ix), 0);
+	CHECK_INT(count_all(ix, 0, 0, NULL), 122);
+	/* 61 records are older (10:00:00 .. 10:30:00), 7 a batch: several transactions. */
+	CHECK_INT(prune_all(ix, cutoff, 7, &calls), 0);
+	CHECK(calls >= 8);
+	CHECK_INT(count_all(ix, 0, 0, &xbl), 61);
+	CHECK_INT(xbl, 29);
+	CHECK_INT(count_all(ix, t0, t0 + 3600, NULL), 59);              /* the hour counter went down */
+	CHECK_INT(count_all(ix, t0 + 1800, t0 + 1860, NULL), 1);        /* so did 10:30's minute */
+	CHECK_INT(count_all(ix, t0 + 1800, t0 + 1860.0 + 3600, NULL), 61);
+	CHECK_INT(index_search(ix, IX_ID, "s0000", 0, 0, 0, 100, hit, &h, &next), 0);
+	CHECK_INT(h.n, 0);
+	CHECK_INT(index_search(ix, IX_ID, "s3030", 0, 0, 0, 100, hit, &h, &next), 0);
+	CHECK_INT(h.n, 1);
+	memset(&h, 0, sizeof h);
+	CHECK_INT(index_search(ix, IX_SENDER, "a@x.example", 0, 0, 0, 100, hit, &h, &next), 0);
+	CHECK_INT(h.n, 61);
+	CHECK_INT(count_all(ix, 0, 0, NULL), 61);
+	{
+		struct buf b = BUF_INIT(1 << 20);
+		CHECK_INT(index_journal(ix, "s0100", &b), 0);       /* its day is long before the cutoff */
+		CHECK_INT(index_journal(ix, "s3100", &b), 1);
+		buf_free(&b);
+	}
+	/* Nothing is left behind: every database holds what an index of the kept lines holds. */
+	entries(ix, got);
+	CHECK_INT(prune_all(ix, cutoff, 7, &calls), 0);
+	CHECK_INT(calls, 0);                                            /* nothing more to do */
+	index_close(ix);
+	fresh();
+	append(jnew, "{\"v\":1,\"sid\":\"s3100\",\"events\":[]}\n");
+	an_hour_of_lines(30, 30);
+	CHECK((ix = open_ix()));
+	CHECK_INT(update(ix), 0);
+	entries(ix, want);
+	CHECK_INT(count_all(ix, 0, 0, NULL), 61);
+	index_close(ix);
+	for (int i = DB_REC; i < DB_N; i++)
+		CHECK_INT(got[i], want[i]);
+}
+
+TEST(the_pages_pruning_frees_are_written_again)
+{
+	struct logindex *ix;
+	struct index_stats st;
+	uint64_t pages[5];
+	char b[512];
+	int calls;
+
+	fresh();
+	CHECK((ix = open_ix()));
+	/* A day of 6,000 records (in 6 updates), then each next day with the
+	 * day before it pruned: a retention of one day, five times. */
+	for (int day = 0; day < 5; day++) {
+		for (int u = 0; u < 6; u++) {
+			FILE *f = fopen(logp, "a");
+			for (int i = 0; i < 1000; i++) {
+				int n = u * 1000 + i;
+				snprintf(b, sizeof b, "ts=2026-12-0%dT%02d:%02d:%02d.000Z pid=1 event=reject "
+				    "sid=s%d-%d dir=inbound client=192.0.2.%d stage=rcpt code=550 enhanced=5.7.1 "
+				    "reason=xbl text=\"xbl: listed\" from=a%d@x.example rcpt=r%d@h%d.example\n",
+				    day + 1, n / 3600 % 24, n / 60 % 60, n % 60, day, n, n % 250, n, n, n % 50);
+				fputs(b, f);
+			}
+			fclose(f);
+			CHECK_INT(update(ix), 0);
+		}
+		if (day > 0)
+			CHECK_INT(prune_all(ix, 1796083200 + 86400.0 * day /* 2026-12-01 + day */, 1000,
+			    &calls), 0);
+		CHECK_INT(count_all(ix, 0, 0, NULL), 6000);
+		index_stats(ix, &st);
+		pages[day] = st.pages;
+	}
+	fprintf(stderr, "  pages after each day: %llu %llu %llu %llu %llu\n", (unsigned long long)pages[0],
+	    (unsigned long long)pages[1], (unsigned long long)pages[2], (unsigned long long)pages[3],
+	    (unsigned long long)pages[4]);
+	/* Without reuse each day would take as many new pages again. */
+	CHECK(pages[4] < pages[1] + pages[0] / 10);
 	index_close(ix);
 }
 
