@@ -2,6 +2,7 @@
 parsed by a real Prometheus text parser, credentials, and hostile clients
 getting clear HTTP errors while SMTP goes on."""
 import base64
+import http.client
 import os
 import signal
 import socket
@@ -189,6 +190,79 @@ class HttpCredentials(HttpTest):
 
     def test_healthz_needs_no_credentials(self):
         self.assertEqual(self.server.get("/healthz")[0], 200)
+
+
+class HttpLimits(HttpTest):
+    """http.max_per_ip, max_connections and connection_memory, set in the config."""
+    HTTP_EXTRA = ", max_per_ip = 2, max_connections = 4, connection_memory = 8192"
+
+    def test_a_third_connection_from_one_address_is_refused_while_smtp_goes_on(self):
+        held = []
+        for _ in range(2):          # two requests in progress: half a request line each
+            s = socket.create_connection(("127.0.0.1", self.server.http_port), timeout=30)
+            s.sendall(b"GET /heal")
+            held.append(s)
+        try:
+            third = raw_http(self.server.http_port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(third, b"", "a third connection from 127.0.0.1 was served")
+            smtp_accepts(self, self.server)
+            # The two held ones were not disturbed: the first finishes its request.
+            held[0].sendall(b"thz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = b""
+            while True:
+                chunk = held[0].recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+        finally:
+            for s in held:
+                s.close()
+
+        # Once they are gone, a new connection is served again.
+        def served():
+            try:
+                return self.server.get("/healthz")[0] == 200
+            except (OSError, http.client.HTTPException):
+                return False
+        wait_for(served, what="a connection served after the held ones closed")
+        self.assertFalse(self.server.log_has("http_died"))
+
+    def test_headers_past_connection_memory_get_431(self):
+        req = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 12000 + b"\r\n\r\n"
+        got = raw_http(self.server.http_port, req)
+        self.assertRegex(got[:12], rb"^HTTP/1\.[01] 431", got[:200])
+        self.assertEqual(self.server.get("/healthz")[0], 200)
+
+
+class HttpLimitConfig(HttpTest):
+    USES_MXGATE = False
+
+    def setUp(self):
+        pass
+
+    def test_http_limits_are_checked_by_mxgate_t(self):
+        code, out = mxgate_t({"http": '{ max_per_ip = 2, max_connections = 8, timeout = 30, '
+                                      'connection_memory = 65536, max_page = 1048576, '
+                                      'index_max_size = 1073741824, index_retention = 90 }'})
+        self.assertEqual(code, 0, out)
+        for bad, why in (("max_per_ip = 0", "max_per_ip: out of range"),
+                         ("max_connections = -1", "max_connections: out of range"),
+                         ("timeout = 0/0", "timeout: not a finite number"),        # NaN
+                         ("timeout = 0", "timeout: out of range"),
+                         ("connection_memory = 1e12", "connection_memory: out of range"),
+                         ("max_page = 10", "max_page: out of range"),
+                         ("index_max_size = 1/0", "index_max_size: not a finite number"),  # inf
+                         ("index_retention = 0", "index_retention: out of range"),
+                         ("index_retention = -30", "index_retention: out of range"),
+                         ("max_per_ip = 2.5", "max_per_ip: expected a whole number"),
+                         ('max_per_ip = "2"', "max_per_ip: expected a number"),
+                         ("max_per_ip = 100, max_connections = 10", "max_per_ip (100) is more than"),
+                         ("max_per_Ip = 2", "unknown key max_per_Ip")):
+            with self.subTest(bad):
+                code, out = mxgate_t({"http": "{ %s }" % bad})
+                self.assertEqual(code, 1, out)
+                self.assertIn("http: " + why, out)
 
 
 class HttpConfig(HttpTest):

@@ -457,6 +457,7 @@ TEST(retention_removes_old_records_with_their_keys_counts_and_journal_entries)
 	CHECK_INT(calls, 0);                                            /* nothing more to do */
 	index_close(ix);
 	fresh();
+	snprintf(jnew, sizeof jnew, "%s/2026-12-01.jsonl", jdir);
 	append(jnew, "{\"v\":1,\"sid\":\"s3100\",\"events\":[]}\n");
 	an_hour_of_lines(30, 30);
 	CHECK((ix = open_ix()));
