@@ -15,6 +15,16 @@ listen = {
 -- /metrics (Prometheus), /healthz and the portal page, in a process of
 -- its own. Off without this line; an address off loopback needs a token
 -- (Authorization: Bearer ...) or user and password (basic auth).
+-- Its limits, with their defaults (`mxgate -t` refuses 0, negatives,
+-- fractions, NaN, values past their range and unknown keys):
+--   max_connections = 64         at once, all clients
+--   max_per_ip = 16              at once, one client address
+--   timeout = 10                 seconds a connection may sit idle
+--   connection_memory = 32768    bytes of a request's headers (more: 431)
+--   max_page = 16777216          bytes of one page (more: 500)
+--   index_max_size = 17179869184 bytes of the portal's index, state_dir/index
+--   index_retention = 30         days the portal's index keeps a log record
+--                                (older ones leave the page and `mxgate report`)
 http = { address = "127.0.0.1", port = 8025 }
 
 state_dir = "var"                    -- spool/, state/, journal/, tls/ live here
