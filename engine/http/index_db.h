@@ -5,6 +5,9 @@
 #include <lmdb.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "index.h"
 
 /*
  * Databases:
@@ -73,6 +76,18 @@ size_t index_agg_key(unsigned char k[INDEX_AGG_KEY], char level, int64_t ms, con
  * value, NUL, be64 seq); the first nonzero return stops and is returned. */
 int index_keys_of(struct kv *kv, int n, uint64_t seq,
     int (*fn)(void *arg, const unsigned char *key, size_t len), void *arg);
+
+/* A record's line (rec's value after its time) into line, NUL-terminated: its length. */
+static inline size_t
+rec_line(const MDB_val *v, char line[INDEX_LINE_MAX + 1])
+{
+	size_t len = v->mv_size < 8 ? 0 : v->mv_size - 8;
+
+	len = len > INDEX_LINE_MAX ? INDEX_LINE_MAX : len;
+	memcpy(line, (const char *)v->mv_data + 8, len);
+	line[len] = '\0';
+	return len;
+}
 
 static inline void
 be32(unsigned char *p, uint32_t v)

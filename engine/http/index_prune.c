@@ -75,16 +75,12 @@ prune_record(struct pruner *p, uint64_t seq, int64_t ms)
 	char line[INDEX_LINE_MAX + 1];
 	struct kv kv[LOGFMT_FIELDS];
 	const char *dir, *reason;
-	size_t len;
 	int n, rc;
 
 	be64(sk, seq);
 	if ((rc = mdb_get(p->txn, p->ix->db[DB_REC], &key, &val)))
 		return rc == MDB_NOTFOUND ? 0 : rc;
-	len = val.mv_size < 8 ? 0 : val.mv_size - 8;
-	len = len > INDEX_LINE_MAX ? INDEX_LINE_MAX : len;
-	memcpy(line, (char *)val.mv_data + 8, len);     /* val is gone after the first write */
-	line[len] = '\0';
+	rec_line(&val, line);           /* a copy: val is gone after the first write */
 	if ((n = logfmt_split(line, kv, LOGFMT_FIELDS)) >= 0) {
 		if (index_bucket_of(kv, n, &dir, &reason) &&
 		    ((rc = uncount(p, 'h', ms, dir, reason)) || (rc = uncount(p, 'm', ms, dir, reason))))

@@ -83,15 +83,12 @@ count_one(void *arg, MDB_txn *txn, uint64_t seq, int64_t ms)
 	char line[INDEX_LINE_MAX + 1];
 	struct kv kv[LOGFMT_FIELDS];
 	const char *dir, *reason;
-	size_t len;
 	int n;
 
 	be64(k, seq);
 	if (mdb_get(txn, ix->db[DB_REC], &key, &val) || val.mv_size < 8)
 		return 0;
-	len = val.mv_size - 8 > INDEX_LINE_MAX ? INDEX_LINE_MAX : val.mv_size - 8;
-	memcpy(line, (char *)val.mv_data + 8, len);
-	line[len] = '\0';
+	rec_line(&val, line);
 	/* As the writer files it. */
 	if ((n = logfmt_split(line, kv, LOGFMT_FIELDS)) < 0 || !index_bucket_of(kv, n, &dir, &reason))
 		return 0;
