@@ -35,8 +35,8 @@ struct portal {
 
 /*
  * Keeps the index current between requests, so a request finds little to
- * read, and once it is current, keeps it within http.index_retention: a
- * pass at start and every PRUNE_EVERY seconds, PRUNE_BATCH records a
+ * read, and once it is current (or cannot be), within http.index_retention:
+ * a pass at start and every PRUNE_EVERY seconds, PRUNE_BATCH records a
  * transaction, a pause between batches so a request's update (which
  * waits for LMDB's one writer) gets in.
  */
@@ -52,7 +52,9 @@ indexer(void *arg)
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		struct timespec pause = { 0, 500 * 1000 * 1000 };
 		int rc = index_update(p->ix, UPDATE_BUDGET, err, sizeof err);
-		if (rc == 0 && (pruning || time(NULL) >= next_prune)) {
+		/* Also after an update failed: a full index (MDB_MAP_FULL) gets
+		 * its room back only from here. */
+		if (rc != 1 && (pruning || time(NULL) >= next_prune)) {
 			int pr = index_prune(p->ix, (double)time(NULL) - keep, PRUNE_BATCH, err, sizeof err);
 			if (pr < 0 && !pruning)
 				log_event("portal_error", "error", err, NULL);
