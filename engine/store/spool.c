@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +38,14 @@
 #define LENGTH_DIGITS 20
 #define SUM_AT       40                 /* offset of the checksum's 16 hex digits */
 #define SUM_DIGITS   16
-#define FREE_SLOTS   1024               /* queue/.free.PID.N: recycled files, per writer */
+#define FREE_SLOTS   1024               /* queue/.free.PID/N: recycled files, per writer */
+#define RING_CACHE   64                 /* rings the delivery process keeps open */
 
 struct spool_msg {
 	struct spool     *sp;
 	int               fd;
 	int               ok;
-	int               recycled;         /* queue/.free.PID.<slot>, not tmp/PID.QID */
+	int               recycled;         /* queue/.free.PID/<slot>, not tmp/PID.QID */
 	unsigned          slot;
 	unsigned long long size;            /* bytes written so far */
 	uint64_t          sum;              /* spool_sum() of what follows the header */
@@ -59,6 +59,7 @@ struct spool {
 	struct ev_loop   *loop;
 	ev_async          wake;
 	int               tmpfd, queuefd;     /* directory descriptors */
+	int               ringfd;             /* queue/.free.PID, or -1: nothing is recycled */
 	pthread_t         thread;
 	pthread_mutex_t   lock;
 	pthread_cond_t    cond;
@@ -135,31 +136,75 @@ out:
 	return rc;
 }
 
-/* In dir/sub, the files named prefix+pid+"." (every pid when pid is 0). */
+/*
+ * Empties and removes the ring directory `name` in queue/. The delivery
+ * process may still be renaming a finished message of the dead writer into
+ * it: such a file lands before the rmdir (and the next round finds it, the
+ * rmdir having failed with ENOTEMPTY) or after it, when the rename fails
+ * (a removed directory takes no new names) and the delivery process unlinks
+ * the file itself. The writer is dead, so its finished messages, and the
+ * rounds, are finite.
+ */
 static void
-clean_dir(const char *dir, const char *sub, const char *prefix, pid_t pid)
+remove_ring(int qfd, const char *name)
+{
+	for (int round = 0; round < 1000; round++) {
+		int fd = openat(qfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		struct dirent *de;
+
+		if (!d) {
+			if (fd >= 0)
+				close(fd);
+			if (errno == ENOTDIR)           /* a slot file of the flat layout before rings were directories */
+				unlinkat(qfd, name, 0);
+			return;
+		}
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				unlinkat(fd, de->d_name, 0);
+		closedir(d);
+		if (unlinkat(qfd, name, AT_REMOVEDIR) == 0 || errno != ENOTEMPTY)
+			return;
+	}
+}
+
+/*
+ * In dir/sub, the entries whose names start with prefix+pid+"." (every pid
+ * when pid is 0), or are exactly prefix+pid when `ring`: each is removed
+ * with remove_ring() then, files and ring directories alike.
+ */
+static void
+clean_dir(const char *dir, const char *sub, const char *prefix, pid_t pid, int ring)
 {
 	char p[1024], start[40];
 	DIR *d;
 	struct dirent *de;
-	int dfd;
+	int dfd, len;
 
 	snprintf(p, sizeof p, "%s/%s", dir, sub);
 	if (pid)
-		snprintf(start, sizeof start, "%s%d.", prefix, (int)pid);
+		len = snprintf(start, sizeof start, "%s%d%s", prefix, (int)pid, ring ? "" : ".");
 	else
-		snprintf(start, sizeof start, "%s", prefix);
+		len = snprintf(start, sizeof start, "%s", prefix);
 	if ((dfd = safe_open(p, O_RDONLY | O_DIRECTORY, 0)) < 0)
 		return;
+	if (ring && pid) {                      /* one name: no need to list the queue */
+		remove_ring(dfd, start);
+		close(dfd);
+		return;
+	}
 	if (!(d = fdopendir(dfd))) {
 		close(dfd);
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    (!start[0] && de->d_name[0] == '.'))
+		    (!start[0] && de->d_name[0] == '.') || strncmp(de->d_name, start, (size_t)len) != 0)
 			continue;
-		if (strncmp(de->d_name, start, strlen(start)) == 0)
+		if (ring)
+			remove_ring(dfd, de->d_name);
+		else
 			unlinkat(dfd, de->d_name, 0);
 	}
 	closedir(d);
@@ -168,8 +213,8 @@ clean_dir(const char *dir, const char *sub, const char *prefix, pid_t pid)
 void
 spool_clean_tmp(const char *dir, pid_t pid)
 {
-	clean_dir(dir, "tmp", "", pid);
-	clean_dir(dir, "queue", ".free.", pid); /* its ring, and what it was writing there */
+	clean_dir(dir, "tmp", "", pid, 0);
+	clean_dir(dir, "queue", ".free.", pid, 1);  /* its ring, and what it was writing there */
 }
 
 /*
@@ -200,12 +245,12 @@ qid_new(char out[QID_LEN])
 	out[n] = '\0';
 }
 
-/* Where a message is written: tmp/PID.QID (a new file) or its ring slot queue/.free.PID.N. */
+/* Where a message is written: tmp/PID.QID (a new file) or its ring slot queue/.free.PID/N. */
 static void
 tmpname(char *buf, size_t len, const struct spool_msg *m)
 {
 	if (m->recycled)
-		snprintf(buf, len, ".free.%d.%u", (int)getpid(), m->slot);
+		snprintf(buf, len, "%u", m->slot);
 	else
 		snprintf(buf, len, "%d.%s", (int)getpid(), m->qid);
 }
@@ -213,7 +258,7 @@ tmpname(char *buf, size_t len, const struct spool_msg *m)
 static int
 tmpdir(const struct spool_msg *m)
 {
-	return m->recycled ? m->sp->queuefd : m->sp->tmpfd;
+	return m->recycled ? m->sp->ringfd : m->sp->tmpfd;
 }
 
 uint64_t
@@ -232,7 +277,7 @@ spool_sum(uint64_t h, const void *buf, size_t n)
  * journal, allocating one skips every inode of the group freed in the last
  * 60 s (recently_deleted()): with delivery deleting as fast as we accept,
  * that scan was a quarter of the workers' CPU. Each process has its own
- * ring of slots, queue/.free.PID.N, filled in order by the delivery process
+ * ring of slots, queue/.free.PID/N, filled in order by the delivery process
  * (one producer, which never replaces a slot that exists) and taken in
  * order here (one consumer): the slot is ours until the commit renames it
  * to queue/QID. `busy` keeps two messages out of one slot when more than
@@ -244,12 +289,12 @@ claim(struct spool *sp, struct spool_msg *m)
 	char name[48];
 	unsigned slot = sp->cursor % FREE_SLOTS;
 
-	if (sp->busy[slot / 64] & (1ULL << (slot % 64)))
+	if (sp->ringfd < 0 || (sp->busy[slot / 64] & (1ULL << (slot % 64))))
 		return -1;
 	m->recycled = 1;
 	m->slot = slot;
 	tmpname(name, sizeof name, m);
-	if ((m->fd = openat(sp->queuefd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+	if ((m->fd = openat(sp->ringfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 		sp->busy[slot / 64] |= 1ULL << (slot % 64);
 		sp->cursor++;
 		return 0;
@@ -344,42 +389,79 @@ qid_pid(const char *qid)
 }
 
 /*
+ * The delivery process's open rings, by writer pid. A ring's directory
+ * exists from its writer's spool_open() until the master, having reaped
+ * that writer, removes it: so "is the writer still there" is "does its
+ * ring still take names", which no other process that later gets the same
+ * pid can fake (kill(pid, 0) could be fooled, and the slots it let in were
+ * stranded: nobody consumes them, nobody removes them).
+ */
+static struct ring { pid_t pid; int fd; unsigned next; } rings[RING_CACHE];
+static unsigned ring_victim;
+
+static void
+ring_forget(struct ring *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->pid = 0;
+	r->fd = -1;
+}
+
+/* The open ring of writer pid, or NULL when it has none (gone, or never had one). */
+static struct ring *
+ring_of(const char *dir, pid_t pid)
+{
+	char p[1024];
+	struct ring *r;
+	int fd;
+
+	for (int i = 0; i < RING_CACHE; i++)
+		if (rings[i].pid == pid && rings[i].fd >= 0)
+			return &rings[i];
+	snprintf(p, sizeof p, "%s/queue/.free.%d", dir, (int)pid);
+	if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return NULL;
+	r = &rings[ring_victim++ % RING_CACHE];
+	if (r->pid)
+		ring_forget(r);
+	r->pid = pid;
+	r->fd = fd;
+	r->next = 0;
+	return r;
+}
+
+/*
  * The delivery process is done with queue/QID: it goes back to the ring of
  * the process that wrote it (its pid is in the queue id), if that one still
- * runs and has room, instead of being deleted. A crash can bring back a
+ * has a ring with room, instead of being deleted. A crash can bring back a
  * file whose rename did not reach the disk: under its old name it is the
  * old message, whole (a duplicate, as an unlink that did not reach the disk
  * would be); a recycled file renamed to a new name but only partly
- * rewritten fails its "sum" and is skipped. The master removes the ring of
- * a process that died.
+ * rewritten fails its "sum" and is skipped.
  */
 void
 spool_recycle(const char *dir, const char *qid)
 {
-	static struct { pid_t pid; unsigned next; } ring[64];
-	static unsigned victim;
-	char from[1024], to[1024];
+	char from[1024], slot[16];
 	pid_t pid = qid_pid(qid);
-	int r = -1;
+	struct ring *r;
+	struct stat st;
 
 	snprintf(from, sizeof from, "%s/queue/%s", dir, qid);
-	if (pid <= 1 || (kill(pid, 0) < 0 && errno == ESRCH)) {
-		unlink(from);
-		return;
+	/* Twice at most: a ring found removed may have a successor under the
+	 * same pid (a new worker the kernel gave it). */
+	for (int tries = 0; pid > 1 && tries < 2 && (r = ring_of(dir, pid)) != NULL; tries++) {
+		snprintf(slot, sizeof slot, "%u", r->next % FREE_SLOTS);
+		if (renameat2(AT_FDCWD, from, r->fd, slot, RENAME_NOREPLACE) == 0) {
+			r->next++;
+			return;
+		}
+		if (errno != ENOENT || fstat(r->fd, &st) < 0 || st.st_nlink > 0)
+			break;                  /* its ring is full (EEXIST), or queue/QID is gone */
+		ring_forget(r);                 /* removed: its writer was reaped */
 	}
-	for (int i = 0; i < 64 && r < 0; i++)
-		if (ring[i].pid == pid)
-			r = i;
-	if (r < 0) {
-		r = (int)(victim++ % 64);
-		ring[r].pid = pid;
-		ring[r].next = 0;
-	}
-	snprintf(to, sizeof to, "%s/queue/.free.%d.%u", dir, (int)pid, ring[r].next % FREE_SLOTS);
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		ring[r].next++;
-	else
-		unlink(from);                   /* its ring is full */
+	unlink(from);
 }
 
 /* One round: everything queued so far becomes durable together. */
@@ -486,6 +568,24 @@ spool_commit(struct spool_msg *m, spool_done_cb *cb, void *arg)
 	pthread_mutex_unlock(&sp->lock);
 }
 
+/*
+ * This process's ring, queue/.free.PID, made here and removed by the
+ * master when it reaps us (spool_clean_tmp()). One left by an earlier
+ * process with our pid that nobody reaped (not a child of a master) holds
+ * only finished files: they are slots like any other. -1: we write into
+ * tmp/ only.
+ */
+static int
+open_ring(int queuefd)
+{
+	char name[32];
+
+	snprintf(name, sizeof name, ".free.%d", (int)getpid());
+	if (mkdirat(queuefd, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return openat(queuefd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 struct spool *
 spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen)
 {
@@ -497,6 +597,7 @@ spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	sp->loop = loop;
+	sp->tmpfd = sp->queuefd = sp->ringfd = -1;
 	sp->todo_tail = &sp->todo;
 	sp->done_tail = &sp->done;
 	snprintf(p, sizeof p, "%s/tmp", dir);
@@ -507,6 +608,7 @@ spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", p, strerror(errno));
 		goto fail;
 	}
+	sp->ringfd = open_ring(sp->queuefd);
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
 	ev_async_init(&sp->wake, on_wake);
@@ -523,6 +625,8 @@ fail:
 		close(sp->tmpfd);
 	if (sp->queuefd >= 0)
 		close(sp->queuefd);
+	if (sp->ringfd >= 0)
+		close(sp->ringfd);
 	free(sp);
 	return NULL;
 }
@@ -542,5 +646,7 @@ spool_close(struct spool *sp)
 	ev_async_stop(sp->loop, &sp->wake);
 	close(sp->tmpfd);
 	close(sp->queuefd);
+	if (sp->ringfd >= 0)
+		close(sp->ringfd);
 	free(sp);
 }

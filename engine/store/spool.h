@@ -2,12 +2,12 @@
  * spool.h - accepted mail on disk, durable before the 250.
  *
  * A message is written while DATA streams in, into a recycled file (the
- * next slot of the process's ring, queue/.free.PID.N) or a new tmp/PID.QID; then spool_commit() hands it to the worker's committer
- * thread, which makes a whole batch durable at once (group commit: one
- * flush for every session that finished DATA meanwhile), renames each file
- * into queue/QID, syncs and only then calls back on the loop thread. Names
- * starting with "." in queue/ are not messages; they and tmp/ are cleaned
- * when their writer is gone.
+ * next slot of the process's ring, queue/.free.PID/N) or a new tmp/PID.QID;
+ * then spool_commit() hands it to the worker's committer thread, which makes
+ * a whole batch durable at once (group commit: one flush for every session
+ * that finished DATA meanwhile), renames each file into queue/QID, syncs and
+ * only then calls back on the loop thread. Names starting with "." in queue/
+ * are not messages; they and tmp/ are cleaned when their writer is gone.
  *
  * File format: one JSON line with the envelope, then the message (CRLF).
  * The envelope's first member is "length": the file's whole size, fixed
@@ -29,7 +29,11 @@ struct spool_msg;
 
 /* Creates tmp/ and queue/ under dir. 0 or -1 (errno). Master, before fork. */
 int  spool_prepare(const char *dir, uid_t uid, gid_t gid);
-/* Removes tmp/ files and the ring (queue/.free.PID.N) of process pid (0: all of them). */
+/*
+ * Removes the tmp/ files and the ring (queue/.free.PID/) of process pid, once
+ * it is reaped (0: every process's, at start). A ring exists only while its
+ * writer may use it: spool_recycle() fills only rings that exist.
+ */
 void spool_clean_tmp(const char *dir, pid_t pid);
 
 struct spool *spool_open(struct ev_loop *loop, const char *dir, char *err, size_t errlen);
@@ -56,7 +60,7 @@ void  spool_commit(struct spool_msg *m, spool_done_cb *cb, void *arg);
 #define SPOOL_SUM_INIT   0xcbf29ce484222325ULL
 uint64_t spool_sum(uint64_t h, const void *buf, size_t n);
 
-/* The delivery process is done with queue/QID: a free slot for the next message, or unlinked. */
+/* The delivery process is done with queue/QID: a free slot in its writer's ring, or unlinked. */
 void spool_recycle(const char *dir, const char *qid);
 
 #endif

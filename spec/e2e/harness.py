@@ -250,8 +250,8 @@ class Mxgate:
         return os.path.join(self.dir, "var/spool")
 
     def queue(self):
-        """Queued messages: queue/ without its dot files (.free.PID.N: recycled
-        files, and messages being written into them)."""
+        """Queued messages: queue/ without its dot entries (.free.PID/: a
+        writer's ring of recycled files, and messages being written into them)."""
         q = os.path.join(self.spool_dir(), "queue")
         return sorted(n for n in os.listdir(q) if not n.startswith(".")) if os.path.isdir(q) else []
 

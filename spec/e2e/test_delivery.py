@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import smtplib
+import subprocess
 import unittest
 
 try:
@@ -374,13 +375,47 @@ class TestTornFile(DeliveryTest):
         self.assertTrue(os.path.exists(os.path.join(self.server.spool_dir(), "corrupt", "TORN")))
 
 
+def ring_files(spool, pid=None):
+    """{inode: name} of the recycled files in queue/ (of writer pid's ring, or
+    every ring): queue/.free.PID/N, or queue/.free.PID.N as rings were before
+    they were directories."""
+    q = os.path.join(spool, "queue")
+    out = {}
+    for n in os.listdir(q):
+        if not n.startswith(".free.") or (pid is not None and n.split(".")[2] != str(pid)):
+            continue
+        p = os.path.join(q, n)
+        names = [os.path.join(n, m) for m in os.listdir(p)] if os.path.isdir(p) else [n]
+        out.update({os.stat(os.path.join(q, m)).st_ino: m for m in names})
+    return out
+
+
+def take_pid(pid, tries=1000):
+    """A process that is no part of mxgate (sleep) with this pid, as a busy
+    machine hands out a dead process's pid again, or None. The kernel gives
+    the next fork ns_last_pid + 1 (root only); another fork on the machine
+    may come first, so try again."""
+    for _ in range(tries):
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(pid - 1))
+        except OSError:
+            return None
+        p = subprocess.Popen(["sleep", "300"])
+        if p.pid == pid:
+            return p
+        p.kill()
+        p.wait()
+    return None
+
+
 class TestRecycledFiles(DeliveryTest):
-    """A delivered queue file becomes queue/.free.N and the next accepted
-    message is written into it (no inode allocated, none freed)."""
+    """A delivered queue file goes into the ring of the worker that wrote it,
+    queue/.free.PID/N, and the next message that worker accepts is written
+    into it (no inode allocated, none freed)."""
 
     def free_files(self):
-        q = os.path.join(self.server.spool_dir(), "queue")
-        return {os.stat(os.path.join(q, n)).st_ino: n for n in os.listdir(q) if n.startswith(".free.")}
+        return ring_files(self.server.spool_dir())
 
     def test_the_next_message_is_written_into_the_file_of_one_delivered(self):
         self.send(["bob@hosted.test"], b"Subject: first\r\n\r\n" + (b"x" * 70 + b"\r\n") * 80)
@@ -410,6 +445,47 @@ class TestRecycledFiles(DeliveryTest):
         os.rename(tmp, os.path.join(q, "MIXED"))
         e = wait_for(lambda: self.server.events("queue_skipped"), what="the skip")[0]
         self.assertEqual((e["qid"], e["why"]), ("MIXED", "torn: checksum"))
+
+
+class TestRingOfADeadWorker(DeliveryTest):
+    """A worker killed with -9 leaves no recycled file behind, not even when
+    its pid goes to another process before its last messages are delivered,
+    and every message it accepted is delivered."""
+
+    def subjects(self):
+        return sorted(email.message_from_bytes(m["data"])["Subject"] for m in self.srv["main"].messages)
+
+    def test_the_ring_of_a_killed_worker_is_removed_and_its_queued_mail_delivered(self):
+        [pid] = self.server.worker_pids()
+        spool = self.server.spool_dir()
+        for i in range(3):
+            self.send(["bob@hosted.test"], b"Subject: early %d\r\n\r\nHello.\r\n" % i)
+        wait_for(lambda: len(self.srv["main"].messages) == 3 and ring_files(spool, pid),
+                 what="the three delivered, their file in the worker's ring")
+        self.srv["main"].stop()                     # these stay queued, written by the worker
+        for i in range(5):
+            self.send(["bob@hosted.test"], b"Subject: late %d\r\n\r\nHello.\r\n" % i)
+        self.assertEqual(len(self.server.queue()), 5)
+
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: self.server.log_has("worker_died", worker_pid=str(pid)), what="the master to reap it")
+        self.assertEqual(ring_files(spool, pid), {}, "the dead worker's ring is still there")
+        [new] = wait_for(self.server.worker_pids, what="the new worker")
+        # Its pid now belongs to a process that is no worker of ours: the
+        # five files it wrote must not go into a ring nobody will take.
+        squatter = take_pid(pid)
+        if squatter is None:
+            self.skipTest("cannot give a process a chosen pid (needs root: /proc/sys/kernel/ns_last_pid)")
+        self.addCleanup(lambda: (squatter.kill(), squatter.wait()))
+
+        self.srv["main"].start()
+        wait_for(lambda: self.server.queue() == [] and len(self.srv["main"].messages) == 8, timeout=20,
+                 what="the queue to drain")
+        self.assertEqual(self.subjects(), ["early %d" % i for i in range(3)] + ["late %d" % i for i in range(5)])
+        self.assertEqual(ring_files(spool, pid), {}, "delivered files went into a ring nobody takes")
+        # The worker the master started instead recycles as before.
+        self.send(["bob@hosted.test"], b"Subject: after\r\n\r\nHello.\r\n")
+        wait_for(lambda: ring_files(spool, new), what="a file in the new worker's ring")
 
 
 if __name__ == "__main__":
