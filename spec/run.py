@@ -3,15 +3,25 @@
 through bin/ruletest), then the end-to-end suite against bin/mxgate and
 again against the ASan/UBSan build (bin-asan/mxgate).
 
-    spec/run.py [-k PATTERN] [--no-asan]
+    spec/run.py [-k PATTERN] [--no-asan] [--timeout SECONDS]
 
 Ends with the line "N passed, N failed"; exits 1 when anything failed.
 First, spec/preflight.py checks every external tool the tests use: a missing
 one stops the run (exit 2) with one line naming its Debian package.
+
+Nothing a test started may outlive it: every process started by the run
+carries its mark (spec/e2e/leftovers.py). A test after which one of its
+processes still runs fails ("left running: PID CMD"), and those processes
+are killed; a test that runs longer than --timeout (default 900 s) is
+stopped with an error and its cleanups run. At the end the fixtures the
+tests share are stopped, and anything of the run still alive is named,
+killed and counted as a failure; so is a run ended by SIGINT/SIGTERM.
 """
 import argparse
+import atexit
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +29,8 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from spec.e2e import leftovers  # noqa: E402  (needs ROOT on the path)
 
 
 class Tally(unittest.TextTestResult):
@@ -131,22 +143,49 @@ def iter_tests(suite):
             yield t
 
 
-def run_e2e(pattern, asan):
+class TestTimeout(Exception):
+    """Raised in the test that ran past --timeout: its cleanups still run."""
+
+
+def _timeout(sig, frame):
+    raise TestTimeout("the test ran past --timeout")
+
+
+def left_by(**mark):
+    """Processes with this mark that still run a few seconds on (a process
+    being stopped as the test ended gets that long), killed: their
+    descriptions, or []."""
+    pids = leftovers.wait_gone(leftovers.marked(**mark), timeout=5)
+    names = [leftovers.describe(p) for p in pids]
+    leftovers.kill(pids)
+    return names
+
+
+def run_e2e(pattern, asan, timeout):
     os.environ["MXGATE_BIN"] = os.path.join(ROOT, "bin-asan/mxgate" if asan else "bin/mxgate")
     os.environ["MXGATE_ASAN"] = "1" if asan else ""
     suite = load_e2e(pattern, asan)
     label = "asan" if asan else "e2e"
     passed = failed = 0
+    signal.signal(signal.SIGALRM, _timeout)
     for t in iter_tests(suite):
         result = unittest.TestResult()
         t0 = time.time()
-        t.run(result)
+        with leftovers.owner(t.id()):
+            signal.alarm(timeout)
+            try:
+                t.run(result)
+            finally:
+                signal.alarm(0)
         dt = time.time() - t0
-        bad = result.failures + result.errors
+        bad = [tb for _, tb in result.failures + result.errors]
+        left = left_by(**{leftovers.RUN: os.environ[leftovers.RUN], leftovers.OWNER: t.id()})
+        if left:
+            bad.append("left running after the test (now killed):\n" + "\n".join(left))
         if bad:
             failed += 1
             print(f"FAIL {label}/{t.id()} ({dt:.1f}s)")
-            for _, tb in bad:
+            for tb in bad:
                 print("     " + tb.replace("\n", "\n     "))
         elif result.skipped:
             print(f"skip {label}/{t.id()}: {result.skipped[0][1]}")
@@ -157,22 +196,46 @@ def run_e2e(pattern, asan):
     return passed, failed
 
 
+def _interrupted(sig, frame):
+    raise KeyboardInterrupt(f"signal {sig}")
+
+
+def end_of_run():
+    """Stops the shared fixtures (their atexit handlers), then names and
+    kills whatever the run started that still runs: 1 when there was any."""
+    atexit._run_exitfuncs()
+    left = left_by(**{leftovers.RUN: os.environ[leftovers.RUN]})
+    if left:
+        print("FAIL left running after the suite (now killed):\n     " + "\n     ".join(left))
+    return 1 if left else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", dest="pattern", default="")
     ap.add_argument("--no-asan", action="store_true")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds one e2e test may run (default 900)")
     args = ap.parse_args()
     os.chdir(ROOT)
     from spec import preflight
     if preflight.main():
         sys.exit(2)            # one line on stderr named the package
-    p1, f1 = run_units(args.pattern)
-    pr, fr = run_ruletest(args.pattern)
-    p2, f2 = run_e2e(args.pattern, asan=False)
-    p3 = f3 = 0
-    if not args.no_asan and os.path.exists(os.path.join(ROOT, "bin-asan/mxgate")):
-        p3, f3 = run_e2e(args.pattern, asan=True)
-    passed, failed = p1 + pr + p2 + p3, f1 + fr + f2 + f3
+    os.environ[leftovers.RUN] = f"{os.getpid()}.{time.time_ns()}"
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
+    p1 = f1 = pr = fr = p2 = f2 = p3 = f3 = 0
+    try:
+        p1, f1 = run_units(args.pattern)
+        pr, fr = run_ruletest(args.pattern)
+        p2, f2 = run_e2e(args.pattern, asan=False, timeout=args.timeout)
+        if not args.no_asan and os.path.exists(os.path.join(ROOT, "bin-asan/mxgate")):
+            p3, f3 = run_e2e(args.pattern, asan=True, timeout=args.timeout)
+    except KeyboardInterrupt as e:
+        end_of_run()
+        print(f"interrupted ({e or 'SIGINT'})")
+        sys.exit(130)
+    fl = end_of_run()
+    passed, failed = p1 + pr + p2 + p3, f1 + fr + f2 + f3 + fl
     print(f"unit {p1}/{p1 + f1}, ruletest {pr}/{pr + fr}, e2e {p2}/{p2 + f2}, asan {p3}/{p3 + f3}")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed or passed == 0 else 0)

@@ -24,6 +24,11 @@ import tempfile
 import time
 import unittest
 
+try:
+    from . import leftovers
+except ImportError:
+    import leftovers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"     # Debian's, which has aiosmtpd
 
@@ -160,16 +165,22 @@ class Mxgate:
     def start(self):
         # free_port() closes the port it found, so another process on the
         # machine can take it before mxgate binds: then pick fresh ports.
-        for _ in range(3):
-            try:
-                return self._start()
-            except AssertionError as e:
-                if "Address already in use" not in str(e):
-                    raise
-                self.proc.wait()
-                self.ports = {d: free_port() for d in self.ports}
-                self.port = self.ports.get("inbound") or next(iter(self.ports.values()))
-        return self._start()
+        try:
+            for _ in range(3):
+                try:
+                    return self._start()
+                except AssertionError as e:
+                    if "Address already in use" not in str(e):
+                        raise
+                    self.proc.wait()
+                    self.ports = {d: free_port() for d in self.ports}
+                    self.port = self.ports.get("inbound") or next(iter(self.ports.values()))
+            return self._start()
+        except BaseException:
+            # A server that did not come up (or came up too slowly) is still
+            # ours to end: the caller has no server to stop.
+            self.stop(check=False)
+            raise
 
     def _start(self):
         self.write_config()
@@ -177,6 +188,7 @@ class Mxgate:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.env)
+        env[leftovers.SERVER] = self.dir     # stop() finds every process of this server by it
         self.stderr = open(self.stderr_path, "ab")
         limit = None
         if self.nofile:
@@ -200,6 +212,9 @@ class Mxgate:
             return False
 
     def stop(self, check=True):
+        """SIGTERM to the master and wait for it (SIGKILL after 30 s); then
+        whatever of this server still runs (children that outlived a killed
+        master) is killed and waited for, so nothing is left behind."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -208,7 +223,12 @@ class Mxgate:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc:
-            self.stderr.close()
+            left = leftovers.kill(leftovers.marked(**{leftovers.SERVER: self.dir}))
+            if left:
+                raise AssertionError("mxgate processes survive SIGKILL: " +
+                                     "; ".join(leftovers.describe(p) for p in left))
+            if not self.stderr.closed:
+                self.stderr.close()
         if check:
             self.check_sanitizers()
 
@@ -382,5 +402,5 @@ class MxgateTest(unittest.TestCase):
     def setUp(self):
         self.server = Mxgate(dict(self.CONFIG), rules=self.RULES and dict(self.RULES), workers=self.WORKERS)
         self.addCleanup(self.server.cleanup)
-        self.server.start()
         self.addCleanup(self.server.stop)
+        self.server.start()

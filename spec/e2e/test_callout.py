@@ -22,10 +22,11 @@ import types
 import unittest
 
 try:
-    from . import dnsserver, smtpservers as ss
+    from . import dnsserver, leftovers, smtpservers as ss
 except ImportError:     # imported by file path, not as spec.e2e
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import dnsserver
+    import leftovers
     import smtpservers as ss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -382,7 +383,8 @@ def mx_world():
     if _mx is None:
         w = types.SimpleNamespace(servers=[])
         dns = dnsserver.DnsServer({"callout.test": MX_ZONE})
-        w.dns_addr = dns.start()
+        with leftovers.shared():
+            w.dns_addr = dns.start()
         try:
             w.port = ss.common_port("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
             w.good = ss.accept_all(host="127.0.0.2", port=w.port).start()

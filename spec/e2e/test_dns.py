@@ -16,10 +16,11 @@ import time
 import unittest
 
 try:
-    from . import dnsserver
+    from . import dnsserver, leftovers
 except ImportError:     # imported by file path, not as spec.e2e
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import dnsserver
+    import leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_TIMEOUT = 60
@@ -203,7 +204,8 @@ def shared_server(key, factory):
         if srv is not None:
             srv.stop()
         srv = _servers[key] = factory()
-        srv.start()
+        with leftovers.shared():
+            srv.start()
     return srv.address
 
 

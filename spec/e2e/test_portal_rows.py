@@ -26,7 +26,7 @@ import tempfile
 import time
 import unittest
 
-from spec.e2e import dnsserver, smtpservers as ss
+from spec.e2e import dnsserver, leftovers, smtpservers as ss
 from spec.e2e.harness import ROOT, Mxgate, binary, wait_for
 
 # The table, as PORTAL.md spells it: row -> (reason key in stdlib/reasons.lua,
@@ -433,7 +433,8 @@ _worlds = {}
 def shared_backends():
     global _backends
     if _backends is None:
-        _backends = Backends().start()
+        with leftovers.shared():
+            _backends = Backends().start()
     return _backends
 
 
@@ -449,8 +450,9 @@ def shared_world(key, factory):
     if w is None:
         for old in [x for x in _worlds if x[0] == key]:
             _worlds.pop(old).stop()
-        w = factory()
-        w.start()
+        with leftovers.shared():
+            w = factory()
+            w.start()
         _worlds[k] = w
     return w
 

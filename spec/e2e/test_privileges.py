@@ -195,6 +195,7 @@ class DedicatedUser(unittest.TestCase):
         os.chown(old, nobody.pw_uid, nobody.pw_gid)
         victim = Victim(srv.dir)
         os.link(victim.file, os.path.join(queue, "1HARDLINKEDFILE0000"))
+        self.addCleanup(srv.stop)
         srv.start()
         st = os.stat(old)
         self.assertEqual((st.st_uid, oct(stat.S_IMODE(st.st_mode))), (pwd.getpwnam("mxgate").pw_uid, "0o600"))
