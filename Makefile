@@ -1,7 +1,7 @@
 # mxgate build. `make` builds bin/mxgate; `make test` installs what is
 # missing, builds and runs every test; `make run` starts on etc/mxgate.lua.
 
-PKGS     := lua5.4 libcares openssl lmdb jansson hiredis libsystemd libmicrohttpd
+PKGS     := lua5.4 libcares openssl lmdb jansson yajl hiredis libsystemd libmicrohttpd
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter

@@ -4,7 +4,7 @@
 set -e
 PKGS="adduser build-essential pkg-config clang liblua5.4-dev lua5.4 libc-ares-dev libssl-dev liblmdb-dev
       libev-dev openssl python3 python3-aiosmtpd swaks libnet-ssleay-perl libio-socket-ssl-perl
-      libjansson-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server
+      libjansson-dev libyajl-dev lua-check rbldnsd nsd dnsutils lmdb-utils libhiredis-dev redis-server
       man-db groff-base libsystemd-dev systemd haproxy
       libmicrohttpd-dev python3-prometheus-client prometheus
       chromium chromium-driver python3-selenium"

@@ -1,11 +1,7 @@
 /*
- * record.c - sessions for ruletest: journal lines and hand-written cases.
- *
- * A journal line is read by jansson (json.h) into one tree that the record
- * keeps until its next parse: events point at its strings, a primitive's
- * results stay a JSON value and only become Lua values when a rule asks
- * that question. Its arguments are brought to the canonical form replay.c
- * compares against (jsonw_canonical).
+ * record.c - sessions for ruletest: the record's memory (its arena, its
+ * events and calls) and hand-written cases (.session files, answers).
+ * Journal lines are read by record_journal.c into the same record.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -17,11 +13,9 @@
 #include <strings.h>
 
 #include "record.h"
+#include "record_priv.h"
 
 #define ABLOCK  65536
-/* The line, its events, an event, a call's "a" or "r": then values as deep
- * as the writer (lua_json.c) lets them be. */
-#define RECORD_DEPTH (4 + JSON_MAX_DEPTH)
 
 /* ---------------- arena: strings stay put until record_reset ---------------- */
 
@@ -31,7 +25,7 @@ struct ablock {
 	char           data[];
 };
 
-static char *
+char *
 alloc_(struct record *r, size_t n)
 {
 	struct ablock *b = r->arena;
@@ -51,7 +45,7 @@ alloc_(struct record *r, size_t n)
 	return b->data + b->len - n;
 }
 
-static const char *
+const char *
 dup_(struct record *r, const char *s, size_t n)
 {
 	char *p = alloc_(r, n + 1);
@@ -86,11 +80,11 @@ record_reset(struct record *r)
 	r->time = 0;
 	r->truncated = r->is_case = 0;
 	r->line = 0;
-	/* A journal line's tree (or a failed parse's pieces) is in json.c's
-	 * arena: dropped whole, not walked. One record reads at a time. */
+	/* A journal line's calls' values (or a failed parse's pieces) are in
+	 * json.c's arena: dropped whole, not walked. One record reads at a time. */
 	jsonr_arena_reset();
 	json_decref(r->answers);
-	r->root = r->answers = NULL;
+	r->answers = NULL;
 }
 
 void
@@ -103,7 +97,7 @@ record_free(struct record *r)
 	memset(r, 0, sizeof *r);
 }
 
-static struct rev *
+struct rev *
 add_event(struct record *r, enum rev_kind k)
 {
 	struct rev *e;
@@ -123,7 +117,7 @@ add_event(struct record *r, enum rev_kind k)
 	return e;
 }
 
-static struct replay_call *
+struct replay_call *
 add_call(struct record *r)
 {
 	struct replay_call *c;
@@ -142,193 +136,13 @@ add_call(struct record *r)
 	return c;
 }
 
-static enum stage
+enum stage
 stage_of(const char *s)
 {
 	for (int st = 0; st < STAGE_MAX; st++)
 		if (!strcmp(s, stage_name((enum stage)st)))
 			return (enum stage)st;
 	return STAGE_MAX;
-}
-
-/* ---------------- journal lines ---------------- */
-
-static const char *
-str_of(const json_t *o, const char *k)
-{
-	const json_t *v = json_object_get(o, k);
-
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static long long
-int_of(const json_t *o, const char *k, long long dflt)
-{
-	const json_t *v = json_object_get(o, k);
-
-	if (json_is_integer(v))
-		return (long long)json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
-	return dflt;
-}
-
-/* A text the journal may have kept exactly in KEY_hex (journal.h). */
-static const char *
-text_of(struct record *r, const json_t *o, const char *k)
-{
-	char hk[32];
-	const char *hex;
-	char *out;
-	size_t n;
-
-	snprintf(hk, sizeof hk, "%s_hex", k);
-	if (!(hex = str_of(o, hk)))
-		return str_of(o, k);
-	n = strlen(hex);
-	if (!(out = alloc_(r, n / 2 + 1)) || json_unhex(hex, n, out) < 0)
-		return str_of(o, k);
-	out[n / 2] = '\0';
-	return out;
-}
-
-static void
-copy_of(const json_t *o, const char *k, char *dst, size_t room)
-{
-	const char *v = str_of(o, k);
-
-	snprintf(dst, room, "%s", v ? v : "");
-}
-
-static void
-endpoint(const json_t *o, char *ip, size_t iplen, int *port)
-{
-	if (!json_is_object(o))
-		return;
-	copy_of(o, "ip", ip, iplen);
-	*port = (int)int_of(o, "port", 0);
-}
-
-/* One event of a journal line; its strings stay in the record's tree. */
-static const char *
-event(struct record *r, const json_t *o)
-{
-	const char *e = str_of(o, "e");
-	struct rev *ev;
-
-	if (!json_is_object(o))
-		return "an event that is not an object";
-	if (!e)
-		return "an event without \"e\"";
-	if (!strcmp(e, "cmd")) {
-		const char *line = text_of(r, o, "line");
-		if (!(ev = add_event(r, RE_CMD)))
-			return "out of memory";
-		ev->text = line ? line : "";
-	} else if (!strcmp(e, "hook")) {
-		const char *stage = str_of(o, "stage");
-		if (!(ev = add_event(r, RE_HOOK)))
-			return "out of memory";
-		ev->stage = stage ? stage_of(stage) : STAGE_MAX;
-		ev->size = int_of(o, "size", -1);
-		ev->a = str_of(o, "qid");
-		ev->text = text_of(r, o, "headers");    /* NULL: not recorded */
-		ev->b = json_is_true(json_object_get(o, "headers_cut")) ? "cut" : NULL;
-	} else if (!strcmp(e, "call")) {
-		struct replay_call *c;
-		struct buf b = BUF_INIT(0);
-		const char *p = str_of(o, "p");
-		json_t *args = json_object_get(o, "a"), *res = json_object_get(o, "r");
-		if (!p || !args || !res)
-			return "a call without \"p\", \"a\" or \"r\"";
-		/* The question in replay.h's canonical form, as replay.c asks it. */
-		if (jsonw_canonical(&b, args) < 0) {
-			buf_free(&b);
-			return b.err == BUF_NOMEM ? "out of memory" : "a call's arguments nested too deep";
-		}
-		if (!(ev = add_event(r, RE_CALL)) || !(c = add_call(r)) ||
-		    !(c->args = dup_(r, buf_str(&b), b.len))) {
-			buf_free(&b);
-			return "out of memory";
-		}
-		c->args_len = b.len;
-		buf_free(&b);
-		c->name = p;
-		c->res = res;
-		/* seconds into the session when it was asked (older journals: -1) */
-		const json_t *t = json_object_get(o, "t");
-		c->t = json_is_number(t) ? json_number_value(t) : -1;
-		ev->code = r->ncalls - 1;
-	} else if (!strcmp(e, "verdict")) {
-		const char *stage = str_of(o, "stage"), *action = str_of(o, "action"), *reason = str_of(o, "reason"),
-		    *where = str_of(o, "where"), *text = str_of(o, "text");
-		if (!(ev = add_event(r, RE_VERDICT)))
-			return "out of memory";
-		ev->stage = stage ? stage_of(stage) : STAGE_MAX;
-		ev->code = (int)int_of(o, "code", 0);
-		ev->a = action ? action : "none";
-		ev->b = reason ? reason : "";
-		ev->c = where ? where : "";
-		ev->text = text ? text : "";
-		ev->route = str_of(o, "route");
-	} else if (!strcmp(e, "tls")) {
-		const char *version = str_of(o, "version"), *cipher = str_of(o, "cipher"), *peer = str_of(o, "peer");
-		if (!(ev = add_event(r, RE_TLS)))
-			return "out of memory";
-		ev->a = version ? version : "";
-		ev->b = cipher ? cipher : "";
-		ev->c = peer ? peer : "";
-	} else if (!strcmp(e, "reply")) {
-		const char *text = text_of(r, o, "text");
-		if (!(ev = add_event(r, RE_REPLY)))
-			return "out of memory";
-		ev->code = (int)int_of(o, "code", 0);
-		ev->text = text ? text : "";
-	}
-	/* Unknown kinds of event (a later journal version): ignored. */
-	return NULL;
-}
-
-int
-record_parse_json(struct record *r, const char *line, size_t len, char *err, size_t errlen)
-{
-	struct json_err je;
-	const json_t *events, *v;
-	const char *why = NULL;
-	size_t i;
-
-	record_reset(r);
-	if (!(r->root = jsonr_parse_arena(line, len, RECORD_DEPTH, &je))) {
-		if (je.premature)
-			snprintf(err, errlen, "truncated line (ends after %zu bytes)", len);
-		else
-			snprintf(err, errlen, "not a session record: offset %zu: %s", je.offset, je.text);
-		return -1;
-	}
-	events = json_object_get(r->root, "events");
-	if (!json_is_object(r->root) || !json_is_array(events)) {
-		snprintf(err, errlen, "not a session record (no \"client\" or \"events\")");
-		return -1;
-	}
-	copy_of(r->root, "sid", r->sid, sizeof r->sid);
-	v = json_object_get(r->root, "time");
-	r->time = json_is_number(v) ? json_number_value(v) : 0;
-	r->direction = (str_of(r->root, "direction") && !strcmp(str_of(r->root, "direction"), "outbound")) ?
-	    DIR_OUTBOUND : DIR_INBOUND;
-	endpoint(json_object_get(r->root, "client"), r->client_ip, sizeof r->client_ip, &r->client_port);
-	endpoint(json_object_get(r->root, "local"), r->local_ip, sizeof r->local_ip, &r->local_port);
-	copy_of(r->root, "hostname", r->hostname, sizeof r->hostname);
-	r->truncated = json_is_true(json_object_get(r->root, "truncated"));
-	if (!r->client_ip[0]) {
-		snprintf(err, errlen, "not a session record (no \"client\" or \"events\")");
-		return -1;
-	}
-	json_array_foreach(events, i, v)
-		if ((why = event(r, v)) != NULL) {
-			snprintf(err, errlen, "not a session record: event %zu: %s", i + 1, why);
-			return -1;
-		}
-	return 0;
 }
 
 /* ---------------- hand-written cases ---------------- */

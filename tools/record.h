@@ -57,7 +57,6 @@ struct record {
 	int           is_case;       /* hand-written: replies are expectations */
 	char          title[256];
 	void         *arena;         /* record.c's blocks */
-	json_t       *root;          /* the journal line's tree: events point into it */
 	json_t       *answers;       /* hand-written answers' results, one tree each */
 };
 

@@ -413,18 +413,30 @@ jsonr_arena_reset(void)
 	b->len = 0;
 }
 
-json_t *
-jsonr_parse_arena(const char *s, size_t n, int max_depth, struct json_err *e)
+void
+jsonr_arena_enter(void)
 {
-	json_t *v;
-
 	if (!arena.installed) {
 		json_set_alloc_funcs(arena_malloc, arena_free);
 		arena.installed = 1;
 	}
 	arena.on = 1;
-	v = jsonr_parse(s, n, max_depth, e);
+}
+
+void
+jsonr_arena_leave(void)
+{
 	arena.on = 0;
+}
+
+json_t *
+jsonr_parse_arena(const char *s, size_t n, int max_depth, struct json_err *e)
+{
+	json_t *v;
+
+	jsonr_arena_enter();
+	v = jsonr_parse(s, n, max_depth, e);
+	jsonr_arena_leave();
 	return v;
 }
 

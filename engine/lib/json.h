@@ -74,6 +74,10 @@ json_t *jsonr_parse(const char *s, size_t n, int max_depth, struct json_err *e);
  */
 json_t *jsonr_parse_arena(const char *s, size_t n, int max_depth, struct json_err *e);
 void    jsonr_arena_reset(void);
+/* Values made with jansson's constructors between these go to the arena
+ * too (a streaming reader building them: tools/record_journal.c). */
+void    jsonr_arena_enter(void);
+void    jsonr_arena_leave(void);
 /* The canonical text of a value (replay.h): object keys in byte order,
  * an empty object as [], null members left out, integers %lld, reals
  * %.17g, strings escaped as the writer escapes them. */

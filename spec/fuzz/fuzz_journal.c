@@ -1,6 +1,6 @@
 /*
  * fuzz_journal.c - libFuzzer target: random bytes as a journal line into
- * ruletest's journal reader (tools/record.c on jansson, engine/lib/json.c).
+ * ruletest's journal reader (tools/record_journal.c on yajl, engine/lib/json.c).
  *
  * Each input is read as one line with record_parse_json(), into a record
  * reused from the last input as ruletest reuses it; a line that parses has
