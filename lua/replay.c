@@ -127,6 +127,7 @@ note(struct replay_world *w, enum replay_src src, const char *name, const char *
 {
 	struct buf line = BUF_INIT(0);
 
+	w->used |= 1u << src;
 	if (src != SRC_UNANSWERED && src > w->weakest)
 		w->weakest = src;
 	if (!w->trace && (src == SRC_RECORDED || src == SRC_UNANSWERED || !w->answered_cb))

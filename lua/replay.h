@@ -65,6 +65,7 @@ struct replay_world {
 	 * session's recorded start and the simulated clock: the start, moved on
 	 * to each recorded call's time as the replay meets it. */
 	enum replay_src     weakest;
+	unsigned            used;             /* 1 << src for every source it used */
 	double              start, now;
 	int                 simulate;         /* greylist()/ratelimit() on the store (policy_replay_world) */
 	int                 live;             /* --live: what is still unanswered goes to the network */

@@ -108,6 +108,8 @@ struct rt {
 	struct shard_piece *pieces;         /* --jobs: the plan */
 	int             npieces;
 	struct rule_cov_table cov;          /* --jobs: the shards' coverage, added up */
+	int             shard;              /* --jobs: this process's shard (0: the first, or one job) */
+	long            leaned;             /* sessions after the first shard that needed the sessions before it */
 };
 
 struct step;
@@ -814,6 +816,7 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	rt->world.ncalls = rec->ncalls;
 	rt->world.answered = rt->world.unanswered = 0;
 	rt->world.weakest = SRC_RECORDED;
+	rt->world.used = 0;
 	/* Cases and the interactive session answer only from what they say. */
 	rt->world.simulate = rt->sim.state && !rec->is_case && !rt->interactive;
 	rt->world.start = rt->world.now = rec->is_case || rt->interactive ? 0 : rec->time;
@@ -896,6 +899,12 @@ replay(struct rt *rt, struct record *rec)
 		return 0;
 	}
 	rt->sessions++;
+	/* A simulated answer depends on every session before this one, and a
+	 * question nothing in this shard answered may have been answered
+	 * (lent) by a session of an earlier shard: this shard alone cannot
+	 * vouch for such a prediction (replay_sharded). */
+	if (rt->shard > 0 && rt->world.used & (1u << SRC_SIMULATED | 1u << SRC_UNANSWERED))
+		rt->leaned++;
 	if (rec->truncated)
 		rt->truncated++;
 	if (s.diverged)
@@ -1155,6 +1164,20 @@ replay_journals(struct rt *rt, struct journals *j, struct record *rec)
 #define TOTALS(rt) (&(rt)->sessions)
 #define NTOTALS 7               /* sessions same changed unanswered diverged truncated bad_lines */
 
+/* Counts back to nothing: a sharded run that cannot vouch for its
+ * predictions is replayed again as one job. */
+static void
+totals_reset(struct rt *rt)
+{
+	memset(TOTALS(rt), 0, NTOTALS * sizeof(long));
+	memset(rt->same_by, 0, sizeof rt->same_by);
+	memset(rt->changed_by, 0, sizeof rt->changed_by);
+	rt->ncounts = 0;
+	rt->journals = 0;
+	rt->leaned = 0;
+	rule_cov_free(&rt->cov);
+}
+
 static int
 shard_child(void *arg, int k, FILE *stats)
 {
@@ -1165,6 +1188,7 @@ shard_child(void *arg, int k, FILE *stats)
 	struct journals jr = { 0 };
 
 	memset(&rec, 0, sizeof rec);
+	rt->shard = k;
 	/* Its parts in time order: the simulated store and the lent answers
 	 * see this shard's sessions only. */
 	for (int i = 0; i < rt->npieces; i++)
@@ -1177,6 +1201,7 @@ shard_child(void *arg, int k, FILE *stats)
 	fwrite(TOTALS(rt), sizeof(long), NTOTALS, stats);
 	fwrite(rt->same_by, sizeof(long), SRC_N, stats);
 	fwrite(rt->changed_by, sizeof(long), SRC_N, stats);
+	fwrite(&rt->leaned, sizeof rt->leaned, 1, stats);
 	fwrite(&rt->ncounts, sizeof rt->ncounts, 1, stats);
 	fwrite(rt->counts, sizeof *rt->counts, (size_t)rt->ncounts, stats);
 	if (rt->world.coverage)
@@ -1197,12 +1222,14 @@ shard_gather(void *arg, int k, FILE *stats)
 	struct rule_cov_table cov = { 0 };
 	int n;
 
-	long same_by[SRC_N], changed_by[SRC_N];
+	long same_by[SRC_N], changed_by[SRC_N], leaned;
 
 	if (fread(t, sizeof(long), NTOTALS, stats) != NTOTALS ||
 	    fread(same_by, sizeof(long), SRC_N, stats) != SRC_N ||
-	    fread(changed_by, sizeof(long), SRC_N, stats) != SRC_N)
+	    fread(changed_by, sizeof(long), SRC_N, stats) != SRC_N ||
+	    fread(&leaned, sizeof leaned, 1, stats) != 1)
 		return;
+	rt->leaned += leaned;
 	for (int i = 0; i < NTOTALS; i++)
 		TOTALS(rt)[i] += t[i];
 	for (int i = 0; i < SRC_N; i++) {
@@ -1227,6 +1254,19 @@ shard_gather(void *arg, int k, FILE *stats)
 	rule_cov_free(&cov);
 }
 
+/* Only when no session after the first shard needed the sessions before
+ * it (a simulated answer, or a question left unanswered that an earlier
+ * shard may have answered) are the shards' predictions the one job's. */
+static int
+shard_keep(void *arg)
+{
+	struct rt *rt = arg;
+
+	return rt->leaned == 0;
+}
+
+/* 0: replayed; 1: the shards could not vouch for every prediction, nothing
+ * printed, the caller replays as one job; -1: a shard failed. */
 static int
 replay_sharded(struct rt *rt, char *const *paths, int n, int jobs)
 {
@@ -1238,7 +1278,7 @@ replay_sharded(struct rt *rt, char *const *paths, int n, int jobs)
 	}
 	rt->npieces = np;
 	rt->journals = n;
-	np = shard_run(jobs, shard_child, shard_gather, rt);
+	np = shard_run(jobs, shard_child, shard_gather, shard_keep, rt);
 	free(rt->pieces);
 	rt->pieces = NULL;
 	return np;
@@ -1532,8 +1572,9 @@ usage(int code)
 	    "  change and exits 1 if any would (or could not be decided), or if a journal line could\n"
 	    "  not be read (unless --allow-skipped). --coverage adds, per rule, the sessions that\n"
 	    "  reached it and those it decided, and the rules that never fired. --jobs N replays\n"
-	    "  journals in N processes, each simulating and lending within its own part (default: one\n"
-	    "  per CPU from 64 MiB of journal).\n"
+	    "  journals in N processes (default: one per CPU from 64 MiB of journal); when a session\n"
+	    "  needs the sessions before its part (simulated state, an answer another could lend),\n"
+	    "  the journals are replayed again as one job.\n"
 	    "       ruletest --help | --version          (see ruletest(8))\n");
 	exit(code);
 }
@@ -1703,12 +1744,19 @@ ruletest_main(int argc, char **argv)
 		jobs = ncases ? 1 : auto_jobs(argv + optind, argc - optind);
 	if (live)
 		jobs = 1;               /* one resolver and callout client, on one loop */
-	if (jobs > 1) {
-		if (replay_sharded(&rt, argv + optind, argc - optind, jobs) < 0) {
+	if (jobs > 1 && (rc = replay_sharded(&rt, argv + optind, argc - optind, jobs)) != 1) {
+		if (rc < 0) {
 			rc = 2;
 			goto out;
 		}
 	} else {
+		if (rc == 1) {
+			fprintf(stderr, "ruletest: %ld session%s after the first of %d runs needed the sessions before "
+			    "their run (simulated state, or an answer an earlier session could lend): replaying "
+			    "as one job\n", rt.leaned, rt.leaned == 1 ? "" : "s", jobs);
+			totals_reset(&rt);
+			rc = 0;
+		}
 		for (int i = optind; i < argc; i++) {
 			if (ends_with(argv[i], ".session"))
 				run_case(&rt, argv[i], &rec);

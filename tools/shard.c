@@ -102,7 +102,7 @@ copy_out(FILE *from, FILE *to)
 
 int
 shard_run(int jobs, int (*child)(void *arg, int k, FILE *stats),
-    void (*gather)(void *arg, int k, FILE *stats), void *arg)
+    void (*gather)(void *arg, int k, FILE *stats), int (*keep)(void *arg), void *arg)
 {
 	FILE *out[jobs], *err[jobs], *st[jobs];
 	pid_t pid[jobs];
@@ -147,12 +147,15 @@ shard_run(int jobs, int (*child)(void *arg, int k, FILE *stats),
 			rc = -1;
 		}
 	}
-	for (int k = 0; k < jobs; k++) {
+	for (int k = 0; k < jobs && rc == 0; k++) {
+		rewind(st[k]);
+		gather(arg, k, st[k]);
+	}
+	if (rc == 0 && !keep(arg))
+		rc = 1;
+	for (int k = 0; k < jobs && rc <= 0; k++) {
 		copy_out(out[k], stdout);
 		copy_out(err[k], stderr);
-		rewind(st[k]);
-		if (rc == 0)
-			gather(arg, k, st[k]);
 	}
 	for (int k = 0; k < jobs; k++) {
 		fclose(out[k]);

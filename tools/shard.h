@@ -25,12 +25,13 @@ int shard_plan(char *const *paths, int n, int jobs, struct shard_piece **pieces)
 /*
  * Runs child(arg, k, stats) in jobs processes forked from this one (the
  * loaded rules come along), each with its stdout and stderr going to its
- * own temporary file. Once all have exited: each one's stdout and stderr
- * are copied out in shard order (so the output reads as one process's
- * would), and gather(arg, k, stats) reads what child k wrote to stats.
- * 0, or -1 when a child failed (its status on stderr).
+ * own temporary file. Once all have exited, gather(arg, k, stats) reads
+ * what child k wrote to stats, in shard order; then, when keep(arg) says
+ * so, each one's stdout and stderr are copied out in shard order (so the
+ * output reads as one process's would). 0; 1 when keep() threw the
+ * outputs away; -1 when a child failed (its status on stderr).
  */
 int shard_run(int jobs, int (*child)(void *arg, int k, FILE *stats),
-    void (*gather)(void *arg, int k, FILE *stats), void *arg);
+    void (*gather)(void *arg, int k, FILE *stats), int (*keep)(void *arg), void *arg);
 
 #endif

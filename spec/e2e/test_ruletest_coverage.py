@@ -147,3 +147,47 @@ class Jobs(unittest.TestCase):
         self.assertRegex(runs["1"][0], r"\(.*b\.jsonl:1\d\d\)")   # line numbers past the cut
         self.assertEqual(runs["2"], runs["1"])
         self.assertEqual(runs["5"], runs["1"])
+
+    def test_a_prediction_that_needs_earlier_shards_state_is_replayed_as_one_job(self):
+        # One customer sends all the outbound mail; the sender rate limit
+        # goes from 100 to 3 an hour: the recorded ratelimit() answers no
+        # longer fit, so every outbound session leans on the simulated rate,
+        # which the sessions of every earlier shard fed. A shard on its own
+        # would start that customer at zero and predict too few deferrals.
+        d = tempfile.mkdtemp(prefix="ruletest-jobs-sim-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        journal = os.path.join(d, "j.jsonl")
+        gen_journal.generate(600, journal)
+        one = "user1@sender1.example"
+        with open(journal) as f:
+            recs = [json.loads(l) for l in f]
+        for r in recs:
+            if r["direction"] != "outbound":
+                continue
+            for e in r["events"]:
+                if e["e"] == "cmd" and e["line"].startswith("MAIL FROM:"):
+                    e["line"] = "MAIL FROM:<%s>" % one
+                elif e["e"] == "hook" and e.get("stage") == "mail":
+                    e["sender"] = one
+                elif e["e"] == "call" and e["p"] == "ratelimit":
+                    e["a"][0] = "sender:" + one
+        with open(journal, "w") as f:
+            f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in recs)
+        conf = os.path.join(d, "mxgate.lua")
+        with open(conf, "w") as f:
+            f.write(gen_journal.CONFIG.replace("limit = 100", "limit = 3") + 'stdlib = "%s/stdlib"\n' % ROOT)
+        runs = {}
+        for jobs in ("1", "2", "4"):
+            p = ruletest("-c", conf, "-r", os.path.join(ROOT, "rules.d"), "--diff", "--jobs", jobs, journal)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            runs[jobs] = p
+        m = re.search(r"would change: (\d+) \(0 from recorded answers only, (\d+) using simulated state\)",
+                      runs["1"].stdout)
+        self.assertTrue(m, runs["1"].stdout[-2000:])
+        self.assertEqual(m.group(1), m.group(2))
+        self.assertGreater(int(m.group(1)), 20)
+        for jobs in ("2", "4"):
+            self.assertEqual(runs[jobs].stdout, runs["1"].stdout)
+            self.assertRegex(runs[jobs].stderr, r"ruletest: \d+ sessions after the first of %s runs needed the "
+                             r"sessions before their run .*: replaying as one job" % jobs)
+        self.assertEqual(runs["1"].stderr, "")
