@@ -55,18 +55,6 @@ enum key {
 	K_MAX
 };
 
-static const struct { const char *name; enum key key; } keys[] = {
-	{ "e", K_E }, { "a", K_A }, { "r", K_R }, { "p", K_P }, { "t", K_T },
-	{ "stage", K_STAGE }, { "text", K_TEXT }, { "code", K_CODE }, { "line", K_LINE },
-	{ "action", K_ACTION }, { "where", K_WHERE }, { "reason", K_REASON }, { "qid", K_QID },
-	{ "size", K_SIZE }, { "route", K_ROUTE }, { "text_hex", K_TEXT_HEX }, { "line_hex", K_LINE_HEX },
-	{ "headers", K_HEADERS }, { "headers_hex", K_HEADERS_HEX }, { "headers_cut", K_HEADERS_CUT },
-	{ "version", K_VERSION }, { "cipher", K_CIPHER }, { "peer", K_PEER },
-	{ "ip", K_IP }, { "port", K_PORT },
-	{ "sid", K_SID }, { "time", K_TIME }, { "direction", K_DIRECTION }, { "client", K_CLIENT },
-	{ "local", K_LOCAL }, { "hostname", K_HOSTNAME }, { "truncated", K_TRUNCATED }, { "events", K_EVENTS },
-};
-
 /* A scalar as the record keeps it. */
 struct val {
 	enum { V_STR, V_INT, V_REAL, V_TRUE, V_FALSE, V_NULL, V_OTHER } t;
@@ -100,13 +88,37 @@ struct rd {
 	struct buf     canon;
 };
 
+/* The key's enum: by length first, one comparison after (a line has ~150 keys). */
 static enum key
 key_of(const unsigned char *s, size_t n)
 {
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-		if (keys[i].name[0] == s[0] && strlen(keys[i].name) == n && !memcmp(keys[i].name, s, n))
-			return keys[i].key;
+#define IS(name, k) if (!memcmp(s, name, n)) return k
+	switch (n) {
+	case 1:
+		switch (s[0]) {
+		case 'e': return K_E;
+		case 'a': return K_A;
+		case 'r': return K_R;
+		case 'p': return K_P;
+		case 't': return K_T;
+		}
+		break;
+	case 2: IS("ip", K_IP); break;
+	case 3: IS("qid", K_QID); IS("sid", K_SID); break;
+	case 4:
+		IS("text", K_TEXT); IS("code", K_CODE); IS("line", K_LINE); IS("size", K_SIZE);
+		IS("time", K_TIME); IS("peer", K_PEER); IS("port", K_PORT);
+		break;
+	case 5: IS("stage", K_STAGE); IS("where", K_WHERE); IS("route", K_ROUTE); IS("local", K_LOCAL); break;
+	case 6: IS("action", K_ACTION); IS("reason", K_REASON); IS("cipher", K_CIPHER); IS("client", K_CLIENT);
+		IS("events", K_EVENTS); break;
+	case 7: IS("version", K_VERSION); IS("headers", K_HEADERS); break;
+	case 8: IS("text_hex", K_TEXT_HEX); IS("line_hex", K_LINE_HEX); IS("hostname", K_HOSTNAME); break;
+	case 9: IS("direction", K_DIRECTION); IS("truncated", K_TRUNCATED); break;
+	case 11: IS("headers_hex", K_HEADERS_HEX); IS("headers_cut", K_HEADERS_CUT); break;
+	}
 	return K_OTHER;
+#undef IS
 }
 
 static int

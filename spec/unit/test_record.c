@@ -1,7 +1,7 @@
 /*
- * test_record.c - ruletest's journal reader (tools/record.c on jansson):
- * what it keeps of a line, how it names a bad one, and the canonical
- * form it gives a call's arguments.
+ * test_record.c - ruletest's journal reader (tools/record_journal.c, a
+ * stream on yajl): what it keeps of a line, how it names a bad one, and
+ * the canonical form it gives a call's arguments.
  */
 #include <stdio.h>
 #include <string.h>
@@ -80,6 +80,63 @@ TEST(call_arguments_as_deep_as_the_writer_allows_are_read)
 	snprintf(line + n, sizeof line - n, "],\"r\":[]}]}");
 	CHECK(parse(&r, line, err) == 0);
 	CHECK(r.ncalls == 1);
+	record_free(&r);
+}
+
+TEST(values_nested_deeper_than_the_writer_allows_are_refused)
+{
+	struct record r = { 0 };
+	char line[1024], err[300] = "";
+	int n = 0;
+
+	n += snprintf(line + n, sizeof line - n, "%s{\"e\":\"call\",\"p\":\"x\",\"a\":[", HEAD);
+	for (int i = 0; i < 40; i++)
+		line[n++] = '[';
+	for (int i = 0; i < 40; i++)
+		line[n++] = ']';
+	snprintf(line + n, sizeof line - n, "],\"r\":[]}]}");
+	CHECK(parse(&r, line, err) < 0);
+	CHECK(strstr(err, "nested too deep") != NULL);
+	/* ... also where nobody reads them */
+	CHECK(parse(&r, "{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", err) < 0);
+	CHECK(strstr(err, "nested too deep") != NULL);
+	record_free(&r);
+}
+
+TEST(numbers_beyond_64_bits_or_a_double_are_refused_as_jansson_refused_them)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+
+	CHECK(parse(&r, HEAD "{\"e\":\"reply\",\"code\":99999999999999999999,\"text\":\"x\"}]}", err) < 0);
+	CHECK(strstr(err, "too big integer") != NULL);
+	CHECK(parse(&r, HEAD "{\"e\":\"call\",\"p\":\"x\",\"a\":[1e999],\"r\":[]}]}", err) < 0);
+	CHECK(strstr(err, "real number overflow") != NULL);
+	CHECK(parse(&r, HEAD "{\"e\":\"reply\",\"code\":250,\"text\":\"\xff\"}]}", err) < 0);
+	CHECK(strstr(err, "not a session record: offset") == err);          /* not UTF-8 */
+	record_free(&r);
+}
+
+TEST(the_last_of_duplicate_keys_wins_and_unknown_members_are_skipped_whatever_they_hold)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+
+	CHECK(parse(&r, "{\"v\":1,\"client\":{\"ip\":\"192.0.2.9\",\"port\":1},\"future\":{\"events\":[1,{\"e\":2}],"
+	    "\"client\":[]},\"events\":[{\"e\":\"cmd\",\"line\":\"A\"}],"
+	    "\"client\":{\"ip\":\"192.0.2.1\"},\"events\":[{\"e\":\"cmd\",\"line\":\"B\",\"line\":\"C\","
+	    "\"x\":{\"e\":[{}]}},{\"e\":\"later\",\"a\":[1]}]}", err) == 0);
+	CHECK_STR(r.client_ip, "192.0.2.1");
+	CHECK(r.client_port == 0);                 /* the first "client" is gone whole */
+	CHECK(r.nev == 1);                         /* the last "events"; an unknown kind is ignored */
+	CHECK_STR(r.ev[0].text, "C");
+	/* The shape comes before the first bad event; the events before their JSON. */
+	CHECK(parse(&r, "{\"events\":[3]}", err) < 0);
+	CHECK_STR(err, "not a session record (no \"client\" or \"events\")");
+	CHECK(parse(&r, HEAD "3,{}]}", err) < 0);
+	CHECK_STR(err, "not a session record: event 1: an event that is not an object");
+	CHECK(parse(&r, HEAD "3,{}] x", err) < 0);
+	CHECK(strstr(err, "not a session record: offset") == err);
 	record_free(&r);
 }
 
