@@ -40,6 +40,7 @@
 #include "callout.h"
 #include "conf.h"
 #include "dns.h"
+#include "keyset.h"
 #include "log.h"
 #include "policy.h"
 #include "record.h"
@@ -108,8 +109,17 @@ struct rt {
 	struct shard_piece *pieces;         /* --jobs: the plan */
 	int             npieces;
 	struct rule_cov_table cov;          /* --jobs: the shards' coverage, added up */
-	int             shard;              /* --jobs: this process's shard (0: the first, or one job) */
-	long            leaned;             /* sessions after the first shard that needed the sessions before it */
+	/* --jobs: what each shard met, for the parent to see whether a later
+	 * shard needed an earlier one (shard_keep). Hashes (keyset.h). */
+	int             sharded;            /* this process is a shard: keep the sets */
+	int             shard;              /* its number (0: the first) */
+	struct keyset   touched;            /* state records any call changed */
+	struct keyset   sim_read;           /* ... those of sessions that used a simulated answer */
+	struct keyset   asked;              /* questions left unanswered */
+	struct keyset   lendable;           /* questions the records answered */
+	uint64_t       *sess_keys;          /* the records this session touched */
+	size_t          nsess_keys, sess_keys_cap;
+	long            leaned;             /* the parent: answers a later shard took without the earlier ones */
 };
 
 struct step;
@@ -259,6 +269,27 @@ on_trace(void *arg, const char *line)
 
 static struct rs *current;     /* the session replaying: one at a time */
 
+/* name(args) as a hash: args in replay.h's canonical form, as the record's and the question's are. */
+static uint64_t
+question_hash(const char *name, const char *args)
+{
+	return keyset_hash(keyset_hash(KEYSET_SEED, name, strlen(name) + 1), args, strlen(args));
+}
+
+/* The simulated store read or changed a record (state_mem_watch). */
+static void
+on_touched(void *arg, const char *key, size_t n, int write)
+{
+	struct rt *rt = arg;
+	uint64_t h = keyset_hash(KEYSET_SEED, key, n);
+
+	if (write)
+		keyset_add(&rt->touched, h);
+	if (rt->shard > 0 && array_reserve(&rt->sess_keys, &rt->sess_keys_cap, rt->nsess_keys + 1,
+	    sizeof *rt->sess_keys) == 0)
+		rt->sess_keys[rt->nsess_keys++] = h;
+}
+
 static void
 on_unanswered(void *arg, const char *name, const char *args)
 {
@@ -266,6 +297,8 @@ on_unanswered(void *arg, const char *name, const char *args)
 
 	if (current)
 		current->unanswered++;
+	if (rt->sharded && rt->shard > 0)
+		keyset_add(&rt->asked, question_hash(name, args));
 	if ((rt->mode == M_DIFF || rt->interactive == 0) && !*args)
 		buf_printf(&rt->diff, "  unanswered: %s (not in the record)\n", name);
 	else if (rt->mode == M_DIFF || rt->interactive == 0)
@@ -817,6 +850,7 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	rt->world.answered = rt->world.unanswered = 0;
 	rt->world.weakest = SRC_RECORDED;
 	rt->world.used = 0;
+	rt->nsess_keys = 0;
 	/* Cases and the interactive session answer only from what they say. */
 	rt->world.simulate = rt->sim.state && !rec->is_case && !rt->interactive;
 	rt->world.start = rt->world.now = rec->is_case || rt->interactive ? 0 : rec->time;
@@ -899,12 +933,11 @@ replay(struct rt *rt, struct record *rec)
 		return 0;
 	}
 	rt->sessions++;
-	/* A simulated answer depends on every session before this one, and a
-	 * question nothing in this shard answered may have been answered
-	 * (lent) by a session of an earlier shard: this shard alone cannot
-	 * vouch for such a prediction (replay_sharded). */
-	if (rt->shard > 0 && rt->world.used & (1u << SRC_SIMULATED | 1u << SRC_UNANSWERED))
-		rt->leaned++;
+	/* A simulated answer depends on the sessions before this one that met
+	 * the same records: shard_keep() checks them against earlier shards. */
+	if (rt->sharded && rt->shard > 0 && rt->world.used & 1u << SRC_SIMULATED)
+		for (size_t i = 0; i < rt->nsess_keys; i++)
+			keyset_add(&rt->sim_read, rt->sess_keys[i]);
 	if (rec->truncated)
 		rt->truncated++;
 	if (s.diverged)
@@ -1152,6 +1185,10 @@ replay_journals(struct rt *rt, struct journals *j, struct record *rec)
 			/* Its answers, for the sessions after it. */
 			if (rt->borrow && borrow_add(rt->borrow, rec) < 0)
 				fprintf(stderr, "ruletest: out of memory: answers are no longer lent\n");
+			if (rt->sharded)
+				for (int c = 0; c < rec->ncalls; c++)
+					if (rec->calls[c].args)
+						keyset_add(&rt->lendable, question_hash(rec->calls[c].name, rec->calls[c].args));
 		}
 		j->line_base[l->file] = rt->line_base;
 	}
@@ -1175,6 +1212,8 @@ totals_reset(struct rt *rt)
 	rt->ncounts = 0;
 	rt->journals = 0;
 	rt->leaned = 0;
+	keyset_free(&rt->touched);
+	keyset_free(&rt->lendable);
 	rule_cov_free(&rt->cov);
 }
 
@@ -1188,7 +1227,9 @@ shard_child(void *arg, int k, FILE *stats)
 	struct journals jr = { 0 };
 
 	memset(&rec, 0, sizeof rec);
+	rt->sharded = 1;
 	rt->shard = k;
+	state_mem_watch(rt->sim.state, on_touched, rt);
 	/* Its parts in time order: the simulated store and the lent answers
 	 * see this shard's sessions only. */
 	for (int i = 0; i < rt->npieces; i++)
@@ -1201,7 +1242,11 @@ shard_child(void *arg, int k, FILE *stats)
 	fwrite(TOTALS(rt), sizeof(long), NTOTALS, stats);
 	fwrite(rt->same_by, sizeof(long), SRC_N, stats);
 	fwrite(rt->changed_by, sizeof(long), SRC_N, stats);
-	fwrite(&rt->leaned, sizeof rt->leaned, 1, stats);
+	/* What this shard took from before it, then what it leaves after it. */
+	keyset_write(&rt->sim_read, stats);
+	keyset_write(&rt->asked, stats);
+	keyset_write(&rt->touched, stats);
+	keyset_write(&rt->lendable, stats);
 	fwrite(&rt->ncounts, sizeof rt->ncounts, 1, stats);
 	fwrite(rt->counts, sizeof *rt->counts, (size_t)rt->ncounts, stats);
 	if (rt->world.coverage)
@@ -1211,6 +1256,11 @@ shard_child(void *arg, int k, FILE *stats)
 	rule_cov_free(&cov);
 	return 0;
 }
+
+static void leaned_on_state(void *arg, uint64_t h) { struct rt *rt = arg; rt->leaned += keyset_has(&rt->touched, h); }
+static void leaned_on_answer(void *arg, uint64_t h) { struct rt *rt = arg; rt->leaned += keyset_has(&rt->lendable, h); }
+static void add_touched(void *arg, uint64_t h) { struct rt *rt = arg; if (keyset_add(&rt->touched, h) < 0) rt->leaned++; }
+static void add_lendable(void *arg, uint64_t h) { struct rt *rt = arg; if (keyset_add(&rt->lendable, h) < 0) rt->leaned++; }
 
 /* Adds shard k's totals, verdict counts and coverage to the parent's. */
 static void
@@ -1222,14 +1272,21 @@ shard_gather(void *arg, int k, FILE *stats)
 	struct rule_cov_table cov = { 0 };
 	int n;
 
-	long same_by[SRC_N], changed_by[SRC_N], leaned;
+	long same_by[SRC_N], changed_by[SRC_N];
 
 	if (fread(t, sizeof(long), NTOTALS, stats) != NTOTALS ||
 	    fread(same_by, sizeof(long), SRC_N, stats) != SRC_N ||
-	    fread(changed_by, sizeof(long), SRC_N, stats) != SRC_N ||
-	    fread(&leaned, sizeof leaned, 1, stats) != 1)
+	    fread(changed_by, sizeof(long), SRC_N, stats) != SRC_N)
 		return;
-	rt->leaned += leaned;
+	/* Shards come in order: rt->touched and rt->lendable hold what the
+	 * shards before this one met. A simulated answer from a record they
+	 * changed, or a question unanswered here that their records answered,
+	 * is not what one job would have said. */
+	if (keyset_read(stats, leaned_on_state, rt) < 0 || keyset_read(stats, leaned_on_answer, rt) < 0 ||
+	    keyset_read(stats, add_touched, rt) < 0 || keyset_read(stats, add_lendable, rt) < 0) {
+		rt->leaned++;           /* unreadable: vouch for nothing */
+		return;
+	}
 	for (int i = 0; i < NTOTALS; i++)
 		TOTALS(rt)[i] += t[i];
 	for (int i = 0; i < SRC_N; i++) {
@@ -1254,9 +1311,10 @@ shard_gather(void *arg, int k, FILE *stats)
 	rule_cov_free(&cov);
 }
 
-/* Only when no session after the first shard needed the sessions before
- * it (a simulated answer, or a question left unanswered that an earlier
- * shard may have answered) are the shards' predictions the one job's. */
+/* Only when no shard took an answer that needed the shards before it (a
+ * simulated answer from a record they changed, or a question left
+ * unanswered that their records answered) are the shards' predictions
+ * the one job's. */
 static int
 shard_keep(void *arg)
 {
@@ -1751,9 +1809,9 @@ ruletest_main(int argc, char **argv)
 		}
 	} else {
 		if (rc == 1) {
-			fprintf(stderr, "ruletest: %ld session%s after the first of %d runs needed the sessions before "
-			    "their run (simulated state, or an answer an earlier session could lend): replaying "
-			    "as one job\n", rt.leaned, rt.leaned == 1 ? "" : "s", jobs);
+			fprintf(stderr, "ruletest: of %d runs, a later one answered from %ld state record%s or "
+			    "question%s an earlier one had met (simulated state it changed, answers it could lend): "
+			    "replaying as one job\n", jobs, rt.leaned, rt.leaned == 1 ? "" : "s", rt.leaned == 1 ? "" : "s");
 			totals_reset(&rt);
 			rc = 0;
 		}

@@ -159,4 +159,10 @@ long state_sweep_wait(struct state *st, double now);
 /* Every record of from (expired ones too) put into to: how many, or -1 (state_error(to) or (from)). */
 long state_copy_wait(struct state *from, struct state *to);
 
+/* The memory backend only (ruletest --jobs): touched(arg, key, n, write) for
+ * every record a call reads or (write) changes, key being its database's
+ * byte then the key. */
+void state_mem_watch(struct state *st, void (*touched)(void *arg, const char *key, size_t n, int write),
+    void *arg);
+
 #endif

@@ -22,9 +22,12 @@ struct mem {
 	struct state base;
 	struct htab  t;
 	struct mrec *all;
+	void       (*touched)(void *arg, const char *key, size_t n, int write);     /* state_mem_watch */
+	void        *touched_arg;
 };
 
-static struct mrec *find(struct mem *m, enum state_db db, const char *key)
+/* The record of key, or NULL; write: the caller is about to change it. */
+static struct mrec *find(struct mem *m, enum state_db db, const char *key, int write)
 {
 	size_t n = strlen(key);
 	char k[STATE_KEY_MAX + 2];
@@ -33,6 +36,8 @@ static struct mrec *find(struct mem *m, enum state_db db, const char *key)
 		n = STATE_KEY_MAX;
 	k[0] = (char)db;
 	memcpy(k + 1, key, n);
+	if (m->touched)
+		m->touched(m->touched_arg, k, n + 1, write);
 	struct hnode *h = htab_find(&m->t, htab_hash(k, n + 1), k, n + 1);
 	return h ? container_of(h, struct mrec, h) : NULL;
 }
@@ -50,7 +55,7 @@ static void drop(struct mem *m, struct mrec *r)
 /* The record of key, made when absent (NULL: out of memory). */
 static struct mrec *upsert(struct mem *m, enum state_db db, const char *key)
 {
-	struct mrec *r = find(m, db, key);
+	struct mrec *r = find(m, db, key, 1);
 	size_t n = strlen(key);
 
 	if (r)
@@ -82,7 +87,7 @@ static struct mrec *upsert(struct mem *m, enum state_db db, const char *key)
 
 static int io_get(void *ctx, enum state_db db, const char *key, double now, struct state_vals *v)
 {
-	struct mrec *r = find(ctx, db, key);
+	struct mrec *r = find(ctx, db, key, 0);
 
 	if (!r || r->v.expires <= now)
 		return STATE_ABSENT;
@@ -102,7 +107,7 @@ static int io_put(void *ctx, enum state_db db, const char *key, const struct sta
 
 static int io_del(void *ctx, enum state_db db, const char *key)
 {
-	struct mrec *r = find(ctx, db, key);
+	struct mrec *r = find(ctx, db, key, 1);
 
 	if (r)
 		drop(ctx, r);
@@ -131,6 +136,14 @@ static struct state *mem_open(const struct state_conf *c, struct ev_loop *loop, 
 		return NULL;
 	}
 	return &m->base;
+}
+
+void state_mem_watch(struct state *st, void (*touched)(void *arg, const char *key, size_t n, int write), void *arg)
+{
+	struct mem *m = (struct mem *)st;
+
+	m->touched = touched;
+	m->touched_arg = arg;
 }
 
 static void mem_close(struct state *st)
@@ -179,7 +192,7 @@ static void mem_cache_get(struct state *st, const char *key, double now, state_c
 	struct state_reply rep = { 0 };
 
 	state_key(STATE_CALLOUT, key, k);
-	struct mrec *r = find((struct mem *)st, STATE_CALLOUT, k);
+	struct mrec *r = find((struct mem *)st, STATE_CALLOUT, k, 0);
 	if (!r || r->v.expires <= now) {
 		reply(cb, arg, &rep, 1);
 		return;
@@ -256,7 +269,7 @@ static void mem_get(struct state *st, enum state_db db, const char *key, state_c
 	struct state_rec rec;
 
 	state_key(db, key, k);
-	struct mrec *r = find((struct mem *)st, db, k);
+	struct mrec *r = find((struct mem *)st, db, k, 0);
 	if (!r) {
 		reply(cb, arg, &rep, 1);
 		return;
@@ -297,7 +310,7 @@ static void mem_del(struct state *st, enum state_db db, const char *key, state_c
 	struct state_reply rep = { 0 };
 
 	state_key(db, key, k);
-	struct mrec *r = find((struct mem *)st, db, k);
+	struct mrec *r = find((struct mem *)st, db, k, 1);
 	if (r)
 		drop((struct mem *)st, r);
 	reply(cb, arg, &rep, r ? 0 : 1);
