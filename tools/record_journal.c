@@ -178,16 +178,29 @@ str(struct rd *d, enum key k)
 	return (d->has >> k & 1) && d->f[k].t == V_STR ? d->f[k].s : NULL;
 }
 
+/* A number as an integer; dflt when it is none or no integer holds it
+ * (converting such a double is undefined behaviour). */
+static long long
+integer(const struct val *v, long long dflt)
+{
+	if (v->t == V_INT)
+		return v->i;
+	if (v->t == V_REAL && v->d > -9.2e18 && v->d < 9.2e18)
+		return (long long)v->d;
+	return dflt;
+}
+
 static long long
 num(struct rd *d, enum key k, long long dflt)
 {
-	if (!(d->has >> k & 1))
-		return dflt;
-	if (d->f[k].t == V_INT)
-		return d->f[k].i;
-	if (d->f[k].t == V_REAL)
-		return (long long)d->f[k].d;
-	return dflt;
+	return d->has >> k & 1 ? integer(&d->f[k], dflt) : dflt;
+}
+
+/* A reply code, a port: an int, 0 when out of range. */
+static int
+small(long long v, long long max)
+{
+	return v >= 0 && v <= max ? (int)v : 0;
 }
 
 static int
@@ -260,7 +273,7 @@ finish_event(struct rd *d)
 		if (!(ev = add_event(r, RE_VERDICT)))
 			return "out of memory";
 		ev->stage = (s = str(d, K_STAGE)) ? stage_of(s) : STAGE_MAX;
-		ev->code = (int)num(d, K_CODE, 0);
+		ev->code = small(num(d, K_CODE, 0), 999);
 		ev->a = action ? action : "none";
 		ev->b = reason ? reason : "";
 		ev->c = where ? where : "";
@@ -277,7 +290,7 @@ finish_event(struct rd *d)
 		const char *txt = text(d, K_TEXT, K_TEXT_HEX);
 		if (!(ev = add_event(r, RE_REPLY)))
 			return "out of memory";
-		ev->code = (int)num(d, K_CODE, 0);
+		ev->code = small(num(d, K_CODE, 0), 999);
 		ev->text = txt ? txt : "";
 	}
 	/* Unknown kinds of event (a later journal version): ignored. */
@@ -323,8 +336,7 @@ scalar(struct rd *d, struct val *v)
 			else
 				copy_to(r->local_ip, sizeof r->local_ip, v);
 		} else if (d->key == K_PORT) {
-			int port = v->t == V_INT ? (int)v->i : v->t == V_REAL ? (int)v->d : 0;
-			*(client ? &r->client_port : &r->local_port) = port;
+			*(client ? &r->client_port : &r->local_port) = small(integer(v, 0), 65535);
 		}
 		break;
 	}

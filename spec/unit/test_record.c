@@ -140,6 +140,20 @@ TEST(the_last_of_duplicate_keys_wins_and_unknown_members_are_skipped_whatever_th
 	record_free(&r);
 }
 
+TEST(numbers_no_int_holds_read_as_nothing_rather_than_undefined_behaviour)
+{
+	struct record r = { 0 };
+	char err[300] = "";
+
+	/* Found by fuzz_journal (UBSan: 1e+25 outside the range of int). */
+	CHECK(parse(&r, "{\"v\":1,\"client\":{\"ip\":\"192.0.2.1\",\"port\":1e25},\"events\":["
+	    "{\"e\":\"reply\",\"code\":-1e300,\"text\":\"x\"},{\"e\":\"hook\",\"stage\":\"data\",\"size\":1e300},"
+	    "{\"e\":\"reply\",\"code\":70000}]}", err) == 0);
+	CHECK(r.client_port == 0);
+	CHECK(r.ev[0].code == 0 && r.ev[1].size == -1 && r.ev[2].code == 0);
+	record_free(&r);
+}
+
 TEST(hand_written_answers_are_written_as_json_whatever_the_tokens)
 {
 	struct record r = { 0 };
