@@ -66,19 +66,26 @@ TEST(a_cut_line_is_truncated_and_other_garbage_is_not_a_session_record)
 	record_free(&r);
 }
 
+/* A line whose one call's arguments hold arrays nested depth deep. */
+static const char *
+nested_call(char *line, size_t room, int depth)
+{
+	int n = snprintf(line, room, "%s{\"e\":\"call\",\"p\":\"x\",\"a\":[", HEAD);
+
+	for (int i = 0; i < depth; i++)
+		line[n++] = '[';
+	for (int i = 0; i < depth; i++)
+		line[n++] = ']';
+	snprintf(line + n, room - n, "],\"r\":[]}]}");
+	return line;
+}
+
 TEST(call_arguments_as_deep_as_the_writer_allows_are_read)
 {
 	struct record r = { 0 };
 	char line[1024], err[300] = "";
-	int n = 0;
 
-	n += snprintf(line + n, sizeof line - n, "%s{\"e\":\"call\",\"p\":\"x\",\"a\":[", HEAD);
-	for (int i = 0; i < 31; i++)
-		line[n++] = '[';
-	for (int i = 0; i < 31; i++)
-		line[n++] = ']';
-	snprintf(line + n, sizeof line - n, "],\"r\":[]}]}");
-	CHECK(parse(&r, line, err) == 0);
+	CHECK(parse(&r, nested_call(line, sizeof line, 31), err) == 0);
 	CHECK(r.ncalls == 1);
 	record_free(&r);
 }
@@ -87,15 +94,8 @@ TEST(values_nested_deeper_than_the_writer_allows_are_refused)
 {
 	struct record r = { 0 };
 	char line[1024], err[300] = "";
-	int n = 0;
 
-	n += snprintf(line + n, sizeof line - n, "%s{\"e\":\"call\",\"p\":\"x\",\"a\":[", HEAD);
-	for (int i = 0; i < 40; i++)
-		line[n++] = '[';
-	for (int i = 0; i < 40; i++)
-		line[n++] = ']';
-	snprintf(line + n, sizeof line - n, "],\"r\":[]}]}");
-	CHECK(parse(&r, line, err) < 0);
+	CHECK(parse(&r, nested_call(line, sizeof line, 40), err) < 0);
 	CHECK(strstr(err, "nested too deep") != NULL);
 	/* ... also where nobody reads them */
 	CHECK(parse(&r, "{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", err) < 0);
