@@ -387,27 +387,29 @@ on_number(void *ctx, const char *s, size_t n)
 {
 	struct rd *d = ctx;
 	struct val v = { .t = V_INT };
-	char tmp[64], *end;
+	char small_[64], *tmp = small_, *end;
+	int real = memchr(s, '.', n) || memchr(s, 'e', n) || memchr(s, 'E', n);
 
 	/* Only C_SKIP values go unread; the rest are converted as jansson would. */
 	if (d->ctx[d->depth] == C_SKIP)
 		return 1;
-	if (n >= sizeof tmp)
-		return cancel(d, memchr(s, '.', n) || memchr(s, 'e', n) || memchr(s, 'E', n) ?
-		    "real number overflow" : "too big integer");
+	if (!real && n > 20)
+		return cancel(d, "too big integer");
+	/* A real may be written with any number of digits (yajl checked its syntax). */
+	if (n >= sizeof small_ && !(tmp = malloc(n + 1)))
+		return cancel(d, "out of memory");
 	memcpy(tmp, s, n);
 	tmp[n] = '\0';
 	errno = 0;
-	if (strpbrk(tmp, ".eE")) {
+	if (real) {
 		v.t = V_REAL;
 		v.d = strtod(tmp, &end);
-		if (errno == ERANGE && fabs(v.d) > 1)
-			return cancel(d, "real number overflow");
-	} else {
+	} else
 		v.i = strtoll(tmp, &end, 10);
-		if (errno == ERANGE)
-			return cancel(d, "too big integer");
-	}
+	if (tmp != small_)
+		free(tmp);
+	if (errno == ERANGE && (!real || fabs(v.d) > 1))    /* an underflow reads as 0, as jansson's */
+		return cancel(d, real ? "real number overflow" : "too big integer");
 	return scalar(d, &v);
 }
 

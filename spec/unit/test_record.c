@@ -112,6 +112,10 @@ TEST(numbers_beyond_64_bits_or_a_double_are_refused_as_jansson_refused_them)
 	CHECK(strstr(err, "too big integer") != NULL);
 	CHECK(parse(&r, HEAD "{\"e\":\"call\",\"p\":\"x\",\"a\":[1e999],\"r\":[]}]}", err) < 0);
 	CHECK(strstr(err, "real number overflow") != NULL);
+	/* Digits are not a limit for a real (jansson read these too). */
+	CHECK(parse(&r, HEAD "{\"e\":\"call\",\"p\":\"x\",\"a\":[1.00000000000000000000000000000000000000000000000000"
+	    "000000000000000000000000000000001,1e-999],\"r\":[]}]}", err) == 0);
+	CHECK_STR(r.calls[0].args, "[1,0]");
 	CHECK(parse(&r, HEAD "{\"e\":\"reply\",\"code\":250,\"text\":\"\xff\"}]}", err) < 0);
 	CHECK(strstr(err, "not a session record: offset") == err);          /* not UTF-8 */
 	record_free(&r);
