@@ -199,9 +199,23 @@ class Mxgate:
                  what="workers to start")
         if self.proc.poll() is not None:
             raise AssertionError("mxgate exited at start:\n" + self.read_stderr())
+        # Each probe that connects is an SMTP session the server counts and
+        # ends with a "close" line: settled() waits for those lines.
+        self.probe_closes = len(self.events("close"))
         for p in self.ports.values():
             wait_for(lambda: self._connectable(p), what=f"port {p}")
+            self.probe_closes += 1
         return self
+
+    def settled(self):
+        """Waits until the sessions of the start-up probes above have ended.
+        "No session open" is not enough: a probe still in the listen backlog
+        (a loaded machine, a worker not scheduled yet) is not open yet, and
+        its greeting would be counted in the middle of the test. The server
+        logs "close" after the session's last count, so once the log holds
+        the probes' closes, counters and logs hold only what the test does."""
+        wait_for(lambda: len(self.events("close")) >= self.probe_closes,
+                 what=f"the start-up probes' sessions to close ({self.probe_closes} close lines)")
 
     @staticmethod
     def _connectable(port):

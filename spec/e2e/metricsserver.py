@@ -48,8 +48,12 @@ class HttpServer(Mxgate):
         return get(self.http_port, path, headers, method)
 
     def quiet(self):
-        """Waits until no SMTP session is open (the harness's start-up probes
-        included), so a scenario's counts start from a still point."""
+        """Waits for a still point: the harness's start-up probes have ended
+        and are counted (settled(): an open-session count of 0 does not see a
+        probe the workers have not accepted yet), and no SMTP session is open,
+        so a scenario's counts are its own."""
+        self.settled()
+
         def none_open():
             m = self.metrics(self.auth)
             return all(v == 0 for k, v in m.items() if k[0] == "mxgate_sessions_open")
