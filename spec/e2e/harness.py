@@ -213,7 +213,9 @@ class Mxgate:
         (a loaded machine, a worker not scheduled yet) is not open yet, and
         its greeting would be counted in the middle of the test. The server
         logs "close" after the session's last count, so once the log holds
-        the probes' closes, counters and logs hold only what the test does."""
+        the probes' closes, counters and logs hold only what the test does.
+        (A PROXY-protocol listener's probe sends no header, so it makes no
+        session and no "close": not for servers with such listeners.)"""
         wait_for(lambda: len(self.events("close")) >= self.probe_closes,
                  what=f"the start-up probes' sessions to close ({self.probe_closes} close lines)")
 
