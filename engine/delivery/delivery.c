@@ -30,6 +30,7 @@
 #include "log.h"
 #include "qstats.h"
 #include "queue.h"
+#include "reaper.h"
 #include "scheduler.h"
 #include "session.h"
 #include "spool.h"
@@ -226,6 +227,9 @@ delivery_main(struct conf *c)
 	}
 	D.s.tls = tls;
 	trust(tls, c);
+	/* Without it the loop unlinks itself (slow, still correct). */
+	if (!(D.s.reaper = reaper_start(c->spool_dir)))
+		log_event("delivery_reaper_error", "error", strerror(errno), NULL);
 	snprintf(qdir, sizeof qdir, "%s/queue", c->spool_dir);
 	if ((D.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
 	    inotify_add_watch(D.ifd, qdir, IN_MOVED_TO | IN_Q_OVERFLOW) < 0) {
@@ -255,6 +259,7 @@ delivery_main(struct conf *c)
 	ev_run(loop, 0);
 
 	session_abort_all(&D.s);
+	reaper_stop(D.s.reaper);
 	spool_close(sp);
 	log_event("delivery_stop", NULL);
 	return 0;

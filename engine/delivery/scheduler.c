@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "reaper.h"
 #include "routing.h"
 #include "scheduler.h"
 #include "session.h"
@@ -496,6 +497,16 @@ sched_find(struct sched *s, const char *qid)
 	return n ? container_of(n, struct msg, h) : NULL;
 }
 
+/* The message leaves the queue (its last 250, bounce or deletion is behind us). */
+static void
+retire(struct sched *s, const char *qid)
+{
+	if (s->reaper)
+		reaper_remove(s->reaper, qid);
+	else
+		queue_remove(s->conf->spool_dir, qid);
+}
+
 static void
 msg_unlink(struct sched *s, struct msg *m)
 {
@@ -514,7 +525,7 @@ bounced(void *arg, int ok)
 
 	m->finishing = 0;
 	if (ok)
-		queue_remove(s->conf->spool_dir, m->env.qid);
+		retire(s, m->env.qid);
 	else
 		log_event("dsn_error", "qid", m->env.qid, NULL);
 	msg_unlink(s, m);
@@ -530,7 +541,7 @@ msg_finish(struct sched *s, struct msg *m)
 		return;         /* its DSN is being queued */
 	if (m->deleted) {
 		log_event("deleted", "qid", m->env.qid, NULL);
-		queue_remove(s->conf->spool_dir, m->env.qid);
+		retire(s, m->env.qid);
 		msg_unlink(s, m);
 		return;
 	}
@@ -547,7 +558,7 @@ msg_finish(struct sched *s, struct msg *m)
 	/* RFC 5321 6.1, RFC 3464: never bounce a bounce. */
 	if (failed && !m->env.bounced)
 		log_event("dsn_dropped", "qid", m->env.qid, "why", "null sender", NULL);
-	queue_remove(s->conf->spool_dir, m->env.qid);
+	retire(s, m->env.qid);
 	msg_unlink(s, m);
 }
 

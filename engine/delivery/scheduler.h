@@ -18,6 +18,7 @@ struct dns;
 struct dsession;
 struct spool;
 struct dest;
+struct reaper;
 
 struct msg {
 	struct qenv   env;
@@ -63,6 +64,7 @@ struct sched {
 	const struct conf  *conf;
 	struct dns         *dns;
 	struct spool       *spool;      /* bounces are queued through it */
+	struct reaper      *reaper;     /* removes finished files; NULL: queue_remove() */
 	struct htab         msgs;       /* by qid */
 	long                nmsgs;
 	struct htab         dests;      /* by route */

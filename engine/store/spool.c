@@ -440,8 +440,8 @@ ring_of(const char *dir, pid_t pid)
  * would be); a recycled file renamed to a new name but only partly
  * rewritten fails its "sum" and is skipped.
  */
-void
-spool_recycle(const char *dir, const char *qid)
+int
+spool_recycle_ring(const char *dir, const char *qid)
 {
 	char from[1024], slot[16];
 	pid_t pid = qid_pid(qid);
@@ -455,12 +455,23 @@ spool_recycle(const char *dir, const char *qid)
 		snprintf(slot, sizeof slot, "%u", r->next % FREE_SLOTS);
 		if (renameat2(AT_FDCWD, from, r->fd, slot, RENAME_NOREPLACE) == 0) {
 			r->next++;
-			return;
+			return 0;
 		}
 		if (errno != ENOENT || fstat(r->fd, &st) < 0 || st.st_nlink > 0)
 			break;                  /* its ring is full (EEXIST), or queue/QID is gone */
 		ring_forget(r);                 /* removed: its writer was reaped */
 	}
+	return -1;
+}
+
+void
+spool_recycle(const char *dir, const char *qid)
+{
+	char from[1024];
+
+	if (spool_recycle_ring(dir, qid) == 0)
+		return;
+	snprintf(from, sizeof from, "%s/queue/%s", dir, qid);
 	unlink(from);
 }
 

@@ -62,5 +62,8 @@ uint64_t spool_sum(uint64_t h, const void *buf, size_t n);
 
 /* The delivery process is done with queue/QID: a free slot in its writer's ring, or unlinked. */
 void spool_recycle(const char *dir, const char *qid);
+/* The ring part alone: 0 when it went into a slot; -1 and queue/QID is left
+ * where it is (no ring, or no room) for the caller to remove. */
+int  spool_recycle_ring(const char *dir, const char *qid);
 
 #endif
