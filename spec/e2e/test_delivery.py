@@ -488,5 +488,45 @@ class TestRingOfADeadWorker(DeliveryTest):
         wait_for(lambda: ring_files(spool, new), what="a file in the new worker's ring")
 
 
+def listing(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+class TestTrash(DeliveryTest):
+    """A finished queue file leaves queue/ by a rename into spool/trash/; a
+    thread of the delivery process unlinks it there, then its status record
+    (an unlink can wait for the disk: not on the loop). What a crash leaves
+    in trash/ goes at the next start and is never delivered."""
+
+    def test_a_deferred_then_delivered_message_leaves_no_file_behind(self):
+        spool = self.server.spool_dir()
+        self.srv["main"].stop()
+        self.send(["bob@hosted.test"])
+        [qid] = self.server.queue()
+        wait_for(lambda: os.path.exists(os.path.join(spool, "status", qid)), what="its deferral on record")
+        self.srv["main"].start()
+        wait_for(lambda: len(self.srv["main"].messages) == 1, timeout=20, what="the delivery")
+        wait_for(lambda: self.server.queue() == [] and listing(os.path.join(spool, "status")) == [] and
+                 listing(os.path.join(spool, "trash")) == [], what="queue, status and trash empty")
+
+    def test_what_a_crash_left_in_trash_is_removed_at_the_next_start(self):
+        spool = self.server.spool_dir()
+        trash, qid = os.path.join(spool, "trash"), "1K1NLHT58DFN1G001H0"
+        os.makedirs(trash, exist_ok=True)
+        for path, data in ((os.path.join(trash, qid), b"delivered before the crash\r\n"),
+                           (os.path.join(spool, "status", qid), b"T 0 1 451 try later\n"),
+                           (os.path.join(trash, "1K1NLHT58DFN1G002H0.status"), b"D 0\n")):
+            with open(path, "wb") as f:
+                f.write(data)
+        pid = int(self.server.events("delivery_start")[-1]["pid"])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(self.server.events("delivery_start")) >= 2, what="a restart")
+        wait_for(lambda: listing(trash) == [] and not os.path.exists(os.path.join(spool, "status", qid)),
+                 what="trash/ emptied and the status record gone")
+        self.send(["bob@hosted.test"])
+        wait_for(lambda: len(self.srv["main"].messages) == 1, what="a new message delivered")
+        self.assertEqual(len(self.srv["main"].messages), 1)
+
+
 if __name__ == "__main__":
     unittest.main()
