@@ -128,6 +128,7 @@ check-config: all
 bench: deps all
 	/usr/bin/python3 bench/bench.py
 	/usr/bin/python3 bench/e2e.py
+	/usr/bin/python3 bench/drain.py
 	/usr/bin/python3 bench/replay_bench.py -n 100000,1000000 --runs 1
 
 # Installed layout (the Debian package's): PREFIX=/usr gives /usr/sbin,
