@@ -163,17 +163,10 @@ def main():
     ap.add_argument("--json", default=os.path.join(WORK, "results", "drain.json"))
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *x: sys.exit(1))
-    binary = os.path.join(REPO, a.mxgate)
     root = postfix.ensure_tree(WORK, log)
     postfix.ensure_users(log)
-    taken = set()
-
-    def port(pref):
-        p = postfix.free_port(pref, taken)
-        taken.add(p)
-        return p
-    ports = {k: port(p) for k, p in (("sink", 2857), ("mx", 2855), ("pf", 2856),
-                                     ("dead", 2859))}
+    ports = postfix.free_ports({"sink": 2857, "mx": 2855, "pf": 2856, "dead": 2859})
+    binary = os.path.join(REPO, a.mxgate)
     want = a.servers.split(",")
     binaries = {"mxgate": binary} if "mxgate" in want else {}
     for spec in a.also:

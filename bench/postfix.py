@@ -170,6 +170,17 @@ def free_port(preferred, avoid=()):
     raise SetupError(f"no free port near {preferred}")
 
 
+def free_ports(prefs, taken=None):
+    """{name: a free port at or after prefs[name]}, no two the same (taken,
+    a set, grows with each one given)."""
+    taken = set() if taken is None else taken
+    out = {}
+    for name, pref in prefs.items():
+        out[name] = free_port(pref, taken)
+        taken.add(out[name])
+    return out
+
+
 def count_files(top, skip_dirs=(), skip_hidden=False):
     """Regular files (not symlinks) under top, skipping dirs named in
     skip_dirs. scandir's d_type answers without a stat() per file: this runs
