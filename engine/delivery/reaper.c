@@ -53,7 +53,7 @@ sweep(struct reaper *r)
 		unlinkat(r->trashfd, de->d_name, 0);
 		/* A queue file's status record goes after it (see reaper_remove). */
 		if (!strchr(de->d_name, '.') && strlen(de->d_name) < QID_LEN) {
-			char p[1100];
+			char p[sizeof r->dir + sizeof de->d_name + 8];
 
 			snprintf(p, sizeof p, "%s/status/%s", r->dir, de->d_name);
 			unlink(p);
