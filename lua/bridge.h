@@ -23,6 +23,7 @@ struct lgen {
 	unsigned        id;
 	int             refs;        /* sessions on it, +1 while it is current */
 	int             run_ref;     /* registry: the stdlib's hook runner */
+	unsigned        hooks;       /* 1 << stage for each stage some rule runs on */
 	size_t          mem, mem_max;/* allocator accounting and cap */
 	struct lctx    *running;     /* the session whose rules run now: charged */
 	int             full;        /* an allocation found mem_max reached */

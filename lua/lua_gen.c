@@ -326,6 +326,22 @@ lgen_load(struct lpolicy *pol, const struct conf *c, char *err, size_t errlen)
 		goto out;
 	}
 	lua_sethook(L, NULL, 0, 0);             /* sessions' threads get their own */
+	/* The stages some rule runs on (a stdlib without the list: all of them). */
+	if (lua_getfield(L, mod, "hooks_with_rules") != LUA_TFUNCTION) {
+		g->hooks = ~0u;
+		lua_pop(L, 1);
+	} else if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+		gen_fail(g, err, errlen, lua_isstring(L, -1) ? lua_tostring(L, -1) : "hooks_with_rules: not a list");
+		goto out;
+	} else {
+		for (lua_Integer i = 1; lua_geti(L, -1, i) == LUA_TSTRING; i++) {
+			for (int st = 0; st < STAGE_MAX; st++)
+				if (!strcmp(lua_tostring(L, -1), stage_name((enum stage)st)))
+					g->hooks |= 1u << st;
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 2);
+	}
 	lua_getfield(L, mod, "run");
 	g->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pushvalue(L, mod);

@@ -386,6 +386,16 @@ function M.finish()
   M.reasons = reasons
 end
 
+-- The hooks some enabled rule runs on: the bridge does not enter Lua for
+-- the others (a hook with no rule decides nothing).
+function M.hooks_with_rules()
+  local out = {}
+  for h, c in pairs(chains) do
+    if #c > 0 then out[#out + 1] = h end
+  end
+  return out
+end
+
 ---------------------------------------------------------------------------
 -- running a hook: called in the session's coroutine by the bridge
 

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "htab.h"
 #include "borrow.h"
+#include "strcopy.h"
 
 #define DNS_LEND_DEFAULT 300.0   /* a dns() answer recorded without its TTL */
 #define SWEEP_EVERY      4096     /* answers added between two drops of the expired */
@@ -179,7 +180,7 @@ borrow_add(struct borrow *b, const struct record *r)
 		free(q->v.res);
 		q->v.t = r->time;
 		q->v.until = r->time + life;
-		snprintf(q->v.sid, sizeof q->v.sid, "%s", r->sid);
+		str_copy(q->v.sid, sizeof q->v.sid, r->sid);
 		q->v.res = res;
 	}
 	return 0;

@@ -29,6 +29,7 @@
 
 #include "record.h"
 #include "record_priv.h"
+#include "strcopy.h"
 
 /* What the container at each depth is, for the record. */
 enum ctx {
@@ -302,7 +303,7 @@ finish_event(struct rd *d)
 static void
 copy_to(char *dst, size_t room, const struct val *v)
 {
-	snprintf(dst, room, "%.*s", v->t == V_STR ? (int)v->n : 0, v->t == V_STR ? v->s : "");
+	str_ncopy(dst, room, v->t == V_STR ? v->s : "", v->t == V_STR ? v->n : 0);
 }
 
 /* A scalar where the stream is now. */

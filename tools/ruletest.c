@@ -49,6 +49,7 @@
 #include "rule_cov.h"
 #include "ruletest.h"
 #include "shard.h"
+#include "strcopy.h"
 #include "version.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -450,11 +451,11 @@ rt_decide(struct smtp_proto *pr, enum stage st, struct verdict *v)
 	trace_verdict(rt, st, v);
 	count_verdict(rt, st, v, 0);
 	if (st == STAGE_RCPT)
-		snprintf(s->route, sizeof s->route, "%s", v->action == V_ACCEPT ? v->route.route : "");
+		str_copy(s->route, sizeof s->route, v->action == V_ACCEPT ? v->route.route : "");
 	if (!s->decided) {
 		s->decided = 1;
 		s->cmd_action = v->action;
-		snprintf(s->cmd_where, sizeof s->cmd_where, "%s", v->where);
+		str_copy(s->cmd_where, sizeof s->cmd_where, v->where);
 	}
 	return rc;
 }
@@ -489,9 +490,9 @@ rt_starttls(struct smtp_proto *pr)
 		return;
 	}
 	pr->info.tls = 1;
-	snprintf(pr->info.tls_version, sizeof pr->info.tls_version, "%s", t ? t->a : DEFAULT_TLS_VERSION);
-	snprintf(pr->info.tls_cipher, sizeof pr->info.tls_cipher, "%s", t ? t->b : DEFAULT_TLS_CIPHER);
-	snprintf(pr->info.tls_peer, sizeof pr->info.tls_peer, "%s", t && t->c ? t->c : "");
+	str_copy(pr->info.tls_version, sizeof pr->info.tls_version, t ? t->a : DEFAULT_TLS_VERSION);
+	str_copy(pr->info.tls_cipher, sizeof pr->info.tls_cipher, t ? t->b : DEFAULT_TLS_CIPHER);
+	str_copy(pr->info.tls_peer, sizeof pr->info.tls_peer, t && t->c ? t->c : "");
 	if (rt->tracing)
 		buf_printf(&rt->trace, "    . (TLS %s %s)\n", pr->info.tls_version, pr->info.tls_cipher);
 	smtp_proto_tls_done(pr);
@@ -625,7 +626,7 @@ command(struct rs *s, struct step *p, struct seg *g, const char *line)
 	}
 	/* The rule behind an accept too, for the diff. */
 	if (s->decided && first < p->n && !p->r[first].where[0])
-		snprintf(p->r[first].where, sizeof p->r[first].where, "%s", s->cmd_where);
+		str_copy(p->r[first].where, sizeof p->r[first].where, s->cmd_where);
 }
 
 /* The connection: connect hook, then greeting or refusal. */
@@ -829,15 +830,14 @@ session_begin(struct rt *rt, struct rs *s, struct record *rec)
 	s->p.tls_available = 1;
 	s->case_size = CASE_SIZE;
 	s->p.info.id = ++rt->next_id;
-	snprintf(s->p.info.sid, sizeof s->p.info.sid, "%.23s", rec->sid);
+	str_ncopy(s->p.info.sid, sizeof s->p.info.sid, rec->sid, 23);
 	s->p.info.direction = rec->direction;
-	snprintf(s->p.info.client_ip, sizeof s->p.info.client_ip, "%s", rec->client_ip);
+	str_copy(s->p.info.client_ip, sizeof s->p.info.client_ip, rec->client_ip);
 	s->p.info.client_port = rec->client_port;
-	snprintf(s->p.info.local_ip, sizeof s->p.info.local_ip, "%s", rec->local_ip);
+	str_copy(s->p.info.local_ip, sizeof s->p.info.local_ip, rec->local_ip);
 	s->p.info.local_port = rec->local_port;
 	s->p.info.start = rec->time;
-	snprintf(rt->sconf.hostname, sizeof rt->sconf.hostname, "%s",
-	    rec->hostname[0] ? rec->hostname : rt->conf->hostname);
+	str_copy(rt->sconf.hostname, sizeof rt->sconf.hostname, rec->hostname[0] ? rec->hostname : rt->conf->hostname);
 	s->p.info.conf = &rt->sconf;
 	s->p.info.resume = on_resume;
 	/* A server that refused STARTTLS for want of TLS did not offer it. */
@@ -889,7 +889,9 @@ replay(struct rt *rt, struct record *rec)
 		g.cmd = cmd;
 		if (g.size)
 			s.case_size = g.size->size;
-		snprintf(what, sizeof what, "> %s", cmd->text);
+		what[0] = '>';
+		what[1] = ' ';
+		str_copy(what + 2, sizeof what - 2, cmd->text);
 		if (rt->tracing)
 			buf_printf(&rt->trace, "  %s\n", what);
 		p.n = p.compared = 0;

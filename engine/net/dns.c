@@ -917,11 +917,20 @@ dns_reverse_name(const char *ip, char *out, size_t outlen)
 	if (ip == NULL)
 		return -1;
 	if (inet_pton(AF_INET, ip, a) == 1) {
-		n = snprintf(out, outlen, "%u.%u.%u.%u", a[3], a[2], a[1], a[0]);
-		if (n < 0 || (size_t)n >= outlen) {
-			out[0] = '\0';
-			return -1;
+		char tmp[16];           /* "255.255.255.255" */
+		/* By hand: every DNSBL lookup of every session comes here. */
+		for (p = tmp, i = 3; i >= 0; i--) {
+			if (a[i] >= 100)
+				*p++ = (char)('0' + a[i] / 100);
+			if (a[i] >= 10)
+				*p++ = (char)('0' + a[i] / 10 % 10);
+			*p++ = (char)('0' + a[i] % 10);
+			*p++ = i ? '.' : '\0';
 		}
+		n = (int)(p - tmp);     /* with the NUL */
+		if ((size_t)n > outlen)
+			return -1;
+		memcpy(out, tmp, (size_t)n);
 		return 0;
 	}
 	if (inet_pton(AF_INET6, ip, a) == 1) {

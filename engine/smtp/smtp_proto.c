@@ -15,6 +15,7 @@
 
 #include "reply.h"
 #include "smtp_proto.h"
+#include "strcopy.h"
 
 struct smtp_command {
 	unsigned     states;            /* bits of enum smtp_state where allowed */
@@ -211,7 +212,7 @@ check_helo(struct smtp_proto *p, const char *args)
 	if (!*args || strchr(args, ' ') || !smtp_valid_domain(args, 1))
 		return "501 5.5.4 Syntax: EHLO hostname";
 	smtp_proto_reset(p);
-	snprintf(p->info.helo, sizeof p->info.helo, "%s", args);
+	str_copy(p->info.helo, sizeof p->info.helo, args);
 	p->info.esmtp = (p->cmd == CMD_EHLO);
 	return NULL;
 }
