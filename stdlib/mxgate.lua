@@ -175,6 +175,10 @@ end
 
 -- One proxy per table, made once: rules read config.x on every hook, and a
 -- fresh proxy (a table and four closures) per read was most of a hook's cost.
+-- A proxy's __index is a table of what was read through it (a value, or the
+-- proxy of a table), filled on first read: later reads are the VM's own
+-- table lookups, no function call. Rules never see that table (the
+-- metatable is hidden) and the config does not change within a generation.
 local proxies = setmetatable({}, { __mode = "k" })
 
 local function readonly(t, name)
@@ -183,8 +187,13 @@ local function readonly(t, name)
   if cached then return cached end
   local proxy = {}
   proxies[t] = proxy
+  local seen = setmetatable({}, { __index = function(seen, k)
+    local v = readonly(t[k], name)
+    rawset(seen, k, v)
+    return v
+  end })
   return setmetatable(proxy, {
-    __index = function(_, k) return readonly(t[k], name) end,
+    __index = seen,
     __newindex = function() error(name .. " is read-only", 2) end,
     __pairs = function() return function(_, k)
       local nk, nv = next(t, k)

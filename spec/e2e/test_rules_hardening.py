@@ -165,6 +165,16 @@ class PatternBudget(RulesTest):
             self.assertTrue(x["where"].startswith("rules.d/10-bomb.lua:"), x)
         self.assertEqual((srv.worker_pids(), srv.events("worker_died")), (pid, []))
 
+    def test_config_stays_read_only_after_it_was_read(self):
+        # A value read once is served from the proxy's hidden table: writing
+        # it, or into a table read through it, must still be refused.
+        for body in ('local g = config.hosted_domains\nconfig.hosted_domains = nil\n',
+                     'local d = config.hosted_domains\nd["evil.test"] = true\n',
+                     'local d = config.hosted_domains\nconfig.hosted_domains["evil.test"] = true\n',
+                     'local f = string.format\nstring.format = nil\n'):
+            srv = self.unstarted({"10-write.lua": body})
+            self.assert_refused(srv, "rules.d/10-write.lua:2:", "read-only")
+
     def test_pattern_bomb_while_loading_is_refused(self):
         srv = self.unstarted({"10-bomb.lua": 'local x = ("a"):rep(2500):find("a-a-b")\n'},
                              config={"rule_limits": {"instructions": 100000}})
