@@ -30,6 +30,8 @@ struct lgen {
 	long            load_budget; /* instructions left for loading it */
 	char            load_spent[200]; /* why loading ran out, "" while it lasts */
 	struct lpolicy *pol;
+	void           *pool[16];    /* gen_alloc: freed blocks of 16, 32, ... 256 bytes */
+	unsigned        npool[16];
 };
 
 /* A session's side of the bridge: its coroutine in its generation. */
