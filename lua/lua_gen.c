@@ -42,7 +42,7 @@
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_KEEP 0
 #else
-#define POOL_KEEP 4096                  /* blocks per class: at most 2 MiB a generation */
+#define POOL_KEEP 1024                  /* blocks per class: at most 2.2 MiB a generation */
 #endif
 #define CLASS(n)  (((n) - 1) / POOL_STEP)
 
