@@ -65,7 +65,7 @@ release(struct lgen *g, void *p, size_t n)
 {
 	size_t c = CLASS(n);
 
-	if (n > POOL_MAX || g->npool[c] >= POOL_KEEP) {
+	if (n > POOL_MAX || g->npool[c] + 1 > POOL_KEEP) {
 		free(p);
 		return;
 	}
