@@ -17,6 +17,8 @@
 struct session_info;
 struct lpolicy;
 
+#define POOL_CLASSES 16              /* lua_gen.c: small-block classes of 16 bytes */
+
 /* One loaded ruleset: stdlib + rules.d, compiled and checked. */
 struct lgen {
 	lua_State      *L;
@@ -30,8 +32,8 @@ struct lgen {
 	long            load_budget; /* instructions left for loading it */
 	char            load_spent[200]; /* why loading ran out, "" while it lasts */
 	struct lpolicy *pol;
-	void           *pool[16];    /* gen_alloc: freed blocks of 16, 32, ... 256 bytes */
-	unsigned        npool[16];
+	void           *pool[POOL_CLASSES]; /* gen_alloc: freed blocks of 16, 32, ... 256 bytes */
+	unsigned        npool[POOL_CLASSES];
 };
 
 /* A session's side of the bridge: its coroutine in its generation. */

@@ -38,7 +38,7 @@
  * nothing is kept, so a use after free is still caught.
  */
 #define POOL_STEP 16
-#define POOL_MAX  (POOL_STEP * 16)
+#define POOL_MAX  (POOL_STEP * POOL_CLASSES)
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_KEEP 0
 #else
@@ -77,7 +77,7 @@ release(struct lgen *g, void *p, size_t n)
 static void
 pool_drain(struct lgen *g)
 {
-	for (int c = 0; c < 16; c++)
+	for (int c = 0; c < POOL_CLASSES; c++)
 		while (g->pool[c]) {
 			void *p = g->pool[c];
 			g->pool[c] = *(void **)p;

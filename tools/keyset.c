@@ -1,7 +1,7 @@
 /*
  * keyset.c - a set of 64-bit hashes, open addressing with linear probing
- * (keyset.h). The hashes are FNV-1a: the same in every process, where the
- * engine's SipHash key is each process's own.
+ * (keyset.h). The hashes are FNV-1a (htab.h): the same in every process,
+ * where htab_hash's SipHash key is each process's own.
  */
 #include <stdlib.h>
 
@@ -10,12 +10,7 @@
 uint64_t
 keyset_hash(uint64_t h, const void *p, size_t n)
 {
-	const unsigned char *s = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL;
-	}
+	h = fnv1a(h, p, n);
 	return h ? h : 1;               /* 0 marks a free slot */
 }
 

@@ -10,13 +10,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "htab.h"
+
 struct keyset {
 	uint64_t *v;            /* open addressing; 0 marks a free slot */
 	size_t    n, cap;
 };
 
-/* FNV-1a over n bytes, continuing from h (start with KEYSET_SEED). */
-#define KEYSET_SEED 0xcbf29ce484222325ULL
+/* FNV-1a (htab.h) over n bytes, continuing from h (start with KEYSET_SEED), never 0. */
+#define KEYSET_SEED FNV1A_INIT
 uint64_t keyset_hash(uint64_t h, const void *p, size_t n);
 
 int  keyset_add(struct keyset *s, uint64_t h);          /* 0, or -1: out of memory */

@@ -58,7 +58,7 @@ enum key {
 
 /* A scalar as the record keeps it. */
 struct val {
-	enum { V_STR, V_INT, V_REAL, V_TRUE, V_FALSE, V_NULL, V_OTHER } t;
+	enum { V_STR, V_INT, V_REAL, V_TRUE, V_FALSE, V_NULL } t;
 	const char *s;                /* V_STR: in the record's arena */
 	size_t      n;
 	long long   i;
@@ -389,11 +389,12 @@ on_number(void *ctx, const char *s, size_t n)
 	struct rd *d = ctx;
 	struct val v = { .t = V_INT };
 	char small_[64], *tmp = small_, *end;
-	int real = memchr(s, '.', n) || memchr(s, 'e', n) || memchr(s, 'E', n);
+	int real;
 
 	/* Only C_SKIP values go unread; the rest are converted as jansson would. */
 	if (d->ctx[d->depth] == C_SKIP)
 		return 1;
+	real = memchr(s, '.', n) || memchr(s, 'e', n) || memchr(s, 'E', n);
 	if (!real && n > 20)
 		return cancel(d, "too big integer");
 	/* A real may be written with any number of digits (yajl checked its syntax). */

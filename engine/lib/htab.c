@@ -38,6 +38,16 @@ draw_key(void)
 } while (0)
 
 uint64_t
+fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+uint64_t
 htab_hash(const void *key, size_t len)
 {
 	const unsigned char *in = key;

@@ -34,6 +34,10 @@ struct htab {
 
 /* SipHash-1-3 of the bytes under the process's random key. */
 uint64_t htab_hash(const void *key, size_t len);
+/* FNV-1a, 64 bits, continuing from h (FNV1A_INIT to start): the same in
+ * every process, for hashes that leave it (spool sums, ruletest's shards). */
+#define FNV1A_INIT 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 /* Buckets for about `want` entries (it grows past that by doubling). */
 int      htab_init(struct htab *t, size_t want);
 void     htab_free(struct htab *t);             /* the buckets; nodes are the caller's */

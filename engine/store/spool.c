@@ -264,11 +264,7 @@ tmpdir(const struct spool_msg *m)
 uint64_t
 spool_sum(uint64_t h, const void *buf, size_t n)
 {
-	const unsigned char *p = buf;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;      /* FNV-1a */
-	return h;
+	return fnv1a(h, buf, n);
 }
 
 /*

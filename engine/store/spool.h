@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "htab.h"
+
 struct ev_loop;
 struct spool;
 struct spool_msg;
@@ -57,7 +59,7 @@ void  spool_commit(struct spool_msg *m, spool_done_cb *cb, void *arg);
  * fails it. Files without it (older ones) are checked by length only.
  */
 #define SPOOL_HEADER_LEN 58
-#define SPOOL_SUM_INIT   0xcbf29ce484222325ULL
+#define SPOOL_SUM_INIT   FNV1A_INIT
 uint64_t spool_sum(uint64_t h, const void *buf, size_t n);
 
 /* The delivery process is done with queue/QID: a free slot in its writer's ring, or unlinked. */
